@@ -1,0 +1,343 @@
+"""Semantic checks that a JSON schema cannot express. Each has a stable ID (shown in the
+message and listed in the README) and runs on schema-valid data with defaults filled in.
+
+Every check is linear in the number of nodes: duplicates are found with dictionaries,
+never by comparing all pairs.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+
+from . import versions
+from .errors import Diagnostic
+from .loader import Document
+
+CHECKS: list[tuple[str, Callable]] = []
+
+# Private and shared ranges in which a pod network belongs (RFC 1918, RFC 6598 CGNAT).
+PRIVATE_V4 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+VIRTUALBOX_NAT = ipaddress.ip_network("10.0.2.0/24")
+
+
+def check(*ids: str):
+    def register(fn):
+        CHECKS.append((ids[0], fn))
+        fn.ids = ids
+        return fn
+    return register
+
+
+class Ctx:
+    def __init__(self, doc: Document, data: dict):
+        self.doc, self.data, self.spec = doc, data, data["spec"]
+        net = self.spec["network"]
+        self.nets: dict[str, ipaddress.IPv4Network] = {}
+        self.bad_cidr: set[str] = set()
+        for key in ("nodeCidr", "podCidr", "serviceCidr"):
+            try:
+                self.nets[key] = ipaddress.ip_network(net[key], strict=True)
+            except ValueError:
+                self.bad_cidr.add(key)
+
+    def err(self, check_id: str, path: tuple, message: str, hint: str = "", *, key: bool = False,
+            severity: str = "error") -> Diagnostic:
+        return Diagnostic(check_id, message, self.doc.position(path, key=key), severity, hint)
+
+    def warn(self, check_id: str, path: tuple, message: str, hint: str = "") -> Diagnostic:
+        return self.err(check_id, path, message, hint, severity="warning")
+
+
+def run_checks(doc: Document, data: dict) -> list[Diagnostic]:
+    ctx = Ctx(doc, data)
+    out: list[Diagnostic] = []
+    for _, fn in CHECKS:
+        out.extend(fn(ctx))
+    return out
+
+
+@check("cidr-host-bits")
+def _cidr_host_bits(ctx: Ctx) -> Iterator[Diagnostic]:
+    for key in sorted(ctx.bad_cidr):
+        text = ctx.spec["network"][key]
+        fixed = ipaddress.ip_network(text, strict=False)
+        yield ctx.err("cidr-host-bits", ("spec", "network", key),
+                      f"spec.network.{key} {text} has host bits set", f"the network is {fixed}")
+
+
+@check("cidr-overlap")
+def _cidr_overlap(ctx: Ctx) -> Iterator[Diagnostic]:
+    names = {"nodeCidr": "node network", "podCidr": "pod network", "serviceCidr": "service network"}
+    keys = [k for k in ("nodeCidr", "podCidr", "serviceCidr") if k in ctx.nets]
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if ctx.nets[a].overlaps(ctx.nets[b]):
+                yield ctx.err("cidr-overlap", ("spec", "network", b),
+                              f"the {names[b]} {ctx.nets[b]} overlaps the {names[a]} {ctx.nets[a]}",
+                              "the node, pod and service networks must be disjoint: pick another range, "
+                              "e.g. 10.244.0.0/16 for pods and 10.96.0.0/12 for services")
+
+
+@check("service-cidr-size")
+def _service_size(ctx: Ctx) -> Iterator[Diagnostic]:
+    net = ctx.nets.get("serviceCidr")
+    if net and net.prefixlen < 12:
+        yield ctx.err("service-cidr-size", ("spec", "network", "serviceCidr"),
+                      f"the service network {net} is larger than the API server allows (at most a /12)",
+                      "use a /12 or smaller, e.g. 10.96.0.0/12")
+    if net and net.num_addresses < 16:
+        yield ctx.err("service-cidr-size", ("spec", "network", "serviceCidr"),
+                      f"the service network {net} is too small for the cluster's services",
+                      "use at least a /24, e.g. 10.96.0.0/12")
+
+
+@check("pod-cidr-size")
+def _pod_size(ctx: Ctx) -> Iterator[Diagnostic]:
+    net = ctx.nets.get("podCidr")
+    if not net:
+        return
+    nodes = len(ctx.spec["nodes"])
+    if net.prefixlen > 24:
+        yield ctx.err("pod-cidr-size", ("spec", "network", "podCidr"),
+                      f"the pod network {net} is smaller than one node's /24 pod range",
+                      "use a /16 or larger, e.g. 10.244.0.0/16")
+    elif 2 ** (24 - net.prefixlen) < nodes:
+        yield ctx.err("pod-cidr-size", ("spec", "network", "podCidr"),
+                      f"the pod network {net} has room for {2 ** (24 - net.prefixlen)} nodes' /24 ranges, "
+                      f"but the cluster has {nodes} nodes", "use a larger range, e.g. a /12")
+
+
+@check("pod-cidr-public")
+def _pod_public(ctx: Ctx) -> Iterator[Diagnostic]:
+    for key in ("podCidr", "serviceCidr"):
+        net = ctx.nets.get(key)
+        if net and not any(net.subnet_of(p) for p in PRIVATE_V4):
+            yield ctx.warn("pod-cidr-public", ("spec", "network", key),
+                           f"spec.network.{key} {net} is outside the private ranges, so pods cannot reach "
+                           "public hosts with those addresses",
+                           "prefer a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+
+
+@check("nat-overlap")
+def _nat_overlap(ctx: Ctx) -> Iterator[Diagnostic]:
+    if "virtualbox-iso" not in ctx.spec["image"]["builders"]:
+        return
+    for key in ("nodeCidr", "podCidr", "serviceCidr"):
+        net = ctx.nets.get(key)
+        if net and net.overlaps(VIRTUALBOX_NAT):
+            yield ctx.warn("nat-overlap", ("spec", "network", key),
+                           f"spec.network.{key} {net} overlaps VirtualBox's NAT network {VIRTUALBOX_NAT} "
+                           "(10.0.2.15 on every VM)", "choose a range that avoids 10.0.2.0/24")
+
+
+def _node_net(ctx: Ctx):
+    return ctx.nets.get("nodeCidr")
+
+
+@check("gateway-outside-cidr")
+def _gateway(ctx: Ctx) -> Iterator[Diagnostic]:
+    net, gw = _node_net(ctx), ctx.spec["network"]["gateway"]
+    if net and gw:
+        ip = ipaddress.ip_address(gw)
+        if ip not in net or ip in (net.network_address, net.broadcast_address):
+            yield ctx.err("gateway-outside-cidr", ("spec", "network", "gateway"),
+                          f"the gateway {gw} is not a host address of the node network {net}",
+                          f"use an address between {net.network_address + 1} and {net.broadcast_address - 1}")
+
+
+def _reserved(ctx: Ctx) -> dict:
+    net = _node_net(ctx)
+    out = {net.network_address: "the network address", net.broadcast_address: "the broadcast address"}
+    if ctx.spec["network"]["gateway"]:
+        out[ipaddress.ip_address(ctx.spec["network"]["gateway"])] = "the gateway"
+    return out
+
+
+@check("node-address")
+def _node_addresses(ctx: Ctx) -> Iterator[Diagnostic]:
+    net = _node_net(ctx)
+    if not net:
+        return
+    reserved = _reserved(ctx)
+    seen: dict = {}
+    for i, node in enumerate(ctx.spec["nodes"]):
+        ip = ipaddress.ip_address(node["address"])
+        path = ("spec", "nodes", i, "address")
+        if ip not in net:
+            yield ctx.err("node-address-outside-cidr", path,
+                          f"node {node['name']}'s address {ip} is outside the node network {net}",
+                          f"use an address between {net.network_address + 1} and {net.broadcast_address - 1}")
+        elif ip in reserved:
+            yield ctx.err("node-address-reserved", path,
+                          f"node {node['name']}'s address {ip} is {reserved[ip]} of {net}",
+                          "give the node a free host address")
+        if ip in seen:
+            yield ctx.err("node-address-duplicate", path,
+                          f"node {node['name']} has the address {ip} of node {ctx.spec['nodes'][seen[ip]]['name']}",
+                          "every node needs its own address")
+        seen.setdefault(ip, i)
+
+
+@check("node-name-duplicate")
+def _node_names(ctx: Ctx) -> Iterator[Diagnostic]:
+    seen: dict = {}
+    for i, node in enumerate(ctx.spec["nodes"]):
+        if node["name"] in seen:
+            yield ctx.err("node-name-duplicate", ("spec", "nodes", i, "name"),
+                          f"two nodes are named {node['name']} (the other is nodes[{seen[node['name']]}])",
+                          "node names are host names and Kubernetes node names: make them unique")
+        seen.setdefault(node["name"], i)
+
+
+@check("node-mac-duplicate")
+def _node_macs(ctx: Ctx) -> Iterator[Diagnostic]:
+    seen: dict = {}
+    for i, node in enumerate(ctx.spec["nodes"]):
+        mac = (node.get("mac") or "").lower()
+        if not mac:
+            continue
+        if mac in seen:
+            yield ctx.err("node-mac-duplicate", ("spec", "nodes", i, "mac"),
+                          f"node {node['name']} has the MAC {mac} of {ctx.spec['nodes'][seen[mac]]['name']}",
+                          "give every NIC its own MAC")
+        elif int(mac.split(":")[0], 16) & 1:
+            yield ctx.err("node-mac-multicast", ("spec", "nodes", i, "mac"),
+                          f"node {node['name']}'s MAC {mac} is a multicast address",
+                          "the first byte must be even, e.g. 08:00:27:… (VirtualBox) or 52:54:00:… (QEMU)")
+        seen.setdefault(mac, i)
+
+
+@check("no-control-plane")
+def _control_plane(ctx: Ctx) -> Iterator[Diagnostic]:
+    if not any(n["role"] == "control-plane" for n in ctx.spec["nodes"]):
+        yield ctx.err("no-control-plane", ("spec", "nodes"), "no node has role control-plane",
+                      "set role: control-plane on the node that runs kubeadm init")
+
+
+@check("control-plane-even")
+def _even(ctx: Ctx) -> Iterator[Diagnostic]:
+    cps = [i for i, n in enumerate(ctx.spec["nodes"]) if n["role"] == "control-plane"]
+    if len(cps) >= 2 and len(cps) % 2 == 0:
+        yield ctx.warn("control-plane-even", ("spec", "nodes", cps[-1], "role"),
+                       f"{len(cps)} control-plane nodes: etcd needs a majority, so an even number tolerates "
+                       f"no more failures than {len(cps) - 1}", "use an odd number (1, 3 or 5)")
+
+
+@check("endpoint")
+def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
+    cp = ctx.spec["controlPlane"]
+    net = _node_net(ctx)
+    path = ("spec", "controlPlane", "endpoint")
+    if cp["endpoint"]:
+        host, _, port = cp["endpoint"].rpartition(":")
+        if not 1 <= int(port) <= 65535:
+            yield ctx.err("endpoint-port", path, f"port {port} of the endpoint is not a TCP port", "use 6443")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            yield ctx.warn("endpoint-dns", path,
+                           f"the endpoint host {host} is a name; bakery cannot check that it resolves to a "
+                           "control-plane node or the VIP", "make sure every node resolves it")
+            return
+        cps = {n["address"] for n in ctx.spec["nodes"] if n["role"] == "control-plane"}
+        if str(ip) in cps or (cp["vip"] and str(ip) == cp["vip"]):
+            return
+        workers = {n["address"]: n["name"] for n in ctx.spec["nodes"] if n["role"] == "worker"}
+        if str(ip) in workers:
+            yield ctx.err("endpoint-host", path,
+                          f"the endpoint {cp['endpoint']} points at worker {workers[str(ip)]}, which runs no API server",
+                          "use a control-plane node's address or set controlPlane.vip")
+        elif net and ip not in net:
+            yield ctx.err("endpoint-host", path,
+                          f"the endpoint host {ip} is outside the node network {net}",
+                          "use a control-plane node's address or a VIP inside nodeCidr")
+        else:
+            yield ctx.err("endpoint-host", path,
+                          f"the endpoint host {ip} is neither a control-plane node's address nor controlPlane.vip",
+                          f"set controlPlane.vip: {ip} to make it a kube-vip address, or use a control-plane address")
+
+
+@check("vip")
+def _vip(ctx: Ctx) -> Iterator[Diagnostic]:
+    vip = ctx.spec["controlPlane"]["vip"]
+    net = _node_net(ctx)
+    if not vip or not net:
+        return
+    path = ("spec", "controlPlane", "vip")
+    ip = ipaddress.ip_address(vip)
+    if ip not in net:
+        yield ctx.err("vip-outside-cidr", path, f"the VIP {ip} is outside the node network {net}",
+                      "kube-vip announces it by ARP on the node network: pick a free address inside it")
+        return
+    reserved = _reserved(ctx)
+    if ip in reserved:
+        yield ctx.err("vip-reserved", path, f"the VIP {ip} is {reserved[ip]} of {net}", "pick a free host address")
+    for node in ctx.spec["nodes"]:
+        if node["address"] == vip:
+            yield ctx.err("vip-node-address", path, f"the VIP {ip} is node {node['name']}'s address",
+                          "the VIP must be an address that no node uses")
+            break
+    # A VIP with a single control-plane node is allowed: it lets a lab add control-plane
+    # nodes later without changing the endpoint baked into every kubeconfig and certificate.
+
+
+@check("kubernetes-version")
+def _k8s_version(ctx: Ctx) -> Iterator[Diagnostic]:
+    version = ctx.spec["kubernetes"]["version"]
+    if versions.kubernetes_minor(version) is None:
+        yield ctx.err("kubernetes-version", ("spec", "kubernetes", "version"),
+                      f"Kubernetes {version} is outside bakery's supported range "
+                      f"{versions.SUPPORTED_MINORS[0]}-{versions.SUPPORTED_MINORS[-1]}",
+                      f"use e.g. {versions.KUBERNETES[versions.SUPPORTED_MINORS[-1]].newest_patch}")
+
+
+@check("calico-version")
+def _calico(ctx: Ctx) -> Iterator[Diagnostic]:
+    k8s = versions.kubernetes_minor(ctx.spec["kubernetes"]["version"])
+    version = ctx.spec["cni"]["calico"]["version"]
+    path = ("spec", "cni", "calico", "version")
+    if version not in versions.CALICO:
+        yield ctx.err("calico-version", path, f"Calico {version} is not in bakery's catalog",
+                      "known releases: " + ", ".join(versions.CALICO))
+    elif k8s and not versions.CALICO[version].supports(k8s.minor):
+        good = versions.calico_versions_for(k8s.minor)
+        yield ctx.err("calico-version", path, f"Calico {version} is not tested with Kubernetes {k8s.minor}",
+                      ("use " + " or ".join(good)) if good else "no Calico in the catalog supports this minor")
+
+
+@check("containerd-version")
+def _containerd(ctx: Ctx) -> Iterator[Diagnostic]:
+    k8s = versions.kubernetes_minor(ctx.spec["kubernetes"]["version"])
+    version = ctx.spec["containerd"]["version"]
+    if k8s and not versions.containerd_recommended(k8s, version):
+        yield ctx.err("containerd-version", ("spec", "containerd", "version"),
+                      f"containerd {version} is not recommended for Kubernetes {k8s.minor}",
+                      f"use {versions.describe_containerd(k8s)}")
+
+
+@check("token-ttl-never")
+def _token_ttl(ctx: Ctx) -> Iterator[Diagnostic]:
+    if ctx.spec["bootstrap"]["tokenTTL"] == "0":
+        yield ctx.warn("token-ttl-never", ("spec", "bootstrap", "tokenTTL"),
+                       "a bootstrap token that never expires lets anyone who reads a worker's user-data join "
+                       "nodes forever", "use a TTL such as 24h and `bakery render --rotate-token` later")
+
+
+@check("duration")
+def _durations(ctx: Ctx) -> Iterator[Diagnostic]:
+    if parse_duration(ctx.spec["bootstrap"]["joinTimeout"]) < 30:
+        yield ctx.err("join-timeout", ("spec", "bootstrap", "joinTimeout"),
+                      f"joinTimeout {ctx.spec['bootstrap']['joinTimeout']} is too short for a node to join",
+                      "use at least 30s; 15m suits VMs that boot together")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration like 1h30m or 45s ('' or '0' is 0)."""
+    total, num = 0, ""
+    for ch in text:
+        if ch.isdigit():
+            num += ch
+        else:
+            total += int(num) * {"h": 3600, "m": 60, "s": 1}[ch]
+            num = ""
+    return total

@@ -1,0 +1,145 @@
+"""The command line. Heavy modules (jsonschema, jinja2, cryptography) are imported inside
+commands, so `bakery --version` and `--help` stay close to Python's start-up time."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_ENV, EXIT_INPUT, BakeryError, InputError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(exc: BakeryError) -> None:
+    text = str(exc)
+    click.echo(text if text.startswith(("error", "warning")) or ": " in text.split("\n")[0]
+               else f"error: {text}", err=True)
+    if isinstance(exc, InputError):
+        n = len([d for d in exc.diagnostics if d.severity == "error"]) or len(exc.diagnostics)
+        if n > 1:
+            click.echo(f"{n} problems; nothing was written.", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BakeryError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was changed", err=True)
+            sys.exit(130)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {exc.strerror or exc}{where}; check the path, permissions and free space", err=True)
+            sys.exit(EXIT_ENV)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", "-V", prog_name="bakery", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Render Packer templates and per-node cloud-init for a kubeadm cluster from one
+    cluster.yaml.
+
+    \b
+    Start here:
+      bakery init mylab            # write an example cluster.yaml
+      bakery validate mylab/cluster.yaml
+      bakery render mylab/cluster.yaml
+    Exit status: 0 ok, 1 the environment failed, 2 bad input.
+    """
+
+
+CLUSTER_ARG = click.argument("cluster", metavar="CLUSTER.yaml", type=click.Path(dir_okay=True, path_type=str))
+
+
+@cli.command()
+@CLUSTER_ARG
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--output", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one document on stdout, for CI.")
+def validate(cluster: str, strict: bool, output: str) -> None:
+    """Check CLUSTER.yaml against the schema and the semantic checks."""
+    from .pipeline import check_file
+
+    try:
+        loaded = check_file(cluster)
+        diags = loaded.report.diagnostics
+    except InputError as exc:
+        diags = exc.diagnostics
+    errors = [d for d in diags if d.severity == "error"]
+    failed = bool(errors) or (strict and bool(diags))
+    if output == "json":
+        import json
+
+        click.echo(json.dumps({"file": cluster, "valid": not failed,
+                               "errors": len(errors), "warnings": len(diags) - len(errors),
+                               "diagnostics": [d.as_dict() for d in diags]}, indent=2))
+    else:
+        for d in diags:
+            click.echo(str(d), err=True)
+        if failed:
+            click.echo(f"{cluster}: invalid ({len(errors)} errors, {len(diags) - len(errors)} warnings)", err=True)
+        else:
+            warn = f", {len(diags)} warnings" if diags else ""
+            click.echo(f"{cluster}: valid ({len(loaded.doc.data['spec']['nodes'])} nodes{warn})")
+    sys.exit(EXIT_INPUT if failed else 0)
+
+
+@cli.command()
+@CLUSTER_ARG
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Output folder. Default: outputs/<metadata.name>/ under the current folder.")
+@click.option("--secrets", "secrets_path", envvar="BAKERY_SECRETS", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="Secrets bundle to use or create (env BAKERY_SECRETS). Default: <out>/secrets.yaml.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--rotate-token", is_flag=True, help="Make a new bootstrap token and print how to register it.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Render to a temporary folder and exit 1 if anything differs from what is on disk.")
+def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool, rotate_token: bool,
+           check_only: bool) -> None:
+    """Write Packer templates and per-node cloud-init for CLUSTER.yaml."""
+    from .pipeline import load_cluster
+    from .render import render_cluster
+
+    model, report = load_cluster(cluster, strict=strict)
+    for d in report.warnings:
+        click.echo(str(d), err=True)
+    result = render_cluster(model, out=out, secrets_path=secrets_path, rotate_token=rotate_token,
+                            check_only=check_only)
+    for line in result.messages:
+        click.echo(line)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON schema of cluster.yaml."""
+    from .resources import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+@cli.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=str))
+@click.option("--force", is_flag=True, help="Overwrite an existing cluster.yaml.")
+def init(directory: str, force: bool) -> None:
+    """Write an example cluster.yaml into DIRECTORY (default: here)."""
+    from pathlib import Path
+
+    from .resources import data_dir
+
+    target = Path(directory) / "cluster.yaml"
+    if target.exists() and not force:
+        raise InputError(f"{target} exists; pass --force to overwrite it", check="init-exists")
+    example = (data_dir("templates") / "init" / "cluster.yaml").read_text()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(example)
+    click.echo(f"wrote {target}; next: bakery validate {target}")
+
+
+def main() -> None:
+    cli(prog_name="bakery")

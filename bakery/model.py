@@ -1,0 +1,215 @@
+"""The typed, immutable cluster model, with every default filled in.
+
+Built from schema-valid, check-passed data; later stages read only this, never the YAML.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from . import versions
+from .checks import parse_duration
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int
+    name: str
+    role: str  # "control-plane" | "worker"
+    address: ipaddress.IPv4Address
+    interface: str
+    mac: str | None
+    labels: MappingProxyType
+    taints: tuple[Taint, ...]
+    cpus: int
+    memory_mib: int
+    vm_id: int
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role == "control-plane"
+
+
+@dataclass(frozen=True)
+class Network:
+    node_cidr: ipaddress.IPv4Network
+    pod_cidr: ipaddress.IPv4Network
+    service_cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address | None
+    nameservers: tuple[str, ...]
+    dns_domain: str
+    node_interface: str
+    nat_interface: str | None
+
+
+@dataclass(frozen=True)
+class Calico:
+    release: versions.CalicoRelease
+    encapsulation: str
+    mtu: int | None
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    endpoint_host: str
+    endpoint_port: int
+    vip: ipaddress.IPv4Address | None
+    kube_vip_version: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.endpoint_host}:{self.endpoint_port}"
+
+
+@dataclass(frozen=True)
+class Proxmox:
+    url: str | None
+    token_id: str
+    node: str
+    iso_storage: str
+    disk_storage: str
+    snippet_storage: str
+    bridge: str
+    template_vm_id: int
+    first_vm_id: int
+    insecure_skip_tls_verify: bool
+
+
+@dataclass(frozen=True)
+class Image:
+    builders: tuple[str, ...]
+    cpus: int
+    memory_mib: int
+    disk_size_mib: int
+    build_user: str
+    iso_url: str | None
+    iso_checksum: str | None
+    virtualbox_host_only: str
+    proxmox: Proxmox
+    qemu_accelerator: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    kubernetes_version: str
+    kubernetes: versions.KubernetesMinor
+    package_source: str
+    containerd_version: str
+    os: str
+    network: Network
+    calico: Calico
+    control_plane: ControlPlane
+    token_ttl: str
+    token_ttl_seconds: int
+    join_timeout_seconds: int
+    key_algorithm: str
+    ca_validity_days: int
+    admin_cert_validity_days: int
+    user: str
+    ssh_authorized_keys: tuple[str, ...]
+    image: Image
+    nodes: tuple[Node, ...] = field(repr=False)
+
+    @property
+    def control_plane_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.is_control_plane)
+
+    @property
+    def init_node(self) -> Node:
+        return self.control_plane_nodes[0]
+
+    @property
+    def workers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if not n.is_control_plane)
+
+    @property
+    def containerd_config_version(self) -> int:
+        return versions.containerd_config_version(self.containerd_version)
+
+
+CONTROL_PLANE_TAINT = Taint("node-role.kubernetes.io/control-plane", "NoSchedule")
+
+
+def build(data: dict) -> Cluster:
+    spec = data["spec"]
+    net = spec["network"]
+    network = Network(
+        node_cidr=ipaddress.ip_network(net["nodeCidr"]),
+        pod_cidr=ipaddress.ip_network(net["podCidr"]),
+        service_cidr=ipaddress.ip_network(net["serviceCidr"]),
+        gateway=ipaddress.ip_address(net["gateway"]) if net["gateway"] else None,
+        nameservers=tuple(net["nameservers"]),
+        dns_domain=net["dnsDomain"],
+        node_interface=net["nodeInterface"],
+        nat_interface=net["natInterface"],
+    )
+    img = spec["image"]
+    px = img["proxmox"]
+    image = Image(
+        builders=tuple(img["builders"]), cpus=img["cpus"], memory_mib=img["memoryMiB"],
+        disk_size_mib=img["diskSizeMiB"], build_user=img["buildUser"],
+        iso_url=img["iso"]["url"], iso_checksum=img["iso"]["checksum"],
+        virtualbox_host_only=img["virtualbox"]["hostOnlyInterface"],
+        proxmox=Proxmox(px["url"], px["tokenId"], px["node"], px["isoStorage"], px["diskStorage"],
+                        px["snippetStorage"], px["bridge"], px["templateVmId"], px["firstVmId"],
+                        px["insecureSkipTlsVerify"]),
+        qemu_accelerator=img["qemu"]["accelerator"],
+    )
+    has_workers = any(n["role"] == "worker" for n in spec["nodes"])
+    nodes = []
+    for i, n in enumerate(spec["nodes"]):
+        if n["taints"] is not None:
+            taints = tuple(Taint(t["key"], t["effect"], t.get("value", "")) for t in n["taints"])
+        elif n["role"] == "control-plane" and has_workers:
+            taints = (CONTROL_PLANE_TAINT,)
+        else:
+            taints = ()  # a cluster without workers must schedule on its control plane
+        nodes.append(Node(
+            index=i, name=n["name"], role=n["role"], address=ipaddress.ip_address(n["address"]),
+            interface=n["interface"] or network.node_interface,
+            mac=n["mac"].lower() if n["mac"] else None,
+            labels=MappingProxyType(dict(sorted(n["labels"].items()))), taints=taints,
+            cpus=n["cpus"] or image.cpus, memory_mib=n["memoryMiB"] or image.memory_mib,
+            vm_id=n["vmId"] or px["firstVmId"] + i,
+        ))
+    cp = spec["controlPlane"]
+    vip = ipaddress.ip_address(cp["vip"]) if cp["vip"] else None
+    if cp["endpoint"]:
+        host, _, port = cp["endpoint"].rpartition(":")
+    else:
+        first_cp = next(n for n in nodes if n.is_control_plane)
+        host, port = str(vip or first_cp.address), "6443"
+    k8s_version = spec["kubernetes"]["version"]
+    sec = spec["secrets"]
+    return Cluster(
+        name=data["metadata"]["name"],
+        kubernetes_version=k8s_version,
+        kubernetes=versions.kubernetes_minor(k8s_version),
+        package_source=spec["kubernetes"]["packageSource"],
+        containerd_version=spec["containerd"]["version"],
+        os=spec["os"],
+        network=network,
+        calico=Calico(versions.CALICO[spec["cni"]["calico"]["version"]],
+                      spec["cni"]["calico"]["encapsulation"], spec["cni"]["calico"]["mtu"]),
+        control_plane=ControlPlane(host, int(port), vip,
+                                   cp["kubeVip"]["version"] or versions.KUBE_VIP_VERSION),
+        token_ttl=spec["bootstrap"]["tokenTTL"],
+        token_ttl_seconds=parse_duration(spec["bootstrap"]["tokenTTL"]),
+        join_timeout_seconds=parse_duration(spec["bootstrap"]["joinTimeout"]),
+        key_algorithm=sec["keyAlgorithm"],
+        ca_validity_days=sec["caValidityDays"],
+        admin_cert_validity_days=sec["adminCertValidityDays"],
+        user=spec["access"]["user"],
+        ssh_authorized_keys=tuple(spec["access"]["sshAuthorizedKeys"]),
+        image=image,
+        nodes=tuple(nodes),
+    )

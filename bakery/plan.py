@@ -1,0 +1,112 @@
+"""The plan: what goes into the image and what each node's first boot does, computed
+once from the model. Packer templates, cloud-init and the node check all read it, so
+the bake and the first boot can never disagree about paths, images or versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from . import __version__, versions
+from .model import Cluster, Node
+
+# Where things live on the node (in the image, or written at first boot).
+BAKERY_DIR = "/opt/bakery"
+CALICO_DIR = f"{BAKERY_DIR}/calico"
+IMAGES_LIST = f"{BAKERY_DIR}/images.txt"
+VERSIONS_FILE = f"{BAKERY_DIR}/versions.env"
+FIRSTBOOT_DIR = "/etc/bakery"  # written by cloud-init at first boot
+KUBEADM_CONFIG = f"{FIRSTBOOT_DIR}/kubeadm.yaml"
+CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
+SENTINEL = "/var/lib/bakery/node-ready"
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """Everything that decides the bytes of the node image (and nothing node-specific)."""
+
+    os: str
+    kubernetes_version: str
+    deb_version: str  # e.g. 1.36.3-1.1
+    package_source: str
+    pkgs_repo: str
+    containerd_version: str
+    containerd_config_version: int
+    runc_version: str
+    cni_plugins_version: str
+    crictl_version: str
+    pause_image: str
+    images: tuple[str, ...]  # every image first boot needs (besides kubeadm's own list)
+    calico_version: str
+    calico_manifests: tuple[tuple[str, str], ...]  # (file name, URL)
+    kube_vip_image: str | None
+
+    def inputs(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the bake inputs: same inputs, same image name."""
+        blob = json.dumps(self.inputs(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def image_name(self) -> str:
+        return f"k8s-{self.kubernetes_version.replace('.', '-')}-{self.os.replace('.', '')}-{self.fingerprint}"
+
+
+def image_plan(cluster: Cluster) -> ImagePlan:
+    k8s = cluster.kubernetes
+    calico = cluster.calico.release
+    kube_vip = (f"ghcr.io/kube-vip/kube-vip:{cluster.control_plane.kube_vip_version}"
+                if cluster.control_plane.vip else None)
+    images = [f"registry.k8s.io/pause:{k8s.pause}", *calico.images()]
+    if kube_vip:
+        images.append(kube_vip)
+    return ImagePlan(
+        os=cluster.os,
+        kubernetes_version=cluster.kubernetes_version,
+        deb_version=f"{cluster.kubernetes_version}-{k8s.deb_revision}",
+        package_source=cluster.package_source,
+        pkgs_repo=versions.pkgs_repo(k8s.minor),
+        containerd_version=cluster.containerd_version,
+        containerd_config_version=cluster.containerd_config_version,
+        runc_version=versions.RUNC_VERSION,
+        cni_plugins_version=versions.CNI_PLUGINS_VERSION,
+        crictl_version=k8s.crictl,
+        pause_image=f"registry.k8s.io/pause:{k8s.pause}",
+        images=tuple(images),
+        calico_version=calico.version,
+        calico_manifests=tuple((name, calico.manifest_url(name)) for name in calico.manifests()),
+        kube_vip_image=kube_vip,
+    )
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: Node
+    action: str  # "init" | "join-control-plane" | "join-worker"
+
+    @property
+    def needs_pki(self) -> bool:
+        return self.action != "join-worker"
+
+
+def node_plans(cluster: Cluster) -> list[NodePlan]:
+    init = cluster.init_node
+    out = []
+    for node in cluster.nodes:
+        if node is init:
+            action = "init"
+        elif node.is_control_plane:
+            action = "join-control-plane"
+        else:
+            action = "join-worker"
+        out.append(NodePlan(node, action))
+    return out
+
+
+BAKERY_VERSION = __version__

@@ -1,0 +1,150 @@
+"""The versions catalog: every version-dependent fact bakery needs, in one place.
+
+Nothing else in bakery (code or template) spells a version. Sources, checked in 2026:
+- pause image per kubeadm minor: kubernetes `cmd/kubeadm/app/constants` (as tracked by
+  minikube's constants);
+- kubeadm config API: v1beta4 from 1.31 (`cmd/kubeadm/app/apis/kubeadm/v1beta4`);
+- package repo and deb revision: pkgs.k8s.io, one repo per minor, debs `X.Y.Z-1.1`;
+- containerd per Kubernetes minor: containerd `RELEASES.md` (Kubernetes support table);
+- Calico per Kubernetes minor and its operator: tigera/docs system requirements and the
+  `tigera-operator.yaml` manifest of each release;
+- container image registries: Calico moved to quay.io with 3.30.4.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.lstrip("v").split("-")[0].split("."))
+
+
+def minor_of(text: str) -> str:
+    major, minor = parse_version(text)[:2]
+    return f"{major}.{minor}"
+
+
+@dataclass(frozen=True)
+class KubernetesMinor:
+    minor: str
+    newest_patch: str
+    deb_revision: str
+    kubeadm_api: str  # kubeadm.k8s.io/<this>
+    pause: str
+    crictl: str
+    # containerd: minimum patch per containerd minor that the release table lists for
+    # this Kubernetes minor; a containerd minor not listed is not recommended.
+    containerd_min: dict[str, str]
+
+
+KUBERNETES: dict[str, KubernetesMinor] = {
+    m.minor: m
+    for m in [
+        KubernetesMinor("1.31", "1.31.14", "1.1", "v1beta4", "3.10", "v1.31.1",
+                        {"1.6": "1.6.34", "1.7": "1.7.20", "2.0": "2.0.0", "2.1": "2.1.0"}),
+        KubernetesMinor("1.32", "1.32.13", "1.1", "v1beta4", "3.10", "v1.32.0",
+                        {"1.6": "1.6.36", "1.7": "1.7.24", "2.0": "2.0.1", "2.1": "2.1.0"}),
+        KubernetesMinor("1.33", "1.33.13", "1.1", "v1beta4", "3.10", "v1.33.0",
+                        {"1.6": "1.6.36", "1.7": "1.7.24", "2.0": "2.0.4", "2.1": "2.1.0"}),
+        KubernetesMinor("1.34", "1.34.10", "1.1", "v1beta4", "3.10.1", "v1.34.0",
+                        {"1.6": "1.6.39", "1.7": "1.7.28", "2.0": "2.0.6", "2.1": "2.1.3"}),
+        KubernetesMinor("1.35", "1.35.7", "1.1", "v1beta4", "3.10.1", "v1.35.0",
+                        {"1.7": "1.7.28", "2.1": "2.1.5", "2.2": "2.2.0"}),
+        KubernetesMinor("1.36", "1.36.3", "1.1", "v1beta4", "3.10.2", "v1.36.0",
+                        {"2.2": "2.2.0", "2.3": "2.3.0"}),
+    ]
+}
+SUPPORTED_MINORS = sorted(KUBERNETES, key=parse_version)
+
+
+@dataclass(frozen=True)
+class CalicoRelease:
+    version: str  # vX.Y.Z
+    operator: str  # quay.io/tigera/operator tag
+    kubernetes: tuple[str, str]  # tested Kubernetes minors, inclusive
+
+    @property
+    def registry(self) -> str:
+        return "quay.io/calico" if parse_version(self.version) >= (3, 30, 4) else "docker.io/calico"
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        base = ["node", "cni", "kube-controllers", "typha", "pod2daemon-flexvol", "csi",
+                "node-driver-registrar", "apiserver"]
+        if parse_version(self.version) >= (3, 30, 0):
+            base += ["goldmane", "whisker", "whisker-backend"]
+        return tuple(base)
+
+    def images(self) -> list[str]:
+        return [f"quay.io/tigera/operator:{self.operator}"] + [
+            f"{self.registry}/{c}:{self.version}" for c in self.components]
+
+    def manifests(self) -> list[str]:
+        """Manifest files the install needs, in the order they are created."""
+        files = ["operator-crds.yaml"]
+        if parse_version(self.version) >= (3, 32, 0):
+            files.append("v1_crd_projectcalico_org.yaml")
+        files.append("tigera-operator.yaml")
+        return files
+
+    def manifest_url(self, name: str) -> str:
+        return f"https://raw.githubusercontent.com/projectcalico/calico/{self.version}/manifests/{name}"
+
+    def supports(self, k8s_minor: str) -> bool:
+        lo, hi = (parse_version(v) for v in self.kubernetes)
+        return lo <= parse_version(k8s_minor) <= hi
+
+
+CALICO: dict[str, CalicoRelease] = {
+    c.version: c
+    for c in [
+        CalicoRelease("v3.29.7", "v1.36.16", ("1.29", "1.32")),
+        CalicoRelease("v3.30.7", "v1.38.13", ("1.31", "1.35")),
+        CalicoRelease("v3.31.7", "v1.40.15", ("1.32", "1.35")),
+        CalicoRelease("v3.32.1", "v1.42.3", ("1.34", "1.36")),
+    ]
+}
+
+# Pieces installed beside containerd from their release tarballs.
+# (kubernetes-sigs/image-builder kubernetes-version-matrix.yaml pins these for 1.36.)
+RUNC_VERSION = "1.4.3"
+CNI_PLUGINS_VERSION = "1.9.1"
+KUBE_VIP_VERSION = "v1.0.0"
+
+
+def containerd_config_version(containerd_version: str) -> int:
+    """containerd's config.toml schema: 2 for 1.x, 3 for 2.0-2.2, 4 from 2.3 (docs/cri/config.md)."""
+    v = parse_version(containerd_version)
+    if v[0] < 2:
+        return 2
+    return 3 if v[:2] < (2, 3) else 4
+
+
+def pkgs_repo(k8s_minor: str) -> str:
+    return f"https://pkgs.k8s.io/core:/stable:/v{k8s_minor}/deb/"
+
+
+def control_plane_images(version: str) -> list[str]:
+    """Images `kubeadm config images list` names for a version (CoreDNS and etcd come
+    from kubeadm itself at bake time; this list is what the node check compares with)."""
+    return [f"registry.k8s.io/{c}:v{version}" for c in
+            ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
+
+
+def kubernetes_minor(version: str) -> KubernetesMinor | None:
+    return KUBERNETES.get(minor_of(version))
+
+
+def calico_versions_for(k8s_minor: str) -> list[str]:
+    return [c.version for c in CALICO.values() if c.supports(k8s_minor)]
+
+
+def containerd_recommended(k8s: KubernetesMinor, containerd_version: str) -> bool:
+    cminor = minor_of(containerd_version)
+    floor = k8s.containerd_min.get(cminor)
+    return floor is not None and parse_version(containerd_version) >= parse_version(floor)
+
+
+def describe_containerd(k8s: KubernetesMinor) -> str:
+    return ", ".join(f"{floor}+" for _, floor in sorted(k8s.containerd_min.items(),
+                                                        key=lambda kv: parse_version(kv[0]), reverse=True))

@@ -1,0 +1,27 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+LAB = EXAMPLES / "lab" / "cluster.yaml"
+
+
+def run_bakery(*args, cwd=None, env=None, input=None):
+    """Run bakery as a user does: a new process, exit code and both streams."""
+    return subprocess.run([sys.executable, "-m", "bakery", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, input=input, timeout=300)
+
+
+def need(tool: str):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+    return shutil.which(tool)
+
+
+@pytest.fixture
+def lab_text():
+    return LAB.read_text()
