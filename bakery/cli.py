@@ -23,6 +23,10 @@ def _fail(exc: BakeryError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -82,9 +86,10 @@ def validate(cluster: str, strict: bool, output: str) -> None:
         for d in diags:
             click.echo(str(d), err=True)
         if failed:
-            click.echo(f"{cluster}: invalid ({len(errors)} errors, {len(diags) - len(errors)} warnings)", err=True)
+            click.echo(f"{cluster}: invalid ({_count(len(errors), 'error')}, "
+                       f"{_count(len(diags) - len(errors), 'warning')})", err=True)
         else:
-            warn = f", {len(diags)} warnings" if diags else ""
+            warn = f", {_count(len(diags), 'warning')}" if diags else ""
             click.echo(f"{cluster}: valid ({len(loaded.doc.data['spec']['nodes'])} nodes{warn})")
     sys.exit(EXIT_INPUT if failed else 0)
 

@@ -44,7 +44,11 @@ def _types(schema: dict) -> list[str]:
 
 
 def _suggest(word: str, choices) -> str:
-    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    for c in choices:
+        if c.lower() == str(word).lower():
+            return f"did you mean '{c}'?"
+    match = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else ""
 
 
@@ -88,6 +92,8 @@ def _schema_error(doc: Document, err) -> list[Diagnostic]:
         if path and isinstance(path[-1], str) and err.instance == path[-1] and "propertyNames" in str(err.schema_path):
             pos = doc.position(path, key=True)
         return [Diagnostic("schema-format", f"{where} is {_describe(err.instance)}, not {expected}", pos)]
+    if v == "minItems" and not err.instance:
+        return [Diagnostic("schema-minitems", f"{where} is empty", pos, hint=schema.get("description", ""))]
     if v in ("minItems", "maxItems", "uniqueItems", "minimum", "maximum", "maxLength", "minLength"):
         return [Diagnostic(f"schema-{v.lower()}", f"{where}: {err.message}", pos,
                            hint=schema.get("description", ""))]
