@@ -146,5 +146,8 @@ def init(directory: str, force: bool) -> None:
     click.echo(f"wrote {target}; next: bakery validate {target}")
 
 
+from . import cli_deliver  # noqa: E402,F401  (registers build, deploy, explain; imports click only)
+
+
 def main() -> None:
     cli(prog_name="bakery")

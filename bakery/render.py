@@ -39,7 +39,7 @@ def manifest(cluster: Cluster, files: list[OutputFile], fingerprint: str) -> Out
 
 def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
     """Every file of the output tree, in a stable order."""
-    from . import firstboot, packer
+    from . import deliver, firstboot, packer
     from .plan import image_plan
 
     plan = image_plan(cluster)
@@ -47,6 +47,7 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
     files += packer.render_packer(cluster, plan)
     files += firstboot.render_nodes(cluster, bundle, plan)
     files += firstboot.render_cluster_files(cluster, bundle)
+    files += deliver.render_delivery(cluster, plan, list(files))
     if bundle_in_tree:
         files.append(OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True))
     seen = set()
