@@ -104,8 +104,10 @@ def validate(cluster: str, strict: bool, output: str) -> None:
 @click.option("--rotate-token", is_flag=True, help="Make a new bootstrap token and print how to register it.")
 @click.option("--check", "check_only", is_flag=True,
               help="Render to a temporary folder and exit 1 if anything differs from what is on disk.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds to wait for another render of the same output folder.")
 def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool, rotate_token: bool,
-           check_only: bool) -> None:
+           check_only: bool, lock_timeout: float) -> None:
     """Write Packer templates and per-node cloud-init for CLUSTER.yaml."""
     from .pipeline import load_cluster
     from .render import render_cluster
@@ -114,7 +116,7 @@ def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool
     for d in report.warnings:
         click.echo(str(d), err=True)
     result = render_cluster(model, out=out, secrets_path=secrets_path, rotate_token=rotate_token,
-                            check_only=check_only)
+                            check_only=check_only, lock_timeout=lock_timeout)
     for line in result.messages:
         click.echo(line)
     sys.exit(result.exit_code)

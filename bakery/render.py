@@ -61,7 +61,8 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 
 
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
-                   rotate_token: bool = False, check_only: bool = False) -> RenderResult:
+                   rotate_token: bool = False, check_only: bool = False,
+                   lock_timeout: float = 60.0) -> RenderResult:
     from . import secrets
 
     dest = Path(out) if out else default_out(cluster)
@@ -69,7 +70,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     bundle_in_tree = bundle_path.absolute().parent == dest.absolute()
     if check_only:
         return _check(cluster, dest, bundle_path, bundle_in_tree)
-    with locked(dest):
+    with locked(dest, lock_timeout):
         clean_stale(dest)
         bundle, changed = secrets.obtain(cluster, bundle_path, rotate_token=rotate_token)
         files = collect(cluster, bundle, bundle_in_tree=bundle_in_tree)
