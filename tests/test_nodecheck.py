@@ -1,0 +1,238 @@
+"""The node check (issue 9): its parsing of real command outputs, and its verdicts.
+
+Captured outputs live in tests/data/captured/ (their sources: README.md there). The check
+runs in-process against a System whose files are a temporary tree and whose commands are
+canned outputs; the VM boot test runs it for real inside a booted VM.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bakery import nodecheck as nc
+from conftest import ROOT, need
+
+CAP = ROOT / "tests" / "data" / "captured"
+
+
+def cap(name: str) -> str:
+    return (CAP / name).read_text()
+
+
+def test_proc_swaps_real():
+    assert nc.parse_proc_swaps(cap("proc-swaps-none.txt")) == []
+    assert nc.parse_proc_swaps(cap("proc-swaps-file.txt")) == ["/tmp/swaptest"]
+
+
+def test_fstab_swaps():
+    assert nc.parse_fstab_swaps(cap("fstab-ubuntu-installer.txt")) == ["/swap.img\tnone\tswap\tsw\t0\t0"]
+    assert nc.parse_fstab_swaps(cap("fstab-ubuntu-installer.txt").replace("/swap.img", "#/swap.img")) == []
+
+
+def test_sysctl_real():
+    values = nc.parse_sysctl(cap("sysctl-a-debian12.txt"))
+    assert values["net.ipv4.ip_forward"] == "0"  # this machine does not forward
+    assert values["net.bridge.bridge-nf-call-iptables"] == "1"
+
+
+def test_listening_ports_real():
+    ports = nc.parse_listening_ports(cap("proc-net-tcp.txt"), cap("proc-net-tcp6.txt"))
+    assert 2024 in ports  # 0x07E8, LISTEN (0A) when captured
+    # an ESTABLISHED (01) or TIME_WAIT (06) socket's local port is not listening
+    assert 0xEA60 not in ports
+
+
+def test_ip_addresses_real():
+    addrs = nc.parse_ip_addresses(cap("ip-o-4-addr.txt"))
+    assert addrs["lo"] == ["127.0.0.1/8"]
+    assert any(a.startswith("192.0.2.") for a in addrs["eth0"])
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Kubernetes v1.36.3\n", "1.36.3"),
+    ("v1.35.7\n", "1.35.7"),
+    ('{"clientVersion": {"gitVersion": "v1.34.10", "major": "1"}}', "1.34.10"),
+])
+def test_version_words(text, want):
+    assert nc.parse_version_word(text) == want
+
+
+def test_normalize_image():
+    assert nc.normalize_image("calico/node:v3.29.7") == "docker.io/calico/node:v3.29.7"
+    assert nc.normalize_image("quay.io/calico/node:v3.32.1") == "quay.io/calico/node:v3.32.1"
+    assert nc.normalize_image("busybox:1") == "docker.io/library/busybox:1"
+
+
+class FakeSystem(nc.System):
+    """Files from a temporary tree; commands answered from a table of captured outputs."""
+
+    def __init__(self, root, commands):
+        super().__init__(str(root))
+        self.commands = commands
+
+    def run(self, *argv, timeout=30):
+        for prefix, answer in self.commands.items():
+            if tuple(argv[: len(prefix)]) == prefix:
+                return answer
+        return None
+
+    def now(self):
+        import datetime
+        return datetime.datetime(2026, 11, 27, tzinfo=datetime.timezone.utc)
+
+
+def healthy_tree(root: Path, exp: dict):
+    def w(path, text):
+        p = root / path.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    w("/opt/bakery/node-check.json", json.dumps(exp))
+    w("/proc/swaps", cap("proc-swaps-none.txt"))
+    w("/etc/fstab", cap("fstab-ubuntu-installer.txt").replace("/swap.img", "#/swap.img"))
+    for m in nc.MODULES:
+        (root / "sys/module" / m).mkdir(parents=True)
+    for key in nc.SYSCTLS:
+        w("/proc/sys/" + key.replace(".", "/"), "1\n")
+    manifest = b"kind: CustomResourceDefinition\n"
+    w("/opt/bakery/calico/operator-crds.yaml", manifest.decode())
+    import hashlib
+    w("/opt/bakery/calico/SHA256SUMS", hashlib.sha256(manifest).hexdigest() + "  operator-crds.yaml\n")
+    w("/proc/net/tcp", cap("proc-net-tcp.txt"))
+
+
+EXP = {"kubernetesVersion": "1.36.3", "packageSource": "pkgs.k8s.io", "pauseImage": "registry.k8s.io/pause:3.10.2",
+       "images": ["registry.k8s.io/pause:3.10.2", "quay.io/calico/node:v3.32.1"],
+       "calicoDir": "/opt/bakery/calico", "calicoManifests": ["operator-crds.yaml"]}
+
+
+def crictl_info(systemd=True, sandbox="registry.k8s.io/pause:3.10.2"):
+    return json.dumps({"status": {"conditions": [{"type": "RuntimeReady", "status": True}]},
+                       "config": {"containerd": {"runtimes": {"runc": {"options": {"SystemdCgroup": systemd}}}},
+                                  "sandboxImage": sandbox}})
+
+
+def commands(over):
+    table = {
+        ("systemctl", "is-enabled"): (0, "enabled\n"),
+        ("systemctl", "list-units"): (0, ""),
+        ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "info"): (0, crictl_info()),
+        ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "images"):
+            (0, json.dumps({"images": [{"repoTags": ["registry.k8s.io/pause:3.10.2", "quay.io/calico/node:v3.32.1",
+                                                     "registry.k8s.io/etcd:3.6.9-0"]}]})),
+        ("kubeadm", "version"): (0, "v1.36.3\n"),
+        ("kubeadm", "config"): (0, "registry.k8s.io/etcd:3.6.9-0\n"),
+        ("kubelet", "--version"): (0, "Kubernetes v1.36.3\n"),
+        ("kubectl", "version"): (0, '{"clientVersion": {"gitVersion": "v1.36.3"}}'),
+        ("apt-mark", "showhold"): (0, "kubeadm\nkubectl\nkubelet\n"),
+        ("ip", "-o"): (0, cap("ip-o-4-addr.txt")),
+    }
+    table.update(over)
+    return table
+
+
+def run_check(tmp_path, argv=(), over=None):
+    healthy = tmp_path / "root"
+    if not healthy.exists():
+        healthy_tree(healthy, EXP)
+    out = io.StringIO()
+    rc = nc.run(list(argv), FakeSystem(healthy, commands(over or {})), out)
+    return rc, out.getvalue()
+
+
+def test_healthy_node_passes(tmp_path):
+    rc, text = run_check(tmp_path)
+    assert rc == 0, text
+    assert "FAIL" not in text and text.count("PASS") >= 10
+
+
+def test_swap_file_fails_with_fix(tmp_path):
+    healthy_tree(tmp_path / "root", EXP)
+    (tmp_path / "root/proc/swaps").write_text(cap("proc-swaps-file.txt"))
+    rc, text = run_check(tmp_path)
+    assert rc == 1
+    line = next(ln for ln in text.splitlines() if ln.startswith("FAIL swap-active"))
+    assert "/tmp/swaptest" in line and "swapoff -a" in line
+
+
+def test_wrong_sysctl_fails(tmp_path):
+    healthy_tree(tmp_path / "root", EXP)
+    (tmp_path / "root/proc/sys/net/ipv4/ip_forward").write_text("0\n")
+    rc, text = run_check(tmp_path)
+    assert rc == 1 and "FAIL sysctl: net.ipv4.ip_forward = 0" in text
+
+
+def test_cgroupfs_runtime_and_wrong_pause_fail(tmp_path):
+    key = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "info")
+    rc, text = run_check(tmp_path, over={key: (0, crictl_info(systemd=False, sandbox="registry.k8s.io/pause:3.8"))})
+    assert rc == 1
+    assert "FAIL containerd-cgroup: runc SystemdCgroup is False" in text
+    assert "FAIL sandbox-image: sandbox image registry.k8s.io/pause:3.8, want registry.k8s.io/pause:3.10.2" in text
+
+
+def test_wrong_version_and_unheld_fail(tmp_path):
+    rc, text = run_check(tmp_path, over={("kubelet", "--version"): (0, "Kubernetes v1.35.7\n"),
+                                         ("apt-mark", "showhold"): (0, "kubeadm\n")})
+    assert rc == 1
+    assert "FAIL kubernetes-version: kubelet 1.35.7 (want 1.36.3)" in text
+    assert "FAIL kubernetes-held: not held: kubelet, kubectl" in text
+
+
+def test_missing_image_fails(tmp_path):
+    key = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "images")
+    rc, text = run_check(tmp_path, over={key: (0, json.dumps({"images": [{"repoTags": ["registry.k8s.io/pause:3.10.2"]}]}))})
+    assert rc == 1
+    line = next(ln for ln in text.splitlines() if ln.startswith("FAIL images"))
+    assert "quay.io/calico/node:v3.32.1" in line and "registry.k8s.io/etcd:3.6.9-0" in line
+
+
+def test_changed_manifest_fails(tmp_path):
+    healthy_tree(tmp_path / "root", EXP)
+    (tmp_path / "root/opt/bakery/calico/operator-crds.yaml").write_text("tampered\n")
+    rc, text = run_check(tmp_path)
+    assert rc == 1 and "FAIL calico-manifests: operator-crds.yaml changed" in text
+
+
+def test_ignore_turns_failure_into_warning(tmp_path):
+    healthy_tree(tmp_path / "root", EXP)
+    (tmp_path / "root/proc/swaps").write_text(cap("proc-swaps-file.txt"))
+    rc, text = run_check(tmp_path, ["--ignore", "swap-active"])
+    assert rc == 0 and "WARN swap-active" in text and "(ignored)" in text
+    (tmp_path / "root/etc/bakery").mkdir(parents=True)
+    (tmp_path / "root/etc/bakery/node-check.ignore").write_text("# lab\nswap-active\n")
+    rc, text = run_check(tmp_path)
+    assert rc == 0
+
+
+def test_firstboot_checks(tmp_path):
+    rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--node-cidr",
+                                    "192.0.2.0/24", "--endpoint", "127.0.0.1:6443", "--role", "worker",
+                                    "--not-before", "2026-11-01T00:00:00Z"])
+    assert "PASS node-address: 192.0.2.2 is on eth0" in text
+    assert "FAIL endpoint: 127.0.0.1 resolves to 127.0.0.1, outside the node network 192.0.2.0/24" in text
+    assert "PASS clock" in text and rc == 1
+    rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.168.56.30", "--role",
+                                    "control-plane", "--not-before", "2027-01-01T00:00:00Z"])
+    assert "FAIL node-address: 192.168.56.30 is on no interface" in text
+    assert "FAIL clock" in text and "before the cluster CA's start" in text
+
+
+def test_control_plane_port_in_use(tmp_path):
+    healthy_tree(tmp_path / "root", EXP)
+    # a real /proc/net/tcp line, with its port changed to 6443 (0x192B) in LISTEN state
+    table = cap("proc-net-tcp.txt").replace("00000000:07E8", "00000000:192B")
+    (tmp_path / "root/proc/net/tcp").write_text(table)
+    rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--role", "control-plane"])
+    assert "FAIL ports-free: in use: 6443" in text
+
+
+def test_runs_standalone_with_only_the_stdlib(tmp_path):
+    """The image gets this file verbatim: it must run without bakery or any third-party module."""
+    script = tmp_path / "bakery-node-check"
+    script.write_text((ROOT / "bakery" / "nodecheck.py").read_text())
+    r = subprocess.run([sys.executable, "-S", "-I", str(script), "--expected", str(tmp_path / "none.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "FAIL setup" in r.stdout, r.stderr
