@@ -98,6 +98,27 @@ def parse_crictl_info(text: str) -> dict:
     }
 
 
+def parse_containerd_sandbox(text: str) -> str | None:
+    """The sandbox (pause) image from `containerd config dump` or config.toml: `sandbox_image`
+    under the CRI plugin (config version 2) or `sandbox` under `pinned_images` (versions 3 and 4).
+    containerd 2.x no longer reports it in `crictl info`."""
+    section = ""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip().strip("'\"")
+        if key == "sandbox_image" and value:
+            return value
+        if key == "sandbox" and "pinned_images" in section and value:
+            return value
+    return None
+
+
 def parse_crictl_images(text: str) -> set[str]:
     """Every repo tag from `crictl images -o json`."""
     doc = json.loads(text)
@@ -281,6 +302,9 @@ def check_containerd(sys_: System, exp: dict) -> list[Result]:
     want = exp.get("pauseImage")
     if want:
         have = info["sandbox_image"]
+        if not have:  # containerd 2.x: ask containerd for its effective configuration
+            r = sys_.run("containerd", "config", "dump")
+            have = parse_containerd_sandbox(r[1]) if r and r[0] == 0 else None
         out.append(Result("sandbox-image", have == want, f"sandbox image {have}" + ("" if have == want else f", want {want}"),
                           f"set the sandbox image to {want} in /etc/containerd/config.toml"))
     return out

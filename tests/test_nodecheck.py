@@ -28,6 +28,34 @@ def test_proc_swaps_real():
     assert nc.parse_proc_swaps(cap("proc-swaps-file.txt")) == ["/tmp/swaptest"]
 
 
+@pytest.mark.parametrize("name, systemd, sandbox", [
+    ("crictl-info-containerd-1.7.json", False, "registry.k8s.io/pause:3.8"),
+    ("crictl-info-containerd-2.1.5.json", True, None),  # 2.x reports no sandbox image
+    ("crictl-info-containerd-2.2.1.json", True, None),
+])
+def test_crictl_info_real(name, systemd, sandbox):
+    info = nc.parse_crictl_info(cap(name))
+    assert info == {"runtime_ready": True, "systemd_cgroup": systemd, "sandbox_image": sandbox}
+
+
+def test_containerd_config_dump_real():
+    assert nc.parse_containerd_sandbox(cap("containerd-1.6-config-dump.toml")) == "registry.k8s.io/pause:3.10"
+    v3 = ("version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n"
+          "  sandbox = 'registry.k8s.io/pause:3.10.2'\n")
+    assert nc.parse_containerd_sandbox(v3) == "registry.k8s.io/pause:3.10.2"
+
+
+def test_crictl_images_fixture():
+    assert "docker.io/kindest/kindnetd:v20230511-dc714da8" in nc.parse_crictl_images(cap("crictl-images-kind-fixture.json"))
+
+
+def test_version_outputs_real():
+    assert nc.parse_version_word(cap("kubeadm-version-o-short-1.36.1.txt")) == "1.36.1"
+    assert nc.parse_version_word(cap("kubelet-version-1.36.1.txt")) == "1.36.1"
+    assert nc.parse_version_word(cap("kubectl-version-client-1.36.1.txt")) == "1.36.1"
+    assert cap("apt-mark-showhold.txt").split() == ["kubeadm", "kubectl", "kubelet"]
+
+
 def test_fstab_swaps():
     assert nc.parse_fstab_swaps(cap("fstab-ubuntu-installer.txt")) == ["/swap.img\tnone\tswap\tsw\t0\t0"]
     assert nc.parse_fstab_swaps(cap("fstab-ubuntu-installer.txt").replace("/swap.img", "#/swap.img")) == []
@@ -163,6 +191,16 @@ def test_wrong_sysctl_fails(tmp_path):
     (tmp_path / "root/proc/sys/net/ipv4/ip_forward").write_text("0\n")
     rc, text = run_check(tmp_path)
     assert rc == 1 and "FAIL sysctl: net.ipv4.ip_forward = 0" in text
+
+
+def test_containerd2_sandbox_from_config_dump(tmp_path):
+    key = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "info")
+    dump = ("version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n"
+            "  sandbox = 'registry.k8s.io/pause:3.10.2'\n")
+    rc, text = run_check(tmp_path, over={key: (0, cap("crictl-info-containerd-2.2.1.json")),
+                                         ("containerd", "config", "dump"): (0, dump)})
+    assert rc == 0, text
+    assert "PASS containerd-cgroup" in text and "PASS sandbox-image: sandbox image registry.k8s.io/pause:3.10.2" in text
 
 
 def test_cgroupfs_runtime_and_wrong_pause_fail(tmp_path):
