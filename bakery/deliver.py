@@ -1,7 +1,265 @@
-"""Delivery files (issue 5): seed ISOs, VirtualBox and Proxmox hand-off. Placeholder."""
+"""Delivery files (issue 5): what takes a rendered tree to running VMs.
+
+- nodes/<node>/seed.iso: the node's NoCloud seed (ISO 9660, volume id CIDATA, Joliet and
+  Rock Ridge) made with pycdlib, byte for byte the same on every render;
+- virtualbox/create-vms.sh: VBoxManage commands that make one VM per node from the OVA;
+- proxmox/snippets/*.yaml and proxmox/deploy.sh: the same seeds as cicustom snippets and
+  the `qm` commands that clone the template into one VM per node;
+- README.md: `bakery explain` as Markdown, with a Mermaid diagram.
+
+render_delivery() reads the seed files the other renderers made (it is handed every file
+rendered so far) and never changes them.
+"""
 from __future__ import annotations
 
+import hashlib
+import io
+import ipaddress
+import threading
+import time as _time
+from dataclasses import dataclass
 
-def render_delivery(cluster, plan, files) -> list:
-    """Files derived from the rendered tree (e.g. nodes/<node>/seed.iso from the seed files)."""
-    return []
+from .writer import OutputFile
+
+SEED_FILES = ("user-data", "meta-data", "network-config")
+VOLUME_ID = "CIDATA"
+# Every date in a seed ISO (volume and file times): 2000-01-01T00:00:00Z. A fixed date makes
+# two renders byte-identical, so `render --check` and the manifest's sha256 stay stable.
+ISO_EPOCH = 946684800.0
+
+
+# --- MAC addresses -------------------------------------------------------------------------
+
+def stable_mac(cluster_name: str, node_name: str) -> str:
+    """A MAC address derived from the cluster and node names: the same on every render and
+    machine, locally administered (bit 1 of the first octet) and unicast (bit 0 clear), so it
+    can never collide with a vendor-assigned address."""
+    digest = hashlib.sha256(f"bakery-mac/{cluster_name}/{node_name}".encode()).digest()
+    octets = bytearray(digest[:6])
+    octets[0] = (octets[0] & 0b11111100) | 0b00000010
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+def _mac_in_network_config(content: bytes, address: ipaddress.IPv4Address) -> str | None:
+    """The MAC the network-config matches for the interface that carries `address`, if any.
+    Understands network-config v2 (ethernets.*.match.macaddress) and v1 (mac_address)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(content)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    doc = doc.get("network", doc) if isinstance(doc.get("network"), dict) else doc
+
+    def carries(addresses) -> bool:
+        for a in addresses or ():
+            try:
+                if ipaddress.ip_interface(str(a)).ip == address:
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    if doc.get("version") == 2:
+        for eth in (doc.get("ethernets") or {}).values():
+            if not isinstance(eth, dict):
+                continue
+            mac = (eth.get("match") or {}).get("macaddress")
+            if mac and carries(eth.get("addresses")):
+                return str(mac).lower()
+    elif doc.get("version") == 1:
+        for item in doc.get("config") or ():
+            if not isinstance(item, dict) or item.get("type") != "physical":
+                continue
+            addrs = [s.get("address") for s in item.get("subnets") or () if isinstance(s, dict)]
+            if item.get("mac_address") and carries(addrs):
+                return str(item["mac_address"]).lower()
+    return None
+
+
+def node_mac(cluster, node, network_config: bytes | None = None) -> str:
+    """The MAC of the node-network NIC: the one the node's network-config matches on, else
+    the one in cluster.yaml, else stable_mac()."""
+    if network_config is not None:
+        mac = _mac_in_network_config(network_config, node.address)
+        if mac:
+            return mac
+    return node.mac or stable_mac(cluster.name, node.name)
+
+
+# --- seed ISO --------------------------------------------------------------------------------
+
+class _FixedTime:
+    """Stands in for the `time` module inside pycdlib while an ISO is made: the clock reads
+    ISO_EPOCH and local time is UTC, so no date or time zone of the build machine leaks in."""
+
+    def __init__(self, epoch: float):
+        self._epoch = epoch
+
+    def time(self) -> float:
+        return self._epoch
+
+    def localtime(self, secs=None):
+        return _time.gmtime(self._epoch if secs is None else secs)
+
+    gmtime = staticmethod(_time.gmtime)
+    strftime = staticmethod(_time.strftime)
+
+    def __getattr__(self, name):
+        return getattr(_time, name)
+
+
+_ISO_LOCK = threading.Lock()
+
+
+def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
+    """A NoCloud seed: ISO 9660 (level 3) with Joliet and Rock Ridge 1.09, volume id CIDATA,
+    one file per entry at the root, every date fixed to `epoch`."""
+    import pycdlib
+    import pycdlib.dates
+    import pycdlib.headervd
+    import pycdlib.pycdlib
+    import pycdlib.utils
+
+    modules = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)
+    fixed = _FixedTime(epoch)
+    out = io.BytesIO()
+    with _ISO_LOCK:  # the stand-in clock is module-wide for pycdlib
+        saved = [m.time for m in modules]
+        for m in modules:
+            m.time = fixed
+        try:
+            iso = pycdlib.PyCdlib()
+            iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=VOLUME_ID,
+                    sys_ident="LINUX", app_ident_str="BAKERY")
+            for name in sorted(files):
+                content = files[name]
+                iso9660_name = "/" + name.upper().replace("-", "_") + ".;1"
+                iso.add_fp(io.BytesIO(content), len(content), iso9660_name, rr_name=name,
+                           joliet_path="/" + name)
+            iso.write_fp(out)
+            iso.close()
+        finally:
+            for m, t in zip(modules, saved):
+                m.time = t
+    return out.getvalue()
+
+
+# --- per-node facts shared by the VirtualBox and Proxmox files -----------------------------
+
+@dataclass(frozen=True)
+class NodeDelivery:
+    name: str
+    role: str
+    action: str
+    address: str
+    mac: str  # aa:bb:cc:dd:ee:ff
+    cpus: int
+    memory_mib: int
+    vm_id: int
+    seed: dict  # file name -> OutputFile (the seed files that exist)
+    secret: bool
+
+    @property
+    def mac_vbox(self) -> str:
+        return self.mac.replace(":", "").upper()
+
+    @property
+    def mac_proxmox(self) -> str:
+        return self.mac.upper()
+
+
+def snippet_name(cluster, node_name: str, part: str) -> str:
+    """Snippet file names are global on a Proxmox storage: prefix the cluster's name."""
+    return f"{cluster.name}-{node_name}-{part}.yaml"
+
+
+SNIPPET_PARTS = (("user", "user-data"), ("network", "network-config"), ("meta", "meta-data"))
+
+
+def _deliveries(cluster, files: list[OutputFile]) -> list[NodeDelivery]:
+    from .plan import node_plans
+
+    by_path = {f.path: f for f in files}
+    out = []
+    for np_ in node_plans(cluster):
+        node = np_.node
+        seed = {name: by_path[f"nodes/{node.name}/{name}"] for name in SEED_FILES
+                if f"nodes/{node.name}/{name}" in by_path}
+        netcfg = seed.get("network-config")
+        out.append(NodeDelivery(
+            name=node.name, role=node.role, action=np_.action, address=str(node.address),
+            mac=node_mac(cluster, node, netcfg.content if netcfg else None),
+            cpus=node.cpus, memory_mib=node.memory_mib, vm_id=node.vm_id, seed=seed,
+            secret=any(f.secret for f in seed.values()),
+        ))
+    return out
+
+
+def host_only_address(cluster) -> str:
+    """The host's address on the host-only network: the gateway, else the first address of
+    the node network that no node uses."""
+    net = cluster.network
+    if net.gateway is not None:
+        return str(net.gateway)
+    used = {n.address for n in cluster.nodes}
+    return str(next(h for h in net.node_cidr.hosts() if h not in used))
+
+
+def ova_path(cluster, plan) -> str:
+    """Where the virtualbox-iso build leaves its OVA, relative to outputs/<cluster>/."""
+    from . import packer
+
+    fn = getattr(packer, "ova_path", None)
+    if fn is not None:
+        return fn(cluster, plan)
+    return f"packer/output-virtualbox-iso/{plan.image_name}.ova"
+
+
+# --- the renderer --------------------------------------------------------------------------
+
+def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
+    """Files derived from the rendered tree: seed ISOs, VirtualBox and Proxmox hand-off, README."""
+    from . import explain
+    from .templating import render_template
+
+    nodes = _deliveries(cluster, files)
+    out: list[OutputFile] = []
+    for n in nodes:
+        if "user-data" in n.seed and "meta-data" in n.seed:
+            iso = seed_iso({name: f.content for name, f in n.seed.items()})
+            out.append(OutputFile(f"nodes/{n.name}/seed.iso", iso, kind="seed", node=n.name,
+                                  role=n.role, secret=n.secret))
+    px = cluster.image.proxmox
+    builders = cluster.image.builders
+    if "virtualbox-iso" in builders:
+        script = render_template(
+            "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes,
+            ova=ova_path(cluster, plan), host_only=cluster.image.virtualbox_host_only,
+            host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
+            first_boot=explain.FIRST_BOOT,
+        )
+        out.append(OutputFile("virtualbox/create-vms.sh", script.encode(), kind="virtualbox",
+                              executable=True))
+    if "proxmox-iso" in builders:
+        rows = []
+        for n in nodes:
+            names, volumes = [], []
+            for part, seed_name in SNIPPET_PARTS:
+                name = snippet_name(cluster, n.name, part)
+                names.append(name)
+                volumes.append(f"{part}={px.snippet_storage}:snippets/{name}")
+                f = n.seed.get(seed_name)
+                if f is not None:
+                    out.append(OutputFile(f"proxmox/snippets/{name}", f.content, kind="proxmox",
+                                          node=n.name, role=n.role, secret=f.secret))
+            rows.append((n, names, ",".join(volumes)))
+        script = render_template(
+            "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
+            nodes=rows, first_boot=explain.FIRST_BOOT,
+        )
+        out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
+    out.append(OutputFile("README.md", explain.markdown(cluster).encode(), kind="docs"))
+    return out

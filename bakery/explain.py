@@ -1,0 +1,128 @@
+"""`bakery explain`: what a cluster.yaml describes, in words a person checks by eye.
+
+The three network layers with their CIDRs and owners, one line per node (role, address,
+what its first boot runs) and the control-plane endpoint. The same facts go into
+outputs/<cluster>/README.md with a Mermaid diagram (rendered by code hosts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FIRST_BOOT = {
+    "init": "kubeadm init, then installs Calico",
+    "join-control-plane": "kubeadm join --control-plane",
+    "join-worker": "kubeadm join (worker)",
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    cidr: str
+    owner: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class NodeLine:
+    name: str
+    role: str
+    address: str
+    action: str
+    first_boot: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    cluster: str
+    kubernetes_version: str
+    os: str
+    layers: tuple[Layer, ...]
+    endpoint: str
+    endpoint_detail: str
+    nodes: tuple[NodeLine, ...]
+
+
+def describe(cluster) -> Explanation:
+    from .plan import node_plans
+
+    net = cluster.network
+    gw = f", gateway {net.gateway}" if net.gateway else ""
+    svc = net.service_cidr
+    calico = cluster.calico
+    mtu = f", MTU {calico.mtu}" if calico.mtu else ""
+    layers = (
+        Layer("node network", str(net.node_cidr), "the OS",
+              f"static addresses from cloud-init's network-config on {net.node_interface}{gw}"),
+        Layer("pod network", str(net.pod_cidr), f"Calico {calico.release.version}",
+              f"IP pool = kubeadm podSubnet, encapsulation {calico.encapsulation}{mtu}"),
+        Layer("service network", str(svc), "kube-proxy",
+              f"ClusterIPs = kubeadm serviceSubnet; API {svc[1]}, DNS {svc[10]}"),
+    )
+    cp = cluster.control_plane
+    by_address = {str(n.address): n.name for n in cluster.nodes}
+    if cp.vip is not None:
+        detail = f"kube-vip {cp.kube_vip_version} holds the VIP on one control-plane node at a time"
+    elif cp.endpoint_host in by_address:
+        detail = f"the API server of {by_address[cp.endpoint_host]}"
+    else:
+        detail = "an address you provide (load balancer or DNS name) in front of the API servers"
+    nodes = []
+    for p in node_plans(cluster):
+        text = FIRST_BOOT[p.action]
+        if p.action != "init":
+            text += f" via {cp.endpoint}"
+        nodes.append(NodeLine(p.node.name, p.node.role, str(p.node.address), p.action, text))
+    return Explanation(cluster.name, cluster.kubernetes_version, cluster.os, layers,
+                       cp.endpoint, detail, tuple(nodes))
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths))).rstrip() for r in rows]
+
+
+def text(cluster) -> str:
+    e = describe(cluster)
+    lines = [f"cluster {e.cluster}: Kubernetes {e.kubernetes_version} on {e.os}, "
+             f"{len(e.nodes)} node{'s' if len(e.nodes) != 1 else ''}", "", "networks"]
+    lines += _table([(l.name, l.cidr, f"owner: {l.owner}", f"({l.detail})") for l in e.layers])
+    lines += ["", f"control-plane endpoint: {e.endpoint} ({e.endpoint_detail})", "", "nodes"]
+    lines += _table([(n.name, n.role, n.address, f"first boot: {n.first_boot}") for n in e.nodes])
+    return "\n".join(lines) + "\n"
+
+
+def mermaid(cluster) -> str:
+    """A flowchart of the topology. Node names are RFC 1123 labels and the rest are
+    addresses and CIDRs, so no label needs escaping; ids are n0, n1, ... (never a keyword)."""
+    e = describe(cluster)
+    node_net, pod_net, svc_net = e.layers
+    ids = {n.name: f"n{i}" for i, n in enumerate(e.nodes)}
+    out = ["flowchart TB",
+           f'  subgraph nodenet["{node_net.name} {node_net.cidr} (owner: {node_net.owner})"]']
+    for n in e.nodes:
+        out.append(f'    {ids[n.name]}["{n.name}<br/>{n.role}<br/>{n.address}<br/>{FIRST_BOOT[n.action]}"]')
+    out.append("  end")
+    out.append(f'  ep(["control-plane endpoint<br/>{e.endpoint}"])')
+    for n in e.nodes:
+        if n.role == "control-plane":
+            out.append(f"  ep --> {ids[n.name]}")
+    for n in e.nodes:
+        if n.action != "init":
+            out.append(f'  {ids[n.name]} -. "kubeadm join" .-> ep')
+    out.append(f'  pods["{pod_net.name} {pod_net.cidr}<br/>owner: {pod_net.owner}"]')
+    out.append(f'  svcs["{svc_net.name} {svc_net.cidr}<br/>owner: {svc_net.owner}"]')
+    out.append("  nodenet --- pods")
+    out.append("  nodenet --- svcs")
+    return "\n".join(out) + "\n"
+
+
+def markdown(cluster) -> str:
+    from . import deliver
+    from .plan import image_plan
+    from .templating import render_template
+
+    plan = image_plan(cluster)
+    return render_template("deliver/README.md.j2", e=describe(cluster), cluster=cluster, plan=plan,
+                           diagram=mermaid(cluster), px=cluster.image.proxmox,
+                           ova=deliver.ova_path(cluster, plan))

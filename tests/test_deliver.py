@@ -1,0 +1,435 @@
+"""Delivery files: seed ISOs read back by xorriso, the VirtualBox and Proxmox scripts checked
+by shellcheck and run by bash against stand-in VBoxManage/qm/pvesm that keep state, so
+idempotency and the values that reach the hypervisor are checked where they are used."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bakery import deliver
+from bakery.pipeline import load_cluster
+from bakery.plan import image_plan
+from bakery.writer import OutputFile, write_tree
+
+from conftest import LAB, need, run_bakery
+
+
+def lab(tmp_path, edit=None):
+    text = LAB.read_text()
+    if edit:
+        text = edit(text)
+    p = tmp_path / "cluster.yaml"
+    p.write_text(text)
+    cluster, _ = load_cluster(str(p))
+    return cluster
+
+
+def seed_files(cluster, *, macs=None, secret=True) -> list[OutputFile]:
+    """Hand-made seeds, as firstboot would hand them over (network-config v2 matching a MAC
+    when `macs` names one for the node)."""
+    out = []
+    for n in cluster.nodes:
+        eth = {"addresses": [f"{n.address}/{cluster.network.node_cidr.prefixlen}"]}
+        if macs and n.name in macs:
+            eth["match"] = {"macaddress": macs[n.name]}
+            eth["set-name"] = n.interface
+        netcfg = yaml.safe_dump({"version": 2, "ethernets": {n.interface: eth}}).encode()
+        out += [
+            OutputFile(f"nodes/{n.name}/user-data", f"#cloud-config\nhostname: {n.name}\n".encode() + b"x" * 3000,
+                       kind="cloud-init", node=n.name, role=n.role, secret=secret),
+            OutputFile(f"nodes/{n.name}/meta-data", f"instance-id: {n.name}\n".encode(), kind="cloud-init",
+                       node=n.name, role=n.role),
+            OutputFile(f"nodes/{n.name}/network-config", netcfg, kind="cloud-init", node=n.name, role=n.role),
+        ]
+    return out
+
+
+def by_path(files):
+    return {f.path: f for f in files}
+
+
+# --- seed ISO ------------------------------------------------------------------------------
+
+def test_seed_iso_read_back_by_xorriso(tmp_path):
+    xorriso = need("xorriso")
+    cluster = lab(tmp_path)
+    seeds = seed_files(cluster)
+    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seeds))
+    for n in cluster.nodes:
+        iso = tmp_path / f"{n.name}.iso"
+        iso.write_bytes(files[f"nodes/{n.name}/seed.iso"].content)
+        info = subprocess.run([xorriso, "-indev", str(iso), "-pvd_info"], capture_output=True, text=True,
+                              check=True).stdout
+        assert re.search(r"^Volume Id\s*:\s*CIDATA$", info, re.M), info
+        dest = tmp_path / f"x-{n.name}"
+        subprocess.run([xorriso, "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(dest)],
+                       capture_output=True, check=True)
+        got = sorted(p.name for p in dest.iterdir())
+        assert got == ["meta-data", "network-config", "user-data"]
+        for name in got:
+            assert (dest / name).read_bytes() == by_path(seeds)[f"nodes/{n.name}/{name}"].content
+
+
+def test_seed_iso_joliet_names(tmp_path):
+    """Joliet names are the lower-case file names (a reader that ignores Rock Ridge still
+    finds user-data); read with pycdlib's reader."""
+    import io
+
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open_fp(io.BytesIO(deliver.seed_iso({"user-data": b"u", "meta-data": b"m"})))
+    try:
+        assert iso.has_joliet() and iso.has_rock_ridge()
+        names = sorted(c.file_identifier().decode("utf-16_be") for c in iso.list_children(joliet_path="/")
+                       if c.is_file())
+        assert names == ["meta-data", "user-data"]
+    finally:
+        iso.close()
+
+
+def test_seed_iso_is_byte_identical_across_renders_and_time_zones(tmp_path):
+    files = {"user-data": b"#cloud-config\n", "meta-data": b"instance-id: a\n", "network-config": b"version: 2\n"}
+    first = deliver.seed_iso(files)
+    assert deliver.seed_iso(files) == first
+    code = textwrap.dedent("""
+        import sys
+        from bakery.deliver import seed_iso
+        sys.stdout.buffer.write(seed_iso({"user-data": b"#cloud-config\\n", "meta-data": b"instance-id: a\\n",
+                                           "network-config": b"version: 2\\n"}))
+    """)
+    for tz in ("Asia/Kolkata", "America/St_Johns", "UTC"):
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                               env={**os.environ, "TZ": tz}, cwd=Path(__file__).parent.parent).stdout
+        assert other == first, tz
+    assert deliver.seed_iso({**files, "user-data": b"#cloud-config\nchanged\n"}) != first
+
+
+def test_seed_iso_secret_mode_follows_user_data(tmp_path):
+    cluster = lab(tmp_path)
+    for secret, mode in ((True, 0o600), (False, 0o644)):
+        seeds = seed_files(cluster, secret=secret)
+        files = seeds + deliver.render_delivery(cluster, image_plan(cluster), seeds)
+        dest = tmp_path / f"out-{secret}"
+        write_tree(dest, files)
+        for n in cluster.nodes:
+            st = (dest / "nodes" / n.name / "seed.iso").stat()
+            assert stat.S_IMODE(st.st_mode) == mode
+            snippet = dest / "proxmox" / "snippets" / f"lab-{n.name}-user.yaml"
+            assert stat.S_IMODE(snippet.stat().st_mode) == mode
+
+
+def test_no_iso_without_seed_files(tmp_path):
+    cluster = lab(tmp_path)
+    files = deliver.render_delivery(cluster, image_plan(cluster), [])
+    assert not [f for f in files if f.path.endswith("seed.iso")]
+
+
+def test_kinds(tmp_path):
+    cluster = lab(tmp_path)
+    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster)))
+    assert files["nodes/k8s-master/seed.iso"].kind == "seed"
+    assert files["virtualbox/create-vms.sh"].kind == "virtualbox" and files["virtualbox/create-vms.sh"].executable
+    assert files["proxmox/deploy.sh"].kind == "proxmox" and files["proxmox/deploy.sh"].executable
+    assert files["proxmox/snippets/lab-k8s-node1-network.yaml"].kind == "proxmox"
+    assert files["README.md"].kind == "docs"
+
+
+def test_builders_select_hypervisor_files(tmp_path):
+    cluster = lab(tmp_path, lambda t: t.replace("builders: [virtualbox-iso, proxmox-iso, qemu]", "builders: [qemu]"))
+    paths = set(by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster))))
+    assert not any(p.startswith(("virtualbox/", "proxmox/")) for p in paths)
+    assert "nodes/k8s-node2/seed.iso" in paths
+
+
+# --- MACs ------------------------------------------------------------------------------------
+
+def test_stable_mac():
+    a = deliver.stable_mac("lab", "k8s-master")
+    assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", a)
+    first = int(a[:2], 16)
+    assert first & 0b10, "locally administered"
+    assert not first & 0b1, "unicast"
+    assert deliver.stable_mac("lab", "k8s-master") == a
+    assert len({deliver.stable_mac(c, n) for c in ("lab", "prod") for n in ("a", "b", "c")}) == 6
+
+
+# --- VirtualBox ------------------------------------------------------------------------------
+
+FAKE_VBOXMANAGE = r'''#!/usr/bin/env python3
+"""Stand-in VBoxManage keeping state in $VBOX_STATE; logs every call."""
+import json, os, sys
+state_file = os.path.join(os.environ["VBOX_STATE"], "state.json")
+state = json.load(open(state_file)) if os.path.exists(state_file) else {"hostonly": [], "vms": {}}
+args = sys.argv[1:]
+with open(os.path.join(os.environ["VBOX_STATE"], "log"), "a") as log:
+    log.write(json.dumps(args) + "\n")
+def save():
+    json.dump(state, open(state_file, "w"))
+cmd = args[0]
+if args[:2] == ["list", "hostonlyifs"]:
+    for name in state["hostonly"]:
+        print(f"Name:            {name}\nGUID:            x\nIPAddress:       0.0.0.0\n")
+elif args[:2] == ["hostonlyif", "create"]:
+    name = f"vboxnet{len(state['hostonly'])}"
+    state["hostonly"].append(name); save()
+    print("0%...100%"); print(f"Interface '{name}' was successfully created")
+elif cmd == "showvminfo":
+    vm = state["vms"].get(args[1])
+    if vm is None:
+        print(f"VBoxManage: error: Could not find a registered machine named '{args[1]}'", file=sys.stderr)
+        sys.exit(1)
+    if "--machinereadable" in args:
+        for i, (name, typ) in enumerate(vm["controllers"]):
+            print(f'storagecontrollername{i}="{name}"'); print(f'storagecontrollertype{i}="{typ}"')
+elif cmd == "import":
+    name = args[args.index("--vmname") + 1]
+    state["vms"][name] = {"controllers": [["SATA Controller", "IntelAhci"]], "running": False}; save()
+elif cmd == "storagectl":
+    state["vms"][args[1]]["controllers"].append([args[args.index("--name") + 1], "PIIX4"]); save()
+elif cmd == "startvm":
+    state["vms"][args[1]]["running"] = True; save()
+'''
+
+
+def vbox_env(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    fake = bindir / "VBoxManage"
+    fake.write_text(FAKE_VBOXMANAGE)
+    fake.chmod(0o755)
+    state = tmp_path / "vbox"
+    state.mkdir(exist_ok=True)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "VBOX_STATE": str(state)}, state
+
+
+def calls(state: Path) -> list[list[str]]:
+    import json
+
+    return [json.loads(line) for line in (state / "log").read_text().splitlines()]
+
+
+def write_out(tmp_path, cluster, seeds):
+    files = seeds + deliver.render_delivery(cluster, image_plan(cluster), seeds)
+    out = tmp_path / "outputs" / cluster.name
+    write_tree(out, files)
+    return out
+
+
+def test_create_vms_shellcheck(tmp_path):
+    shellcheck = need("shellcheck")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    r = subprocess.run([shellcheck, "-s", "bash", str(out / "virtualbox/create-vms.sh")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_create_vms_runs_and_is_idempotent(tmp_path):
+    bash = need("bash")
+    mac = "08:00:27:aa:bb:cc"
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster, macs={"k8s-node1": mac}))
+    ova = tmp_path / "image.ova"
+    ova.write_bytes(b"ova")
+    env, state = vbox_env(tmp_path)
+    r = subprocess.run([bash, str(out / "virtualbox/create-vms.sh"), str(ova)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    log = calls(state)
+    # the host-only network is created with the gateway address
+    assert ["hostonlyif", "ipconfig", "vboxnet0", "--ip", "192.168.56.1", "--netmask", "255.255.255.0"] in log
+    imports = [c for c in log if c[0] == "import"]
+    assert [c[c.index("--vmname") + 1] for c in imports] == ["k8s-master", "k8s-node1", "k8s-node2"]
+    assert all(c[1] == str(ova) for c in imports)
+    modify = {c[1]: c for c in log if c[0] == "modifyvm"}
+    for n in cluster.nodes:
+        c = modify[n.name]
+        assert c[c.index("--nic1") + 1] == "nat"
+        assert c[c.index("--nic2") + 1] == "hostonly" and c[c.index("--hostonlyadapter2") + 1] == "vboxnet0"
+        want = mac if n.name == "k8s-node1" else deliver.stable_mac("lab", n.name)
+        assert c[c.index("--macaddress2") + 1] == want.replace(":", "").upper()
+    attach = {c[1]: c for c in log if c[0] == "storageattach"}
+    for n in cluster.nodes:
+        medium = Path(attach[n.name][attach[n.name].index("--medium") + 1])
+        assert medium == out / "nodes" / n.name / "seed.iso" and medium.is_file()
+        assert attach[n.name][attach[n.name].index("--storagectl") + 1] == "IDE"
+    assert [c[1] for c in log if c[0] == "startvm"] == ["k8s-master", "k8s-node1", "k8s-node2"]
+    assert all(c[c.index("--type") + 1] == "headless" for c in log if c[0] == "startvm")
+
+    (state / "log").unlink()
+    r = subprocess.run([bash, str(out / "virtualbox/create-vms.sh"), str(ova)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    again = calls(state)
+    assert not [c for c in again if c[0] in ("import", "modifyvm", "startvm", "hostonlyif")], again
+    assert "k8s-node2: exists, left alone" in r.stdout
+
+
+def test_create_vms_without_ova_fails_clearly(tmp_path):
+    bash = need("bash")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    env, state = vbox_env(tmp_path)
+    r = subprocess.run([bash, str(out / "virtualbox/create-vms.sh"), str(tmp_path / "none.ova")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "bakery build" in r.stderr
+
+
+def test_create_vms_quotes_values(tmp_path):
+    cluster = lab(tmp_path)
+    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster)))
+    text = files["virtualbox/create-vms.sh"].content.decode()
+    assert "host_only=vboxnet0\n" in text and "host_address=192.168.56.1\n" in text
+
+
+# --- Proxmox ---------------------------------------------------------------------------------
+
+FAKE_PVE = r'''#!/usr/bin/env python3
+"""Stand-in qm / pvesm keeping state in $PVE_STATE; logs every call."""
+import json, os, sys
+root = os.environ["PVE_STATE"]
+state_file = os.path.join(root, "state.json")
+state = json.load(open(state_file)) if os.path.exists(state_file) else {"vms": {"9000": {"name": "tmpl", "cfg": ["scsi0: local-lvm:base-9000-disk-0"]}}}
+tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+with open(os.path.join(root, "log"), "a") as log:
+    log.write(json.dumps([tool] + args) + "\n")
+def save():
+    json.dump(state, open(state_file, "w"))
+if tool == "pvesm":
+    if args[0] == "status":
+        print("Name Type Status Total Used Available %")
+        print("local dir active 1 1 1 1%")
+    elif args[0] == "path":
+        storage, vol = args[1].split(":", 1)
+        print(os.path.join(root, "storage", storage, vol))
+elif tool == "qm":
+    cmd, vmid = args[0], args[1]
+    vm = state["vms"].get(vmid)
+    if cmd in ("status", "config", "set", "start") and vm is None:
+        print(f"Configuration file 'nodes/pve/qemu-server/{vmid}.conf' does not exist", file=sys.stderr)
+        sys.exit(2)
+    if cmd == "status":
+        print("status: stopped")
+    elif cmd == "config":
+        print(f"name: {vm['name']}"); print("\n".join(vm["cfg"]))
+    elif cmd == "clone":
+        state["vms"][args[2]] = {"name": args[args.index("--name") + 1], "cfg": list(state["vms"][vmid]["cfg"])}
+    elif cmd == "set":
+        for i in range(2, len(args), 2):
+            vm["cfg"].append(f"{args[i][2:]}: {args[i + 1]}")
+    save()
+'''
+
+
+def pve_env(tmp_path):
+    bindir = tmp_path / "pvebin"
+    bindir.mkdir(exist_ok=True)
+    for tool in ("qm", "pvesm"):
+        (bindir / tool).write_text(FAKE_PVE)
+        (bindir / tool).chmod(0o755)
+    state = tmp_path / "pve"
+    state.mkdir(exist_ok=True)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PVE_STATE": str(state)}, state
+
+
+def test_deploy_sh_shellcheck(tmp_path):
+    shellcheck = need("shellcheck")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    r = subprocess.run([shellcheck, "-s", "bash", str(out / "proxmox/deploy.sh")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_deploy_sh_runs_and_is_idempotent(tmp_path):
+    bash = need("bash")
+    cluster = lab(tmp_path)
+    seeds = seed_files(cluster)
+    out = write_out(tmp_path, cluster, seeds)
+    env, state = pve_env(tmp_path)
+    r = subprocess.run([bash, str(out / "proxmox/deploy.sh")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    log = calls(state)
+    clones = [c for c in log if c[:2] == ["qm", "clone"]]
+    assert [(c[2], c[3], c[c.index("--name") + 1]) for c in clones] == [
+        ("9000", "9100", "k8s-master"), ("9000", "9101", "k8s-node1"), ("9000", "9102", "k8s-node2")]
+    sets = [c for c in log if c[:2] == ["qm", "set"] and "--cicustom" in c]
+    for n, c in zip(cluster.nodes, sets):
+        cicustom = dict(kv.split("=", 1) for kv in c[c.index("--cicustom") + 1].split(","))
+        assert cicustom == {"user": f"local:snippets/lab-{n.name}-user.yaml",
+                            "network": f"local:snippets/lab-{n.name}-network.yaml",
+                            "meta": f"local:snippets/lab-{n.name}-meta.yaml"}
+        # the snippet the VM will read is the node's seed, byte for byte
+        for part, seed in (("user", "user-data"), ("network", "network-config"), ("meta", "meta-data")):
+            installed = state / "storage" / "local" / "snippets" / f"lab-{n.name}-{part}.yaml"
+            assert installed.read_bytes() == by_path(seeds)[f"nodes/{n.name}/{seed}"].content
+            assert stat.S_IMODE(installed.stat().st_mode) == 0o600
+        net0 = c[c.index("--net0") + 1]
+        assert net0 == f"virtio={deliver.stable_mac('lab', n.name).upper()},bridge=vmbr0"
+        assert c[c.index("--memory") + 1] == str(n.memory_mib) and c[c.index("--cores") + 1] == str(n.cpus)
+    # a cloud-init drive is added because the template has none
+    assert sum(1 for c in log if c[:2] == ["qm", "set"] and "--ide2" in c) == 3
+    assert [c[2] for c in log if c[:2] == ["qm", "start"]] == ["9100", "9101", "9102"]
+
+    (state / "log").unlink()
+    r = subprocess.run([bash, str(out / "proxmox/deploy.sh")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not [c for c in calls(state) if c[:2] in (["qm", "clone"], ["qm", "start"], ["qm", "set"])]
+    assert "k8s-node1: VM 9101 exists" in r.stdout
+
+
+def test_deploy_sh_refuses_a_foreign_vm(tmp_path):
+    bash = need("bash")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    env, state = pve_env(tmp_path)
+    import json
+
+    (state / "state.json").write_text(json.dumps({"vms": {"9000": {"name": "t", "cfg": []},
+                                                          "9101": {"name": "someone-else", "cfg": []}}}))
+    r = subprocess.run([bash, str(out / "proxmox/deploy.sh")], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert "VM 9101 exists and is 'someone-else'" in r.stderr
+    assert [c[2] for c in calls(state) if c[:2] == ["qm", "clone"]] == ["9000", "9000"]
+
+
+def test_vm_ids_and_bridge_from_cluster_yaml(tmp_path):
+    def edit(t):
+        t = t.replace("    builders: [virtualbox-iso, proxmox-iso, qemu]",
+                      "    builders: [proxmox-iso]\n    proxmox: {bridge: vmbr7, templateVmId: 700, snippetStorage: cephfs}")
+        return t.replace("{name: k8s-node2, role: worker, address: 192.168.56.32}",
+                         "{name: k8s-node2, role: worker, address: 192.168.56.32, vmId: 4242}")
+    cluster = lab(tmp_path, edit)
+    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster)))
+    text = files["proxmox/deploy.sh"].content.decode()
+    assert "template=700\n" in text and "bridge=vmbr7\n" in text
+    assert re.search(r"^create_vm k8s-node2 4242 ", text, re.M)
+    assert "user=cephfs:snippets/lab-k8s-node2-user.yaml" in text
+    assert "virtualbox/create-vms.sh" not in files
+
+
+# --- through bakery render -----------------------------------------------------------------
+
+def test_render_writes_delivery_files(tmp_path):
+    r = run_bakery("render", LAB, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    assert (out / "README.md").is_file() and (out / "proxmox/deploy.sh").stat().st_mode & 0o111
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    kinds = {e["path"]: e["kind"] for e in manifest["files"]}
+    assert kinds["virtualbox/create-vms.sh"] == "virtualbox" and kinds["README.md"] == "docs"
+    for n in ("k8s-master", "k8s-node1", "k8s-node2"):
+        if not (out / "nodes" / n / "user-data").exists():
+            continue  # firstboot not there yet
+        assert kinds[f"nodes/{n}/seed.iso"] == "seed"
+    r = run_bakery("render", LAB, "--out", out, "--check")
+    assert r.returncode == 0, r.stdout + r.stderr
