@@ -1,10 +1,353 @@
-"""Per-node cloud-init (issue 4). Placeholder until implemented."""
+"""Per-node cloud-init (NoCloud seeds) and the cluster's admin.conf.
+
+For every node: ``nodes/<node>/user-data`` (``#cloud-config``: host name, the default
+user, write_files with the kubeadm configuration, the first-boot script and, on
+control-plane nodes, the cluster's CA certificates and keys; runcmd runs the script),
+``meta-data`` (instance-id derived from the node's seed, local-hostname) and
+``network-config`` (version 2: the node-network NIC static, the NAT NIC on DHCP).
+
+Structured documents (kubeadm, Calico, cloud-config, network-config) are built here as
+Python data and dumped as YAML; the first-boot shell script is a template
+(``templates/cloud-init/firstboot.sh.j2``) that only formats shell-quoted values. Which
+role gets which file is decided here, in one place per role: ``_init_documents``,
+``_join_documents`` and ``_pki_files``.
+"""
 from __future__ import annotations
 
+import hashlib
 
-def render_nodes(cluster, bundle, plan) -> list:
-    return []
+from . import plan as P
+from .model import Cluster, Node
+from .secrets import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
+from .templating import dump_yaml, render_template
+from .writer import OutputFile
+
+KUBELET_API = "kubelet.config.k8s.io/v1beta1"
+CALICO_API = "operator.tigera.io/v1"
+CLOUD_CONFIG_HEADER = "#cloud-config\n"
 
 
-def render_cluster_files(cluster, bundle) -> list:
-    return []
+# -- kubeadm --------------------------------------------------------------------------
+
+def kubeadm_api(cluster: Cluster) -> str:
+    return f"kubeadm.k8s.io/{cluster.kubernetes.kubeadm_api}"
+
+
+def _bind_port(cluster: Cluster) -> int:
+    # Every API server listens on the endpoint's port: the endpoint is either a
+    # control-plane address or the VIP that kube-vip moves between them.
+    return cluster.control_plane.endpoint_port
+
+
+def _node_registration(node: Node) -> dict:
+    args = [{"name": "node-ip", "value": str(node.address)}]
+    if node.labels:
+        args.append({"name": "node-labels", "value": ",".join(f"{k}={v}" for k, v in node.labels.items())})
+    taints = []
+    for t in node.taints:
+        taint = {"key": t.key}
+        if t.value:
+            taint["value"] = t.value
+        taint["effect"] = t.effect
+        taints.append(taint)
+    return {
+        "name": node.name,
+        "criSocket": P.CONTAINERD_SOCKET,
+        # Every image is in the image already: never pull at first boot. A missing image
+        # is then kubeadm's preflight error, not a silent download (or a hang offline).
+        "imagePullPolicy": "Never",
+        # Always written: unset would mean kubeadm's default control-plane taint; []
+        # means none (a cluster without workers schedules on its control plane).
+        "taints": taints,
+        "kubeletExtraArgs": args,
+    }
+
+
+def cert_sans(cluster: Cluster) -> list[str]:
+    sans = [cluster.control_plane.endpoint_host]
+    vip = cluster.control_plane.vip
+    if vip is not None and str(vip) not in sans:
+        sans.append(str(vip))
+    return sans
+
+
+def _init_documents(cluster: Cluster, bundle: Bundle, node: Node) -> list[dict]:
+    api = kubeadm_api(cluster)
+    net = cluster.network
+    init = {
+        "apiVersion": api,
+        "kind": "InitConfiguration",
+        "bootstrapTokens": [{
+            "token": bundle.token,
+            "description": "bakery: joins the nodes of this cluster",
+            "ttl": go_duration(cluster.token_ttl_seconds),
+            "usages": list(TOKEN_USAGES),
+            "groups": list(TOKEN_GROUPS),
+        }],
+        "localAPIEndpoint": {"advertiseAddress": str(node.address), "bindPort": _bind_port(cluster)},
+        "nodeRegistration": _node_registration(node),
+    }
+    cluster_config = {
+        "apiVersion": api,
+        "kind": "ClusterConfiguration",
+        "clusterName": cluster.name,
+        "kubernetesVersion": f"v{cluster.kubernetes_version}",
+        "controlPlaneEndpoint": cluster.control_plane.endpoint,
+        "certificatesDir": P.PKI_DIR,
+        # kubeadm makes the leaf certificates with the same key type as bakery's CAs.
+        "encryptionAlgorithm": bundle.kubeadm_encryption_algorithm,
+        "networking": {
+            "podSubnet": str(net.pod_cidr),
+            "serviceSubnet": str(net.service_cidr),
+            "dnsDomain": net.dns_domain,
+        },
+        "apiServer": {"certSANs": cert_sans(cluster)},
+    }
+    kubelet = {
+        "apiVersion": KUBELET_API,
+        "kind": "KubeletConfiguration",
+        "cgroupDriver": "systemd",
+    }
+    return [init, cluster_config, kubelet]
+
+
+def _join_documents(cluster: Cluster, bundle: Bundle, node: Node) -> list[dict]:
+    join = {
+        "apiVersion": kubeadm_api(cluster),
+        "kind": "JoinConfiguration",
+        "discovery": {
+            "bootstrapToken": {
+                "token": bundle.token,
+                "apiServerEndpoint": cluster.control_plane.endpoint,
+                "caCertHashes": [bundle.discovery_hash],
+            },
+        },
+        "nodeRegistration": _node_registration(node),
+    }
+    if node.is_control_plane:
+        # The CAs are on disk already (write_files), so no certificateKey and no
+        # uploaded certificates: kubeadm makes this node's leaf certificates locally.
+        join["controlPlane"] = {
+            "localAPIEndpoint": {"advertiseAddress": str(node.address), "bindPort": _bind_port(cluster)},
+        }
+    # A joining node may boot long before the API server has its token: kubeadm keeps
+    # retrying discovery for as long as the node is prepared to wait.
+    join["timeouts"] = {"discovery": go_duration(cluster.join_timeout_seconds)}
+    return [join]
+
+
+def kubeadm_documents(cluster: Cluster, bundle: Bundle, node_plan: P.NodePlan) -> list[dict]:
+    if node_plan.action == "init":
+        return _init_documents(cluster, bundle, node_plan.node)
+    return _join_documents(cluster, bundle, node_plan.node)
+
+
+def _dump_all(docs: list[dict]) -> str:
+    return "---\n".join(dump_yaml(d) for d in docs)
+
+
+# -- Calico ---------------------------------------------------------------------------
+
+def calico_installation(cluster: Cluster) -> dict:
+    c = cluster.calico
+    pool = {
+        "name": "default-ipv4-ippool",
+        # The operator refuses a pool outside kubeadm's podSubnet: they are the same CIDR.
+        "cidr": str(cluster.network.pod_cidr),
+        "encapsulation": c.encapsulation,
+        "natOutgoing": "Enabled",
+        "nodeSelector": "all()",
+        "blockSize": 26,
+    }
+    network = {
+        # Full VXLAN needs no BGP; IPIP and unencapsulated routing do.
+        "bgp": "Disabled" if c.encapsulation == "VXLAN" else "Enabled",
+        "ipPools": [pool],
+        # Only an address on the node network: never the NAT NIC's 10.0.2.15, never the VIP.
+        "nodeAddressAutodetectionV4": {"cidrs": [str(cluster.network.node_cidr)]},
+    }
+    if c.mtu is not None:
+        network["mtu"] = c.mtu
+    registry = c.release.registry.split("/")[0] + "/"
+    return {
+        "apiVersion": CALICO_API,
+        "kind": "Installation",
+        "metadata": {"name": "default"},
+        "spec": {
+            # The registry the bake pre-pulled Calico's images from (see versions.py), so
+            # the operator asks containerd for exactly those images.
+            "registry": registry,
+            "calicoNetwork": network,
+        },
+    }
+
+
+# -- cloud-init -----------------------------------------------------------------------
+
+def _file(path: str, content: str, mode: str) -> dict:
+    return {"path": path, "content": content, "owner": "root:root", "permissions": mode}
+
+
+def _pki_files(bundle: Bundle) -> list[dict]:
+    """The cluster's CAs and the service-account key pair, for control-plane nodes only."""
+    d = P.PKI_DIR
+    out = []
+    for name, pair in (("ca", bundle.ca), ("front-proxy-ca", bundle.front_proxy_ca), ("etcd/ca", bundle.etcd_ca)):
+        out.append(_file(f"{d}/{name}.crt", pair.certificate, "0644"))
+        out.append(_file(f"{d}/{name}.key", pair.key, "0600"))
+    out.append(_file(f"{d}/sa.key", bundle.service_account.key, "0600"))
+    out.append(_file(f"{d}/sa.pub", bundle.service_account.certificate, "0644"))
+    return out
+
+
+def firstboot_script(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> str:
+    return render_template(
+        "cloud-init/firstboot.sh.j2",
+        node_name=node_plan.node.name,
+        action=node_plan.action,
+        kubeadm_config=P.KUBEADM_CONFIG,
+        endpoint_host=cluster.control_plane.endpoint_host,
+        endpoint_port=cluster.control_plane.endpoint_port,
+        join_timeout_seconds=cluster.join_timeout_seconds,
+        pki_dir=P.PKI_DIR,
+        pki_backup=P.FIRSTBOOT_PKI_BACKUP,
+        admin_kubeconfig=P.ADMIN_KUBECONFIG,
+        admin_user=cluster.user,
+        calico_dir=P.CALICO_DIR,
+        calico_manifests=[name for name, _ in plan.calico_manifests],
+        calico_installation=P.CALICO_INSTALLATION,
+        sentinel=P.SENTINEL,
+        node_check=P.NODE_CHECK,
+        node_role=node_plan.node.role,
+        node_address=str(node_plan.node.address),
+        node_cidr=str(cluster.network.node_cidr),
+        ca_not_before=bundle.ca_not_before,
+    )
+
+
+def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> str:
+    node = node_plan.node
+    files = []
+    if node_plan.needs_pki:
+        files += _pki_files(bundle)
+    files.append(_file(P.KUBEADM_CONFIG, _dump_all(kubeadm_documents(cluster, bundle, node_plan)), "0600"))
+    if node_plan.action == "init":
+        files.append(_file(P.CALICO_INSTALLATION, dump_yaml(calico_installation(cluster)), "0644"))
+    files.append(_file(P.FIRSTBOOT_SCRIPT, firstboot_script(cluster, bundle, plan, node_plan), "0700"))
+
+    user = {
+        "name": cluster.user,
+        "gecos": "bakery default user",
+        "groups": ["sudo"],
+        "sudo": "ALL=(ALL) NOPASSWD:ALL",
+        "shell": "/bin/bash",
+        "lock_passwd": True,
+    }
+    if cluster.ssh_authorized_keys:
+        user["ssh_authorized_keys"] = list(cluster.ssh_authorized_keys)
+    doc = {
+        "hostname": node.name,
+        "fqdn": node.name,
+        "preserve_hostname": False,
+        "manage_etc_hosts": True,
+        "users": [user],
+        "ssh_pwauth": False,
+        "disable_root": True,
+        # First boot downloads nothing: everything is in the image.
+        "package_update": False,
+        "package_upgrade": False,
+        "package_reboot_if_required": False,
+        "write_files": files,
+        # runcmd runs under sh without -e: all logic, and its one failure line, is in the script.
+        "runcmd": [["bash", P.FIRSTBOOT_SCRIPT]],
+    }
+    return CLOUD_CONFIG_HEADER + dump_yaml(doc)
+
+
+def network_config(cluster: Cluster, node: Node) -> str:
+    net = cluster.network
+    ethernets: dict = {}
+    if net.nat_interface is not None and net.nat_interface != node.interface:
+        # The NAT NIC keeps DHCP for egress (10.0.2.15 in VirtualBox).
+        ethernets[net.nat_interface] = {"match": {"name": net.nat_interface}, "dhcp4": True}
+    nic: dict = {}
+    if node.mac:
+        nic["match"] = {"macaddress": node.mac}
+        nic["set-name"] = node.interface
+    else:
+        nic["match"] = {"name": node.interface}
+    nic["dhcp4"] = False
+    nic["addresses"] = [f"{node.address}/{net.node_cidr.prefixlen}"]
+    if net.gateway is not None:
+        route = {"to": "0.0.0.0/0", "via": str(net.gateway)}
+        if net.nat_interface is not None:
+            # Egress stays on the NAT NIC (its DHCP route has metric 100); the node
+            # network's gateway is the fallback.
+            route["metric"] = 200
+        nic["routes"] = [route]
+    if net.nameservers:
+        nic["nameservers"] = {"addresses": list(net.nameservers)}
+    ethernets[node.interface] = nic
+    return dump_yaml({"network": {"version": 2, "ethernets": ethernets}})
+
+
+def instance_id(cluster: Cluster, node: Node, user_data_text: str, network_text: str) -> str:
+    """Changes whenever the node's seed changes, so cloud-init runs it as a new instance."""
+    digest = hashlib.sha256()
+    for part in (user_data_text, network_text):
+        digest.update(hashlib.sha256(part.encode()).digest())
+    return f"{cluster.name}-{node.name}-{digest.hexdigest()[:16]}"
+
+
+def meta_data(cluster: Cluster, node: Node, user_data_text: str, network_text: str) -> str:
+    return dump_yaml({"instance-id": instance_id(cluster, node, user_data_text, network_text),
+                      "local-hostname": node.name})
+
+
+def render_nodes(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan) -> list[OutputFile]:
+    out: list[OutputFile] = []
+    for node_plan in P.node_plans(cluster):
+        node = node_plan.node
+        ud = user_data(cluster, bundle, plan, node_plan)
+        nc = network_config(cluster, node)
+        md = meta_data(cluster, node, ud, nc)
+        base = f"nodes/{node.name}"
+        common = {"kind": "cloud-init", "node": node.name, "role": node.role}
+        # Every user-data holds the token (workers) or keys too (control plane): 0600.
+        out.append(OutputFile(f"{base}/user-data", ud.encode(), secret=True, **common))
+        out.append(OutputFile(f"{base}/meta-data", md.encode(), **common))
+        out.append(OutputFile(f"{base}/network-config", nc.encode(), **common))
+    return out
+
+
+# -- admin.conf -----------------------------------------------------------------------
+
+def admin_kubeconfig(cluster: Cluster, bundle: Bundle) -> str:
+    user = "kubernetes-admin"
+    context = f"{user}@{cluster.name}"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": cluster.name,
+            "cluster": {
+                "certificate-authority-data": bundle.b64(bundle.ca.certificate),
+                "server": f"https://{cluster.control_plane.endpoint}",
+            },
+        }],
+        "contexts": [{"name": context, "context": {"cluster": cluster.name, "user": user}}],
+        "current-context": context,
+        "preferences": {},
+        "users": [{
+            "name": user,
+            "user": {
+                "client-certificate-data": bundle.b64(bundle.admin.certificate),
+                "client-key-data": bundle.b64(bundle.admin.key),
+            },
+        }],
+    }
+    return dump_yaml(doc)
+
+
+def render_cluster_files(cluster: Cluster, bundle: Bundle) -> list[OutputFile]:
+    return [OutputFile("admin.conf", admin_kubeconfig(cluster, bundle).encode(), kind="kubeconfig", secret=True)]

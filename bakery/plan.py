@@ -22,6 +22,14 @@ CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
 SENTINEL = "/var/lib/bakery/node-ready"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
+ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
+FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run from runcmd
+FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
+# The node check (issue 9, bakery/nodecheck.py) in the image; first boot runs it with
+# `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when
+# it fails.
+NODE_CHECK = "/usr/local/sbin/bakery-node-check"
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,440 @@
-"""The secrets bundle (issue 4). Placeholder until implemented."""
+"""The secrets bundle: the cluster's root of trust, made once and kept.
+
+One YAML file holds the cluster CA, the etcd CA, the front-proxy CA (certificates and
+keys), the service-account key pair, the bootstrap token and the admin client
+certificate. Every render reuses it, so outputs are byte-identical from one render to the
+next; nothing here ever rotates a CA. ``--rotate-token`` replaces only the token.
+
+Keys are generated once per cluster (five), never per node. Key and certificate
+encodings follow kubeadm's own files (PKCS#1 "RSA PRIVATE KEY" / SEC1 "EC PRIVATE KEY",
+PKIX "PUBLIC KEY" for sa.pub), so the files can be dropped into /etc/kubernetes/pki.
+
+Nothing in this module prints or logs a secret: error messages name the file and the
+field, never its content (PyYAML's own messages quote the offending line, so they are not
+passed on).
+"""
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import re
+import secrets as _random
+import string
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-class _Bundle:
-    def to_bytes(self) -> bytes:
-        return b"{}\n"
+from .errors import InputError
+
+API_VERSION = "bakery.dev/v1alpha1"
+KIND = "SecretsBundle"
+
+TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+TOKEN_ALPHABET = string.ascii_lowercase + string.digits
+TOKEN_USAGES = ("signing", "authentication")
+TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
+
+# Certificates closer than this to their end are refused: a cluster built on them would
+# stop working within weeks.
+MIN_REMAINING = datetime.timedelta(days=30)
+# kubeadm backdates its certificates a little so that skewed clocks accept them at once.
+BACKDATE = datetime.timedelta(minutes=5)
+
+# What kubeadm's ClusterConfiguration.encryptionAlgorithm calls each key algorithm.
+KUBEADM_ALGORITHM = {"rsa-2048": "RSA-2048", "rsa-3072": "RSA-3072", "rsa-4096": "RSA-4096",
+                     "ecdsa-p256": "ECDSA-P256"}
+
+# (bundle field, common name) of the three CAs, as kubeadm names them.
+CAS = (("ca", "kubernetes"), ("etcdCa", "etcd-ca"), ("frontProxyCa", "front-proxy-ca"))
+ADMIN_CN = "kubernetes-admin"
+ADMIN_ORG = "system:masters"
+
+
+def go_duration(seconds: int) -> str:
+    """Seconds as Go's time.Duration.String() writes them: 86400 -> 24h0m0s, 0 -> 0s."""
+    if seconds == 0:
+        return "0s"
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    certificate: str  # PEM (for the service account: the public key, PEM "PUBLIC KEY")
+    key: str  # PEM private key
+
+
+@dataclass(frozen=True)
+class Bundle:
+    cluster: str
+    key_algorithm: str
+    token: str
+    ca: KeyPair
+    etcd_ca: KeyPair
+    front_proxy_ca: KeyPair
+    service_account: KeyPair  # certificate = public key PEM
+    admin: KeyPair
+
+    # -- derived values -------------------------------------------------------------
+    @property
+    def discovery_hash(self) -> str:
+        """``sha256:`` + hex SHA-256 of the CA certificate's DER SubjectPublicKeyInfo."""
+        from cryptography.hazmat.primitives import serialization
+
+        spki = _cert(self.ca.certificate).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+    @property
+    def ca_not_before(self) -> str:
+        """The cluster CA's start (RFC 3339, UTC): a node whose clock is earlier cannot
+        trust any certificate of the cluster."""
+        return f"{_cert(self.ca.certificate).not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}"
+
+    @property
+    def token_id(self) -> str:
+        return self.token.split(".")[0]
+
+    @property
+    def kubeadm_encryption_algorithm(self) -> str:
+        return KUBEADM_ALGORITHM[self.key_algorithm]
+
+    def b64(self, pem: str) -> str:
+        return base64.b64encode(pem.encode()).decode()
 
     def token_create_command(self, cluster) -> str:
-        return "kubeadm token create"
+        """The command that registers this token on a running cluster."""
+        return (f"kubeadm token create {self.token} --ttl {go_duration(cluster.token_ttl_seconds)} "
+                f"--usages {','.join(TOKEN_USAGES)} --groups {','.join(TOKEN_GROUPS)}")
+
+    # -- serialization ----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        def pair(p: KeyPair, cert_name: str = "certificate") -> dict:
+            return {cert_name: p.certificate, "key": p.key}
+
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "cluster": self.cluster,
+            "keyAlgorithm": self.key_algorithm,
+            "bootstrapToken": self.token,
+            "discoveryHash": self.discovery_hash,
+            "ca": pair(self.ca),
+            "etcdCa": pair(self.etcd_ca),
+            "frontProxyCa": pair(self.front_proxy_ca),
+            "serviceAccount": pair(self.service_account, "publicKey"),
+            "admin": pair(self.admin),
+        }
+
+    def to_bytes(self) -> bytes:
+        from .templating import dump_yaml
+
+        head = ("# bakery secrets bundle: the cluster's root of trust. Keep it private (0600) and keep it:\n"
+                "# every render reuses it; losing it means a new cluster.\n")
+        return (head + dump_yaml(self.to_dict())).encode()
 
 
-def obtain(cluster, path, *, rotate_token=False, create=True):
-    return _Bundle(), not path.exists()
+# -- crypto helpers ---------------------------------------------------------------------
+
+def _cert(pem: str):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def _new_key(algorithm: str):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if algorithm == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    bits = int(algorithm.split("-")[1])
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def _key_pem(key) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()).decode()
+
+
+def _pub_pem(public_key) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _cert_pem(cert) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _algorithm_of(public_key) -> str | None:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size in (2048, 3072, 4096):
+        return f"rsa-{public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name == "secp256r1":
+        return "ecdsa-p256"
+    return None
+
+
+def _key_usage(*, ca: bool, rsa_key: bool):
+    from cryptography import x509
+
+    return x509.KeyUsage(digital_signature=True, key_encipherment=rsa_key, content_commitment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=False,
+                         encipher_only=False, decipher_only=False)
+
+
+def _make_ca(common_name: str, algorithm: str, days: int, now: datetime.datetime) -> KeyPair:
+    """A self-signed CA as kubeadm makes one (certutil.NewSelfSignedCACert)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = _new_key(algorithm)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (x509.CertificateBuilder()
+               .subject_name(name).issuer_name(name)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - BACKDATE)
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .add_extension(_key_usage(ca=True, rsa_key=algorithm.startswith("rsa")), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False))
+    cert = builder.sign(key, hashes.SHA256())
+    return KeyPair(_cert_pem(cert), _key_pem(key))
+
+
+def _make_admin(ca: KeyPair, algorithm: str, days: int, now: datetime.datetime) -> KeyPair:
+    """The admin client certificate (CN kubernetes-admin, O system:masters), signed by the CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = _cert(ca.certificate)
+    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    key = _new_key(algorithm)
+    not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ORG),
+                         x509.NameAttribute(NameOID.COMMON_NAME, ADMIN_CN)])
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject).issuer_name(ca_cert.subject)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - BACKDATE)
+               .not_valid_after(not_after)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(_key_usage(ca=False, rsa_key=algorithm.startswith("rsa")), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),
+                              critical=False))
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return KeyPair(_cert_pem(cert), _key_pem(key))
+
+
+def new_token() -> str:
+    pick = lambda n: "".join(_random.choice(TOKEN_ALPHABET) for _ in range(n))  # noqa: E731
+    return f"{pick(6)}.{pick(16)}"
+
+
+def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
+    """A fresh bundle: three CAs, the service-account key, the admin certificate, a token."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    alg = cluster.key_algorithm
+    cas = {field: _make_ca(cn, alg, cluster.ca_validity_days, now) for field, cn in CAS}
+    sa_key = _new_key(alg)
+    return Bundle(
+        cluster=cluster.name,
+        key_algorithm=alg,
+        token=new_token(),
+        ca=cas["ca"],
+        etcd_ca=cas["etcdCa"],
+        front_proxy_ca=cas["frontProxyCa"],
+        service_account=KeyPair(_pub_pem(sa_key.public_key()), _key_pem(sa_key)),
+        admin=_make_admin(cas["ca"], alg, cluster.admin_cert_validity_days, now),
+    )
+
+
+# -- loading and checking ----------------------------------------------------------------
+
+class _Bad(Exception):
+    """One problem with a bundle; becomes an InputError naming the file."""
+
+
+def _text(doc: dict, key: str, where: str = "") -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(f"{where}{key} is missing or not a string")
+    return value
+
+
+def _pair(doc: dict, key: str, cert_name: str = "certificate") -> KeyPair:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise _Bad(f"{key} is missing or not a mapping")
+    return KeyPair(_text(value, cert_name, f"{key}."), _text(value, "key", f"{key}."))
+
+
+def _load_key(pem: str, where: str):
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:  # the message never contains key material
+        raise _Bad(f"{where}.key is not an unencrypted PEM private key") from exc
+
+
+def _load_cert(pem: str, where: str):
+    try:
+        return _cert(pem)
+    except ValueError as exc:
+        raise _Bad(f"{where}.certificate is not a PEM certificate") from exc
+
+
+def _same_key(cert_or_pub, key) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    enc, fmt = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    pub = cert_or_pub.public_key() if hasattr(cert_or_pub, "public_key") else cert_or_pub
+    return pub.public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
+
+
+def _check_validity(cert, where: str, now: datetime.datetime) -> None:
+    end = cert.not_valid_after_utc
+    if cert.not_valid_before_utc > now + datetime.timedelta(days=1):
+        raise _Bad(f"{where} is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (check the clock)")
+    if end <= now:
+        raise _Bad(f"{where} expired on {end:%Y-%m-%d}")
+    if end - now < MIN_REMAINING:
+        raise _Bad(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days")
+
+
+def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
+    """Parse and check a bundle. Raises _Bad with a one-line reason that quotes no secret."""
+    import yaml
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _Bad(f"it is not valid YAML{where}") from None
+    except UnicodeDecodeError:
+        raise _Bad("it is not UTF-8 text") from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise _Bad(f"it is not a bakery secrets bundle (no 'kind: {KIND}')")
+    if doc.get("apiVersion") != API_VERSION:
+        raise _Bad(f"apiVersion {doc.get('apiVersion')!r} is not {API_VERSION!r}")
+    cluster = _text(doc, "cluster")
+    alg = _text(doc, "keyAlgorithm")
+    if alg not in KUBEADM_ALGORITHM:
+        raise _Bad(f"keyAlgorithm {alg!r} is not one of {', '.join(KUBEADM_ALGORITHM)}")
+    token = doc.get("bootstrapToken")
+    if not isinstance(token, str) or not TOKEN_RE.match(token):
+        raise _Bad("bootstrapToken is not of the form [a-z0-9]{6}.[a-z0-9]{16}")  # the value is not shown
+    bundle = Bundle(cluster=cluster, key_algorithm=alg, token=token, ca=_pair(doc, "ca"),
+                    etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
+                    service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"))
+
+    for field, cn in CAS:
+        pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[field]
+        cert, key = _load_cert(pair.certificate, field), _load_key(pair.key, field)
+        if not _same_key(cert, key):
+            raise _Bad(f"{field}.key does not belong to {field}.certificate")
+        if _algorithm_of(cert.public_key()) != alg:
+            raise _Bad(f"{field} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
+                       f"but keyAlgorithm says {alg}")
+        if not _is_ca(cert):
+            raise _Bad(f"{field}.certificate is not a CA certificate")
+        _check_validity(cert, f"{field}.certificate ({cn})", now)
+
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        sa_pub = serialization.load_pem_public_key(bundle.service_account.certificate.encode())
+    except ValueError:
+        raise _Bad("serviceAccount.publicKey is not a PEM public key") from None
+    if not _same_key(sa_pub, _load_key(bundle.service_account.key, "serviceAccount")):
+        raise _Bad("serviceAccount.key does not belong to serviceAccount.publicKey")
+
+    admin_cert = _load_cert(bundle.admin.certificate, "admin")
+    if not _same_key(admin_cert, _load_key(bundle.admin.key, "admin")):
+        raise _Bad("admin.key does not belong to admin.certificate")
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        admin_cert.verify_directly_issued_by(_cert(bundle.ca.certificate))
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise _Bad("admin.certificate is not signed by the cluster CA (ca)") from exc
+    _check_validity(admin_cert, "admin.certificate (kubernetes-admin)", now)
+
+    stated = doc.get("discoveryHash")
+    if stated is not None and stated != bundle.discovery_hash:
+        raise _Bad("discoveryHash does not match ca.certificate (was the CA replaced by hand?)")
+    return bundle
+
+
+def _is_ca(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def obtain(cluster, path: Path, *, rotate_token: bool, create: bool = True) -> tuple[Bundle, bool]:
+    """The bundle at ``path`` (checked), or a new one. Returns (bundle, changed): changed
+    when the bundle was created or its token replaced, i.e. when it must be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"the secrets bundle {path} is a folder; give the path of a file",
+                         check="secrets-bundle")
+    if not path.exists():
+        if not create:
+            raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
+                             check="secrets-bundle")
+        return new_bundle(cluster), True
+    try:
+        bundle = parse(path.read_bytes())
+    except _Bad as exc:
+        raise InputError(f"{path}: the secrets bundle is unusable: {exc}; restore it from your backup "
+                         "(bakery never replaces a bundle, since a new one means a new cluster)",
+                         check="secrets-bundle") from None
+    if bundle.cluster != cluster.name:
+        raise InputError(f"{path}: this secrets bundle belongs to cluster {bundle.cluster!r}, not "
+                         f"{cluster.name!r}; point --secrets at {cluster.name}'s bundle, or if you renamed the "
+                         "cluster, change `cluster:` in the bundle", check="secrets-cluster")
+    if bundle.key_algorithm != cluster.key_algorithm:
+        # A CA is never rotated by a render: the keys already in use decide. cluster.yaml
+        # must say so, so that it describes the cluster that exists.
+        raise InputError(f"{path}: the cluster's CAs have {bundle.key_algorithm} keys, but "
+                         f"spec.secrets.keyAlgorithm is {cluster.key_algorithm}; bakery never rotates a CA: "
+                         f"set keyAlgorithm: {bundle.key_algorithm}, or move the bundle away to build a new "
+                         "cluster", check="secrets-key-algorithm")
+    if rotate_token:
+        bundle = replace(bundle, token=_fresh_token_unlike(bundle.token))
+        return bundle, True
+    return bundle, False
+
+
+def _fresh_token_unlike(old: str) -> str:
+    while True:
+        token = new_token()
+        if token.split(".")[0] != old.split(".")[0]:
+            return token
+
+
+__all__ = ["Bundle", "KeyPair", "obtain", "new_bundle", "parse", "go_duration"]
