@@ -53,8 +53,8 @@ def _node_registration(node: Node) -> dict:
     return {
         "name": node.name,
         "criSocket": P.CONTAINERD_SOCKET,
-        # Every image is in the image already: never pull at first boot. A missing image
-        # is then kubeadm's preflight error, not a silent download (or a hang offline).
+        # Every image is in the image already: kubeadm's preflight skips its pulls (it
+        # does not check presence then; the node check proves every image is there).
         "imagePullPolicy": "Never",
         # Always written: unset would mean kubeadm's default control-plane taint; []
         # means none (a cluster without workers schedules on its control plane).
