@@ -1,5 +1,216 @@
-"""Commands that take rendered outputs further (issue 5). Keep imports light: click only
-at module level; everything else inside the commands."""
+"""Commands that take rendered outputs further (issue 5): build, deploy, explain.
+Keep imports light: click only at module level; everything else inside the commands, so
+`bakery --version` stays fast."""
 from __future__ import annotations
 
-from .cli import cli  # noqa: F401
+import sys
+
+import click
+
+from .cli import CLUSTER_ARG, cli
+
+BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
+
+OUT_OPTION = click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
+                          help="Output folder. Default: outputs/<metadata.name>/ under the current folder.")
+SECRETS_OPTION = click.option("--secrets", "secrets_path", envvar="BAKERY_SECRETS",
+                              type=click.Path(dir_okay=False, path_type=str), default=None,
+                              help="Secrets bundle (env BAKERY_SECRETS). Default: <out>/secrets.yaml.")
+
+
+def _load(path: str):
+    from .pipeline import load_cluster
+
+    model, report = load_cluster(path)
+    for d in report.warnings:
+        click.echo(str(d), err=True)
+    return model
+
+
+def _ensure_rendered(model, out: str | None, secrets_path: str | None):
+    """Render when the output folder is missing or differs from a fresh render."""
+    from .errors import InputError
+    from .render import default_out, render_cluster
+
+    try:
+        stale = render_cluster(model, out=out, secrets_path=secrets_path, check_only=True).exit_code != 0
+    except InputError:  # nothing rendered there yet
+        stale = True
+    if stale:
+        result = render_cluster(model, out=out, secrets_path=secrets_path)
+        for line in result.messages:
+            click.echo(line, err=True)
+    from pathlib import Path
+
+    return Path(out).absolute() if out else default_out(model)
+
+
+@cli.command()
+@CLUSTER_ARG
+@click.option("--only", type=click.Choice(BUILDERS), default=None,
+              help="Bake with this builder only. Default: every builder in spec.image.builders.")
+@click.option("--force", is_flag=True, help="Build even when an image with the same bake fingerprint exists.")
+@OUT_OPTION
+@SECRETS_OPTION
+def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_path: str | None) -> None:
+    """Bake the node image with Packer (renders first when needed).
+
+    \b
+    Needs packer on PATH (or BAKERY_PACKER), PKR_VAR_build_password, and for proxmox-iso
+    PKR_VAR_proxmox_token (or PROXMOX_TOKEN_SECRET). Artifacts and Packer's manifest.json go
+    to <out>-images/ beside the output folder. Ctrl-C stops Packer cleanly.
+    """
+    import os
+
+    from . import deliver, packer_run
+    from .errors import EnvError, InputError
+    from .plan import image_plan
+
+    model = _load(cluster)
+    wanted = [only] if only else list(model.image.builders)
+    if only and only not in model.image.builders:
+        raise InputError(f"--only {only}: {cluster} has no such builder (spec.image.builders: "
+                         f"{', '.join(model.image.builders)})", check="build-only")
+    dest = _ensure_rendered(model, out, secrets_path)
+    plan = image_plan(model)
+    images = deliver.images_dir(dest)
+    recorded = packer_run.recorded_builds(images / "manifest.json", plan.fingerprint)
+    todo = wanted if force else [b for b in wanted if b not in recorded]
+    for b in wanted:
+        if b not in todo:
+            click.echo(f"{b}: {plan.image_name} is built already ({recorded[b].get('artifact_id')}); "
+                       "--force builds it again")
+    if not todo:
+        return
+    env = dict(os.environ)
+    required = []
+    if "proxmox-iso" in todo:
+        if not env.get("PKR_VAR_proxmox_token") and env.get("PROXMOX_TOKEN_SECRET"):
+            env["PKR_VAR_proxmox_token"] = env["PROXMOX_TOKEN_SECRET"]
+        required.append(("PKR_VAR_proxmox_token", f"secret of the API token {model.image.proxmox.token_id}"))
+        if not model.image.proxmox.url:
+            required.append(("PKR_VAR_proxmox_url", "the API URL, since image.proxmox.url is not set"))
+    folder = dest / "packer"
+    binary, version = packer_run.preflight(folder, env=env, required_env=required)
+    images.mkdir(parents=True, exist_ok=True)
+    click.echo(f"baking {plan.image_name} with {', '.join(todo)} (Packer {'.'.join(map(str, version))}); "
+               f"artifacts in {images}", err=True)
+    packer_run.init(binary, folder, version, env=env)
+    try:
+        result = _build_with_progress(packer_run, binary, folder, todo, force, {"output_dir": str(images)}, env)
+    except packer_run.Interrupted as exc:
+        click.echo(f"{exc}; nothing was recorded", err=True)
+        sys.exit(130)
+    if not result.ok:
+        raise EnvError(f"packer build failed: {result.failure()} (full log: rerun with PACKER_LOG=1)")
+    for a in result.tracker.artifacts:
+        where = ", ".join(str(images / p) if not os.path.isabs(p) else p for p in a.files) or a.id
+        click.echo(f"{a.build}: {a.string or a.id} -> {where}")
+
+
+def _build_with_progress(packer_run, binary, folder, builders, force, variables, env):
+    """packer build with a live table (builder, state, step, elapsed) on a terminal, plain
+    step lines otherwise (CI logs)."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    start = time.monotonic()
+
+    def table(tracker):
+        t = Table(box=None, show_header=True, header_style="bold")
+        for col in ("build", "", "step", "elapsed"):
+            t.add_column(col)
+        now = time.monotonic()
+        for b in tracker.builds.values():
+            mark = {"done": "[green]done", "failed": "[red]failed", "cancelled": "[yellow]cancelled"}.get(b.state)
+            t.add_row(b.name, mark or Spinner("dots"), (b.error or b.step)[:100], f"{int(b.elapsed(now))}s")
+        if not tracker.builds:
+            t.add_row("packer", Spinner("dots"), "starting", f"{int(now - start)}s")
+        return t
+
+    if console.is_terminal:
+        state = {"tracker": packer_run.Tracker()}
+        with Live(get_renderable=lambda: table(state["tracker"]), console=console, refresh_per_second=4,
+                  transient=False):
+            def on_event(ev, tracker):
+                state["tracker"] = tracker
+                if ev is not None and ev.type == "ui" and ev.ui_level == "error":
+                    console.print(f"[red]{ev.text.strip()}")
+            return packer_run.build(binary, folder, builders=builders, force=force, variables=variables,
+                                    env=env, on_event=on_event)
+
+    def on_plain(ev, tracker):
+        if ev is None or ev.type != "ui":
+            return
+        text = ev.text.strip("\n")
+        if text.startswith("==>") or ev.ui_level == "error" or text.startswith("Build '"):
+            click.echo(f"[{int(time.monotonic() - start):>5}s] {text}", err=True)
+
+    return packer_run.build(binary, folder, builders=builders, force=force, variables=variables, env=env,
+                            on_event=on_plain)
+
+
+@cli.group()
+def deploy() -> None:
+    """Create the cluster's VMs on a hypervisor from the baked image."""
+
+
+@deploy.command("proxmox")
+@CLUSTER_ARG
+@OUT_OPTION
+@SECRETS_OPTION
+@click.option("--cicustom", is_flag=True,
+              help="Give the seeds as cicustom snippets (already copied to the snippet storage, e.g. by "
+                   "proxmox/deploy.sh) instead of uploading each node's seed.iso.")
+@click.option("--timeout", type=int, default=900, show_default=True, help="Seconds to wait for each task.")
+def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, cicustom: bool,
+                       timeout: int) -> None:
+    """Clone the baked template into one VM per node through the Proxmox API.
+
+    \b
+    The API token's secret comes from PROXMOX_TOKEN_SECRET (its id from image.proxmox.tokenId);
+    the URL from image.proxmox.url or PROXMOX_URL. Existing VMs are left alone.
+    """
+    import os
+
+    from . import deploy_proxmox
+    from .errors import EnvError, InputError
+
+    model = _load(cluster)
+    px = model.image.proxmox
+    if "proxmox-iso" not in model.image.builders:
+        raise InputError(f"{cluster} does not build for Proxmox (add proxmox-iso to spec.image.builders)",
+                         check="deploy-proxmox")
+    url = px.url or os.environ.get(deploy_proxmox.URL_ENV)
+    if not url:
+        raise EnvError(f"no Proxmox API URL: set image.proxmox.url in {cluster} or {deploy_proxmox.URL_ENV}")
+    secret = os.environ.get(deploy_proxmox.TOKEN_ENV)
+    if not secret:
+        raise EnvError(f"missing credentials: set {deploy_proxmox.TOKEN_ENV} to the secret of the API token "
+                       f"{px.token_id}")
+    dest = _ensure_rendered(model, out, secrets_path)
+    api = deploy_proxmox.connect(url, px.token_id, secret, verify=not px.insecure_skip_tls_verify)
+
+    def report(name, message):
+        click.echo(f"{name}: {message}", err=True)
+
+    results = deploy_proxmox.Deployer(model, dest, api, report=report, cicustom=cicustom,
+                                      timeout=timeout).deploy()
+    for r in results:
+        click.echo(f"{r.name}: VM {r.vm_id} {r.state}{f' ({r.detail})' if r.detail else ''}")
+
+
+@cli.command()
+@CLUSTER_ARG
+@click.option("--markdown", is_flag=True, help="Print the Markdown README (with its Mermaid diagram) instead.")
+def explain(cluster: str, markdown: bool) -> None:
+    """Describe the cluster: network layers and their owners, nodes, control-plane endpoint."""
+    from . import explain as ex
+
+    model = _load(cluster)
+    click.echo(ex.markdown(model) if markdown else ex.text(model), nl=False)

@@ -208,14 +208,22 @@ def host_only_address(cluster) -> str:
     return str(next(h for h in net.node_cidr.hosts() if h not in used))
 
 
-def ova_path(cluster, plan) -> str:
-    """Where the virtualbox-iso build leaves its OVA, relative to outputs/<cluster>/."""
-    from . import packer
+IMAGES_SUFFIX = "-images"
 
-    fn = getattr(packer, "ova_path", None)
-    if fn is not None:
-        return fn(cluster, plan)
-    return f"packer/output-virtualbox-iso/{plan.image_name}.ova"
+
+def images_dir(out):
+    """Where `bakery build` has Packer put its artifacts and manifest.json: beside the output
+    folder, not in it, because every render replaces outputs/<cluster>/ as a whole."""
+    from pathlib import Path
+
+    out = Path(out).absolute()
+    return out.parent / f"{out.name}{IMAGES_SUFFIX}"
+
+
+def ova_name(plan) -> str:
+    """The OVA of the virtualbox-iso build, relative to images_dir() (packer.py: output_directory
+    ${var.output_dir}/virtualbox-iso, vm_name = image_name, format ova)."""
+    return f"virtualbox-iso/{plan.image_name}.ova"
 
 
 # --- the renderer --------------------------------------------------------------------------
@@ -237,7 +245,7 @@ def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
     if "virtualbox-iso" in builders:
         script = render_template(
             "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes,
-            ova=ova_path(cluster, plan), host_only=cluster.image.virtualbox_host_only,
+            ova=ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
             host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
             first_boot=explain.FIRST_BOOT,
         )

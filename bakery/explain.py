@@ -125,4 +125,4 @@ def markdown(cluster) -> str:
     plan = image_plan(cluster)
     return render_template("deliver/README.md.j2", e=describe(cluster), cluster=cluster, plan=plan,
                            diagram=mermaid(cluster), px=cluster.image.proxmox,
-                           ova=deliver.ova_path(cluster, plan))
+                           ova=f"../{cluster.name}{deliver.IMAGES_SUFFIX}/{deliver.ova_name(plan)}")

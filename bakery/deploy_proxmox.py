@@ -1,0 +1,208 @@
+"""`bakery deploy proxmox`: the nodes of a rendered cluster as VMs on Proxmox VE, through its
+API (proxmoxer), with an API token from the environment.
+
+Per node: put its cloud-init seed on the Proxmox storage, clone the baked template, configure
+(cores, memory, net0 with the node's MAC on the bridge, the seed), start, and wait until it runs.
+A VM id that exists already with the node's name is left alone and reported.
+
+The seed: Proxmox's upload API takes only iso, vztmpl and import content, not snippets
+(pve-storage's upload method; Proxmox bugzilla 2208), so by default the node's seed.iso (the
+same NoCloud seed VirtualBox gets) is uploaded as an ISO and attached as a CD-ROM, and the
+template's own cloud-init drive is removed from the clone so cloud-init sees one seed only.
+With --cicustom the snippets must already be on the snippet storage (copied by
+proxmox/deploy.sh, or a shared storage); they are checked, then given with --cicustom.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import EnvError, InputError
+
+TOKEN_ENV = "PROXMOX_TOKEN_SECRET"
+URL_ENV = "PROXMOX_URL"
+
+
+@dataclass
+class NodeResult:
+    name: str
+    vm_id: int
+    state: str  # created | exists
+    detail: str = ""
+
+
+Report = Callable[[str, str], None]  # (node name, what is happening)
+
+
+def connect(url: str, token_id: str, secret: str, *, verify: bool = True, timeout: int = 60):
+    """A proxmoxer client for an API URL such as https://pve.example:8006/api2/json."""
+    from proxmoxer import ProxmoxAPI
+
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise InputError(f"Proxmox API URL {url!r} must be https://HOST[:PORT]/api2/json", check="proxmox-url")
+    user, _, token_name = token_id.partition("!")
+    prefix = parts.path.rstrip("/")
+    if prefix.endswith("/api2/json"):
+        prefix = prefix[: -len("/api2/json")]
+    kwargs = {"path_prefix": prefix.strip("/")} if prefix.strip("/") else {}
+    return ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=token_name,
+                      token_value=secret, verify_ssl=verify, service="PVE", timeout=timeout, **kwargs)
+
+
+class Deployer:
+    def __init__(self, cluster, out: Path, api, *, report: Report | None = None, cicustom: bool = False,
+                 poll: float = 1.0, timeout: float = 900.0):
+        self.cluster = cluster
+        self.px = cluster.image.proxmox
+        self.out = Path(out)
+        self.api = api
+        self.node = api.nodes(self.px.node)
+        self.report = report or (lambda name, msg: None)
+        self.cicustom = cicustom
+        self.poll = poll
+        self.timeout = timeout
+
+    # -- API calls, with errors turned into one line ------------------------------------------
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        from proxmoxer import ResourceException
+
+        try:
+            return fn(*args, **kwargs)
+        except ResourceException as exc:
+            hint = ""
+            if exc.status_code == 401:
+                hint = f"; check the token id {self.px.token_id} and {TOKEN_ENV}"
+            elif exc.status_code == 403:
+                hint = f"; give the token {self.px.token_id} the permission (or create it without privilege separation)"
+            detail = f" ({exc.errors})" if getattr(exc, "errors", None) else ""
+            raise EnvError(f"Proxmox refused to {what}: {exc.status_code} {exc.status_message}{detail}{hint}") from None
+        except Exception as exc:  # requests' connection and TLS errors
+            name = type(exc).__name__
+            if name in ("ConnectionError", "SSLError", "Timeout", "ConnectTimeout", "ReadTimeout"):
+                tls = ("; if the certificate is self-signed set image.proxmox.insecureSkipTlsVerify "
+                       "or REQUESTS_CA_BUNDLE") if name == "SSLError" else ""
+                raise EnvError(f"cannot reach the Proxmox API to {what}: {name}: {exc}{tls}") from None
+            raise
+
+    def wait_task(self, upid, what: str) -> None:
+        """Wait for a task (UPID) to stop; fail with its exit status unless it is OK."""
+        if not isinstance(upid, str) or not upid.startswith("UPID:"):
+            return  # synchronous call: nothing to wait for
+        deadline = time.monotonic() + self.timeout
+        while True:
+            st = self._call(f"read the task of {what}", self.node.tasks(upid).status.get)
+            if st.get("status") == "stopped":
+                if st.get("exitstatus") != "OK":
+                    raise EnvError(f"Proxmox task {what} failed: {st.get('exitstatus')}")
+                return
+            if time.monotonic() > deadline:
+                raise EnvError(f"Proxmox task {what} still running after {self.timeout:.0f}s ({upid})")
+            time.sleep(self.poll)
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def existing_vms(self) -> dict[int, dict]:
+        return {int(v["vmid"]): v for v in self._call(f"list the VMs on {self.px.node}", self.node.qemu.get)}
+
+    def _storage_volumes(self, storage: str, content: str) -> set[str]:
+        items = self._call(f"list {content} on {storage}", self.node.storage(storage).content.get, content=content)
+        return {i["volid"] for i in items}
+
+    def upload_seed(self, name: str) -> str:
+        """Upload nodes/<name>/seed.iso as ISO content (named by its hash, so a changed seed
+        is a new file and an unchanged one is not sent again); returns its volume id."""
+        iso = self.out / "nodes" / name / "seed.iso"
+        if not iso.is_file():
+            raise EnvError(f"{iso} is missing; run `bakery render` first")
+        data = iso.read_bytes()
+        fname = f"{self.cluster.name}-{name}-seed-{hashlib.sha256(data).hexdigest()[:12]}.iso"
+        storage = self.px.iso_storage
+        volid = f"{storage}:iso/{fname}"
+        if volid in self._storage_volumes(storage, "iso"):
+            self.report(name, f"seed {fname} already on {storage}")
+            return volid
+        self.report(name, f"uploading seed to {storage}")
+        buf = io.BytesIO(data)
+        buf.name = fname  # proxmoxer sends a file object's name as the multipart file name
+        upid = self._call(f"upload {fname} to {storage}", self.node.storage(storage).upload.post,
+                          content="iso", filename=buf)
+        self.wait_task(upid, f"upload of {fname}")
+        return volid
+
+    def check_snippets(self, name: str) -> str:
+        from .deliver import SNIPPET_PARTS, snippet_name
+
+        storage = self.px.snippet_storage
+        have = self._storage_volumes(storage, "snippets")
+        want = [(part, f"{storage}:snippets/{snippet_name(self.cluster, name, part)}") for part, _ in SNIPPET_PARTS]
+        missing = [v for _, v in want if v not in have]
+        if missing:
+            raise EnvError(f"{name}: snippets missing on {storage}: {', '.join(missing)}; the API cannot "
+                           "upload snippets: copy them with proxmox/deploy.sh (or scp to the storage's "
+                           "snippets/ folder), or deploy without --cicustom")
+        return ",".join(f"{part}={v}" for part, v in want)
+
+    def deploy_node(self, n, mac: str, existing: dict[int, dict]) -> NodeResult:
+        px = self.px
+        vm = existing.get(n.vm_id)
+        if vm is not None:
+            if vm.get("name") != n.name:
+                raise EnvError(f"VM {n.vm_id} on {px.node} is {vm.get('name')!r}, not {n.name}; "
+                               "left alone: set this node's vmId in cluster.yaml")
+            self.report(n.name, f"VM {n.vm_id} exists ({vm.get('status', '?')}), left alone")
+            return NodeResult(n.name, n.vm_id, "exists", vm.get("status", ""))
+        seed = self.check_snippets(n.name) if self.cicustom else self.upload_seed(n.name)
+        self.report(n.name, f"cloning template {px.template_vm_id} to VM {n.vm_id}")
+        upid = self._call(f"clone VM {px.template_vm_id}", self.node.qemu(px.template_vm_id).clone.post,
+                          newid=n.vm_id, name=n.name, full=1, storage=px.disk_storage)
+        self.wait_task(upid, f"clone to VM {n.vm_id}")
+        self.report(n.name, "configuring")
+        cfg = self._call(f"read the config of VM {n.vm_id}", self.node.qemu(n.vm_id).config.get)
+        params = {"cores": n.cpus, "memory": n.memory_mib, "net0": f"virtio={mac.upper()},bridge={px.bridge}"}
+        if self.cicustom:
+            params["cicustom"] = seed
+            if not any("cloudinit" in str(v) for v in cfg.values()):
+                params["ide2"] = f"{px.disk_storage}:cloudinit"
+        else:
+            drop = sorted(k for k, v in cfg.items() if "cloudinit" in str(v))
+            if drop:
+                params["delete"] = ",".join(drop)
+            slot = next(s for s in ("ide2", "ide3", "ide1", "ide0", "sata5", "sata4") if s not in cfg)
+            params[slot] = f"{seed},media=cdrom"
+        upid = self._call(f"configure VM {n.vm_id}", self.node.qemu(n.vm_id).config.post, **params)
+        self.wait_task(upid, f"configuration of VM {n.vm_id}")
+        self.report(n.name, "starting")
+        upid = self._call(f"start VM {n.vm_id}", self.node.qemu(n.vm_id).status.start.post)
+        self.wait_task(upid, f"start of VM {n.vm_id}")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            st = self._call(f"read the status of VM {n.vm_id}", self.node.qemu(n.vm_id).status.current.get)
+            if st.get("status") == "running":
+                break
+            if time.monotonic() > deadline:
+                raise EnvError(f"VM {n.vm_id} ({n.name}) is {st.get('status')!r}, not running, "
+                               f"after {self.timeout:.0f}s")
+            time.sleep(self.poll)
+        self.report(n.name, f"VM {n.vm_id} running")
+        return NodeResult(n.name, n.vm_id, "created", "running")
+
+    def deploy(self) -> list[NodeResult]:
+        from .deliver import node_mac
+
+        existing = self.existing_vms()
+        if self.px.template_vm_id not in existing:
+            raise EnvError(f"no template VM {self.px.template_vm_id} on {self.px.node}; bake it first: "
+                           "bakery build CLUSTER.yaml --only proxmox-iso")
+        results = []
+        for n in self.cluster.nodes:
+            netcfg = self.out / "nodes" / n.name / "network-config"
+            mac = node_mac(self.cluster, n, netcfg.read_bytes() if netcfg.is_file() else None)
+            results.append(self.deploy_node(n, mac, existing))
+        return results
