@@ -51,6 +51,14 @@ class ImagePlan:
     calico_version: str
     calico_manifests: tuple[tuple[str, str], ...]  # (file name, URL)
     kube_vip_image: str | None
+    # What else decides the bytes of the image (issue 3): the installer ISO, the disk, the
+    # build user the installer creates (locked at the end), and the bakery release whose
+    # scripts bake it. Build-VM sizing (cpus, memory) is not an input: it changes no byte.
+    iso_url: str = ""
+    iso_checksum: str = ""
+    disk_size_mib: int = 0
+    build_user: str = ""
+    bakery_version: str = ""
 
     def inputs(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -90,6 +98,11 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         calico_version=calico.version,
         calico_manifests=tuple((name, calico.manifest_url(name)) for name in calico.manifests()),
         kube_vip_image=kube_vip,
+        iso_url=cluster.image.iso_url or versions.OS_RELEASES[cluster.os].iso_url,
+        iso_checksum=cluster.image.iso_checksum or versions.OS_RELEASES[cluster.os].iso_checksum,
+        disk_size_mib=cluster.image.disk_size_mib,
+        build_user=cluster.image.build_user,
+        bakery_version=__version__,
     )
 
 

@@ -36,6 +36,12 @@ class KubernetesMinor:
     # this Kubernetes minor; a containerd minor not listed is not recommended.
     containerd_min: dict[str, str]
 
+    @property
+    def super_admin_conf(self) -> bool:
+        """kubeadm writes super-admin.conf (system:masters) at init and binds admin.conf
+        through RBAC from 1.29 on."""
+        return parse_version(self.minor) >= (1, 29)
+
 
 KUBERNETES: dict[str, KubernetesMinor] = {
     m.minor: m
@@ -148,3 +154,77 @@ def containerd_recommended(k8s: KubernetesMinor, containerd_version: str) -> boo
 def describe_containerd(k8s: KubernetesMinor) -> str:
     return ", ".join(f"{floor}+" for _, floor in sorted(k8s.containerd_min.items(),
                                                         key=lambda kv: parse_version(kv[0]), reverse=True))
+
+
+# --- Node image bake (issue 3) ---
+# Installer ISOs per spec.os: versioned URLs (Ubuntu moves superseded point releases to
+# old-releases, Debian keeps every point release under cdimage/archive) with Packer's
+# `file:<SHA256SUMS URL>` checksum form, so a download is always verified.
+@dataclass(frozen=True)
+class OsRelease:
+    name: str  # spec.os
+    family: str  # "ubuntu" | "debian"
+    installer: str  # "autoinstall" (subiquity) | "preseed" (debian-installer)
+    point_release: str
+    iso_url: str
+    iso_checksum: str
+    virtualbox_guest_os_type: str
+
+
+OS_RELEASES: dict[str, OsRelease] = {
+    r.name: r
+    for r in [
+        OsRelease("ubuntu-22.04", "ubuntu", "autoinstall", "22.04.5",
+                  "https://releases.ubuntu.com/22.04.5/ubuntu-22.04.5-live-server-amd64.iso",
+                  "file:https://releases.ubuntu.com/22.04.5/SHA256SUMS", "Ubuntu_64"),
+        OsRelease("ubuntu-24.04", "ubuntu", "autoinstall", "24.04.4",
+                  "https://releases.ubuntu.com/24.04.4/ubuntu-24.04.4-live-server-amd64.iso",
+                  "file:https://releases.ubuntu.com/24.04.4/SHA256SUMS", "Ubuntu_64"),
+        OsRelease("debian-12", "debian", "preseed", "12.12.0",
+                  "https://cdimage.debian.org/cdimage/archive/12.12.0/amd64/iso-cd/debian-12.12.0-amd64-netinst.iso",
+                  "file:https://cdimage.debian.org/cdimage/archive/12.12.0/amd64/iso-cd/SHA256SUMS", "Debian_64"),
+    ]
+}
+
+# Packer core and the plugins the templates are written (and tested) against.
+# (hashicorp/packer-plugin-* release tags; proxmox >= 1.2 has the boot_iso block.)
+PACKER_VERSION = "1.16.0"
+PACKER_PLUGINS: dict[str, tuple[str, str]] = {  # builder -> (plugin name, version)
+    "virtualbox-iso": ("virtualbox", "1.1.5"),
+    "proxmox-iso": ("proxmox", "1.2.4"),
+    "qemu": ("qemu", "1.1.4"),
+}
+
+# Release downloads the bake verifies by sha256 (each project publishes a checksum file
+# beside the artifact). ARCH is the only architecture the bake supports for now.
+ARCH = "amd64"
+
+
+def containerd_download(version: str) -> tuple[str, str]:
+    """(tarball URL, checksum URL): containerd-<v>-linux-<arch>.tar.gz + .sha256sum."""
+    url = (f"https://github.com/containerd/containerd/releases/download/v{version}/"
+           f"containerd-{version}-linux-{ARCH}.tar.gz")
+    return url, url + ".sha256sum"
+
+
+def runc_download(version: str) -> tuple[str, str]:
+    """(binary URL, checksum URL): runc.<arch> and the release's runc.sha256sum."""
+    base = f"https://github.com/opencontainers/runc/releases/download/v{version}/"
+    return base + f"runc.{ARCH}", base + "runc.sha256sum"
+
+
+def cni_plugins_download(version: str) -> tuple[str, str]:
+    url = (f"https://github.com/containernetworking/plugins/releases/download/v{version}/"
+           f"cni-plugins-linux-{ARCH}-v{version}.tgz")
+    return url, url + ".sha256"
+
+
+def crictl_download(tag: str) -> tuple[str, str]:
+    url = (f"https://github.com/kubernetes-sigs/cri-tools/releases/download/{tag}/"
+           f"crictl-{tag}-linux-{ARCH}.tar.gz")
+    return url, url + ".sha256"
+
+
+def kubernetes_binary_download(version: str, name: str) -> tuple[str, str]:
+    url = f"https://dl.k8s.io/release/v{version}/bin/linux/{ARCH}/{name}"
+    return url, url + ".sha256"

@@ -1,0 +1,686 @@
+"""The packer/ folder, checked by its real consumers: python-hcl2 plus the plugins' own
+HCL2 specs, shellcheck, containerd, debconf-set-selections, subiquity's autoinstall
+schema, TOML and YAML parsers, and bash itself."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import LAB, need, run_bakery
+from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, meta, value
+
+SPECS = Path(__file__).parent / "data" / "specs"
+OSES = ("ubuntu-22.04", "ubuntu-24.04", "debian-12")
+ALL_BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
+SCRIPT_ORDER = ["05-prepare", "10-swap", "20-kernel", "30-containerd", "40-kubernetes", "50-images", "90-seal"]
+FAKE_HASH = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+
+
+def variant_text(os="ubuntu-24.04", k8s="1.36.3", containerd="2.2.7", builders=ALL_BUILDERS,
+                 image_extra="", extra_node=False, package_source=None) -> str:
+    text = LAB.read_text()
+    text = text.replace("os: ubuntu-24.04", f"os: {os}")
+    text = text.replace('version: "1.36.3"', f'version: "{k8s}"')
+    if package_source:
+        text = text.replace(f'version: "{k8s}"', f'version: "{k8s}"\n    packageSource: {package_source}')
+    text = text.replace('version: "2.2.7"', f'version: "{containerd}"')
+    text = text.replace("builders: [virtualbox-iso, proxmox-iso, qemu]",
+                        f"builders: [{', '.join(builders)}]" + image_extra)
+    if extra_node:
+        text = text.rstrip("\n") + "\n    - {name: k8s-node3, role: worker, address: 192.168.56.33}\n"
+    return text
+
+
+VARIANTS = {
+    **{os: dict(os=os) for os in OSES},
+    # containerd 1.7 (config version 2) with a Kubernetes minor that still lists it
+    "containerd-1.7": dict(k8s="1.35.7", containerd="1.7.34"),
+    "containerd-2.3": dict(containerd="2.3.4"),
+    "dl.k8s.io": dict(os="debian-12", package_source="dl.k8s.io"),
+    "qemu-only": dict(builders=("qemu",)),
+    "tuned": dict(os="ubuntu-22.04", image_extra=(
+        "\n    cpus: 3\n    memoryMiB: 6144\n    diskSizeMiB: 30720\n    buildUser: baker"
+        "\n    proxmox: {node: pve7, bridge: vmbr9, templateVmId: 9123, url: 'https://pve.example:8006/api2/json'}"
+        "\n    qemu: {accelerator: tcg}")),
+}
+
+
+@cache
+def _render(name: str, tmp_root: str) -> Path:
+    root = Path(tmp_root) / name
+    root.mkdir(parents=True)
+    src = root / "cluster.yaml"
+    src.write_text(variant_text(**VARIANTS[name]))
+    out = root / "out"
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def render(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("packer"))
+    return lambda name: _render(name, base)
+
+
+def packer_dir(render, name) -> Path:
+    return render(name) / "packer"
+
+
+def merged_hcl(render, name):
+    merged, errors = check_packer_dir(packer_dir(render, name))
+    return merged
+
+
+def local_values(merged) -> dict:
+    out = {}
+    for block in merged.get("locals", []):
+        out.update({k: v for k, v in block.items() if not meta(k)})
+    return out
+
+
+def variables_of(merged) -> dict:
+    return {labels[0]: {k: v for k, v in body.items() if not meta(k)}
+            for labels, body in labelled(merged.get("variable"), 1)}
+
+
+def sources_of(merged) -> dict:
+    return {labels[0]: body for labels, body in labelled(merged.get("source"), 2)}
+
+
+def provisioners_of(merged) -> list:
+    return [(labels[0], body) for labels, body in labelled(merged["build"][0].get("provisioner"), 1)]
+
+
+def templatefile(text: str, **variables) -> str:
+    """Packer's templatefile() for the subset bakery uses: ${name} interpolations only.
+    Any other live ${ or %{ is an error, as it would be for Packer."""
+    def sub(m):
+        name = m.group(1)
+        assert name in variables, f"template uses an unknown variable {name}"
+        return variables[name]
+    out = re.sub(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, text)
+    assert not re.search(r"(?<!\$)\$\{|(?<!%)%\{", out), "a live template sequence is left"
+    return out.replace("$${", "${").replace("%%{", "%{")
+
+
+# --- HCL against the plugins' specs ------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_block_matches_the_plugin_specs(render, name):
+    pdir = packer_dir(render, name)
+    assert sorted(p.name for p in pdir.glob("*.pkr.hcl")) == [
+        "build.pkr.hcl", "locals.pkr.hcl", "plugins.pkr.hcl", "sources.pkr.hcl", "variables.pkr.hcl"]
+    assert not list(pdir.rglob("*.json")), "HCL2 only, never legacy JSON templates"
+    merged, errors = check_packer_dir(pdir)
+    assert errors == []
+    assert merged.get("source") and merged.get("build")
+
+
+def test_the_spec_checker_fails_on_bad_bodies():
+    spec = load_spec("packer-proxmox-iso.json")["spec"]
+    good = {"cores": 2, "boot_iso": [{"iso_url": '"x"', "__is_block__": True}]}
+    assert check_body(good, spec, "s") == []
+    assert any("not in the spec" in e for e in check_body({"nope": '"x"'}, spec, "s"))
+    assert any("deprecated" in e for e in check_body({"iso_file": '"local:iso/x.iso"'}, spec, "s"))
+    assert any("deprecated" in e for e in check_body(
+        {"boot_iso": [{"device": '"ide2"', "__is_block__": True}]}, spec, "s"))
+    assert any("type" in e for e in check_body({"cores": '"two"'}, spec, "s"))
+    assert any("written as an attribute" in e for e in check_body({"boot_iso": {"iso_url": '"x"'}}, spec, "s"))
+    assert any("not in the spec" in e for e in check_body(
+        {"disks": [{"size": '"1G"', "__is_block__": True}]}, spec, "s"))
+
+
+def test_plugins_are_pinned_and_proxmox_uses_boot_iso(render):
+    merged = merged_hcl(render, "ubuntu-24.04")
+    packer = merged["packer"][0]
+    req = {k: value(v) for k, v in packer["required_plugins"][0].items() if not meta(k)}
+    assert set(req) == {"virtualbox", "proxmox", "qemu"}
+    for name, entry in req.items():
+        assert entry["source"] == f"github.com/hashicorp/{name}"
+        m = re.fullmatch(r">= (\d+)\.(\d+)\.(\d+)", entry["version"])
+        assert m, entry["version"]
+    proxmox = tuple(int(x) for x in re.findall(r"\d+", req["proxmox"]["version"]))
+    assert proxmox >= (1, 2, 0)
+    assert re.fullmatch(r">= \d+\.\d+\.\d+", value(packer["required_version"]))
+    px = sources_of(merged)["proxmox-iso"]
+    assert "iso_file" not in px and "iso_url" not in px
+    boot_iso = value(px["boot_iso"])[0]
+    assert boot_iso["iso_url"] == "${var.iso_url}" and boot_iso["iso_checksum"] == "${var.iso_checksum}"
+    qemu_only = merged_hcl(render, "qemu-only")
+    assert set(k for k in qemu_only["packer"][0]["required_plugins"][0] if not meta(k)) == {"qemu"}
+
+
+@pytest.mark.parametrize("name", ["ubuntu-24.04", "qemu-only"])
+def test_one_source_per_builder(render, name):
+    merged = merged_hcl(render, name)
+    builders = VARIANTS[name].get("builders", ALL_BUILDERS)
+    assert list(sources_of(merged)) == list(builders)
+    assert value(merged["build"][0]["sources"]) == [f"source.{b}.node" for b in builders]
+    variables = variables_of(merged)
+    assert ("proxmox_token" in variables) == ("proxmox-iso" in builders)
+    assert ("qemu_accelerator" in variables) == ("qemu" in builders)
+
+
+def test_builder_specifics(render):
+    s = sources_of(merged_hcl(render, "ubuntu-24.04"))
+    vb = {k: value(v) for k, v in s["virtualbox-iso"].items()}
+    assert vb["format"] == "ova"
+    assert ["modifyvm", "{{ .Name }}", "--nic1", "nat"] in vb["vboxmanage"]
+    px = {k: value(v) for k, v in s["proxmox-iso"].items()}
+    assert px["cloud_init"] is True and px["template_name"] == "${local.image_name}"
+    assert px["token"] == "${var.proxmox_token}"
+    q = {k: value(v) for k, v in s["qemu"].items()}
+    assert q["format"] == "qcow2" and q["accelerator"] == "${var.qemu_accelerator}"
+
+
+def test_every_reference_resolves(render):
+    """Every var.X is declared, every local.X defined, every ${path.root}/file exists."""
+    for name in ("ubuntu-24.04", "debian-12", "dl.k8s.io", "qemu-only"):
+        pdir = packer_dir(render, name)
+        text = "\n".join(p.read_text() for p in pdir.glob("*.pkr.hcl"))
+        merged = merged_hcl(render, name)
+        declared = set(variables_of(merged))
+        used = set(re.findall(r"\bvar\.([a-z_][a-z0-9_]*)", text))
+        assert used <= declared, used - declared
+        unused = declared - used
+        assert not unused, f"variables nobody reads: {unused}"
+        locals_ = set(local_values(merged))
+        assert set(re.findall(r"\blocal\.([a-z_]+)", text)) <= locals_
+        for rel in re.findall(r"\$\{path\.root\}/([^\"]+)\"", text):
+            assert (pdir / rel).exists(), rel
+
+
+def test_variable_defaults_come_from_cluster_yaml(render):
+    v = variables_of(merged_hcl(render, "tuned"))
+    default = lambda n: value(v[n]["default"])  # noqa: E731
+    assert default("cpus") == 3 and default("memory_mib") == 6144 and default("disk_size_mib") == 30720
+    assert default("build_user") == "baker"
+    assert default("proxmox_node") == "pve7" and default("proxmox_bridge") == "vmbr9"
+    assert default("proxmox_template_vm_id") == 9123
+    assert default("proxmox_url") == "https://pve.example:8006/api2/json"
+    assert default("qemu_accelerator") == "tcg"
+    assert default("iso_url") == "https://releases.ubuntu.com/22.04.5/ubuntu-22.04.5-live-server-amd64.iso"
+    assert default("iso_checksum") == "file:https://releases.ubuntu.com/22.04.5/SHA256SUMS"
+    deb = variables_of(merged_hcl(render, "debian-12"))
+    url = value(deb["iso_url"]["default"])
+    assert re.fullmatch(r"https://cdimage\.debian\.org/cdimage/archive/12\.\d+\.\d+/amd64/iso-cd/"
+                        r"debian-12\.\d+\.\d+-amd64-netinst\.iso", url)
+    assert value(deb["iso_checksum"]["default"]) == "file:" + url.rsplit("/", 1)[0] + "/SHA256SUMS"
+    u24 = variables_of(merged_hcl(render, "ubuntu-24.04"))
+    assert re.fullmatch(r"https://releases\.ubuntu\.com/24\.04\.\d+/ubuntu-24\.04\.\d+-live-server-amd64\.iso",
+                        value(u24["iso_url"]["default"]))
+
+
+# --- no secret anywhere in packer/ -------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["ubuntu-24.04", "debian-12"])
+def test_no_secret_in_any_packer_file(render, name):
+    out = render(name)
+    bundle = yaml.safe_load((out / "secrets.yaml").read_text())
+    secret_strings = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, str) and len(x) >= 16:
+            secret_strings.append(x)
+    walk(bundle)
+    assert bundle["bootstrapToken"] in secret_strings
+    files = [p for p in (out / "packer").rglob("*") if p.is_file()]
+    for p in files:
+        text = p.read_text()
+        assert "PRIVATE KEY" not in text, p
+        assert not re.search(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b", text), p
+        assert not re.search(r"\$(2[abxy]|5|6|y)\$", text), f"a password hash in {p}"
+        for s in secret_strings:
+            for line in s.splitlines():
+                if len(line) >= 16 and "-----" not in line:
+                    assert line not in text, f"{p} holds part of the secrets bundle"
+    merged = merged_hcl(render, name)
+    variables = variables_of(merged)
+    assert variables["build_password"].get("sensitive") is True and "default" not in variables["build_password"]
+    if "proxmox_token" in variables:
+        assert variables["proxmox_token"].get("sensitive") is True
+        assert value(variables["proxmox_token"]["default"]) == ""
+
+    def attrs(body):
+        for k, v in body.items():
+            if isinstance(v, list) and v and isinstance(v[0], dict) and v[0].get("__is_block__"):
+                for b in v:
+                    yield from attrs(b)
+            elif not meta(k):
+                yield k, v
+    for _, body in labelled(merged["source"], 2):
+        for k, v in attrs(body):
+            if re.search(r"password|token|secret", k) and k not in ("proxmox_token_id",):
+                assert isinstance(value(v), Expr) and "var." in v, f"{k} = {v} is a literal"
+
+
+# --- scripts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_scripts_pass_shellcheck(render, name):
+    shellcheck = need("shellcheck")
+    scripts = sorted((packer_dir(render, name) / "scripts").glob("*.sh"))
+    assert [p.stem for p in scripts] == SCRIPT_ORDER
+    for p in scripts:
+        lines = p.read_text().splitlines()
+        assert lines[0] == "#!/usr/bin/env bash"
+        assert "set -euo pipefail" in lines[:6]
+        assert p.stat().st_mode & 0o111, f"{p} is not executable"
+    r = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *map(str, scripts)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_provisioners_run_scripts_in_order_and_seal_last(render):
+    from bakery import packer, pipeline
+    from bakery.plan import image_plan
+
+    merged = merged_hcl(render, "ubuntu-24.04")
+    provs = provisioners_of(merged)
+    shell_scripts = [value(b["name"]) for t, b in provs if t == "shell" and "script" in b]
+    assert shell_scripts == SCRIPT_ORDER
+    for t, b in provs:
+        if t == "shell" and "script" in b:
+            assert value(b["script"]) == Expr('"${path.root}/scripts/' + value(b["name"]) + '.sh"')
+            assert value(b["execute_command"]) == "${local.execute_command}"
+    # files/ is uploaded before the first script
+    kinds = [t for t, _ in provs]
+    assert kinds.index("file") < [value(b.get("name", '""')) for _, b in provs].index("05-prepare")
+    cluster, _ = pipeline.load_cluster(str(LAB))
+    steps = packer.bake_steps(cluster, image_plan(cluster))
+    assert steps[-1].name == "90-seal"
+    # the build user's sudo grant is dropped as the last action on every builder
+    loc = local_values(merged)
+    assert "rm -f /etc/sudoers.d/90-bakery-build" in value(loc["shutdown_command"])
+    last = provs[-1][1]
+    assert value(last["only"]) == ["proxmox-iso.node"]
+    assert value(last["inline"]) == ["sudo -n rm -f /etc/sudoers.d/90-bakery-build"]
+
+
+def _script_commands(path: Path) -> list[list[str]]:
+    """Simple commands of a script (one per line, continuation lines joined), as words."""
+    text = path.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            out.append(shlex.split(line, comments=True))
+        except ValueError:
+            continue
+    return out
+
+
+def test_every_image_file_is_installed_by_a_script(render):
+    for name in ("ubuntu-24.04", "dl.k8s.io"):
+        pdir = packer_dir(render, name)
+        installed = {}
+        for script in (pdir / "scripts").glob("*.sh"):
+            for words in _script_commands(script):
+                if words[:2] == ["install", "-D"] and words[4].startswith("/tmp/bakery/files/"):
+                    installed[words[4].removeprefix("/tmp/bakery/files")] = words[5]
+        files = {"/" + p.relative_to(pdir / "files").as_posix()
+                 for p in (pdir / "files").rglob("*") if p.is_file()}
+        assert set(installed) == files
+        assert all(src == dst for src, dst in installed.items())
+
+
+def test_kubernetes_packages_pinned_held_and_kubelet_not_started(render):
+    script = packer_dir(render, "ubuntu-24.04") / "scripts" / "40-kubernetes.sh"
+    cmds = _script_commands(script)
+    install = next(c for c in cmds if c[:2] == ["apt_get", "install"])
+    pinned = sorted(w for w in install if "=" in w and not w.startswith("-"))
+    assert pinned == ["kubeadm=1.36.3-1.1", "kubectl=1.36.3-1.1", "kubelet=1.36.3-1.1"]
+    hold = next(c for c in cmds if c[:2] == ["apt-mark", "hold"] and "kubelet" in c)
+    assert {"kubelet", "kubeadm", "kubectl"} <= set(hold)
+    assert ["systemctl", "enable", "kubelet"] in [c[:3] for c in cmds]
+    assert not any(c[:2] == ["systemctl", "start"] or c[:3] == ["systemctl", "restart", "kubelet"] for c in cmds)
+    assert "readonly REPO=https://pkgs.k8s.io/core:/stable:/v1.36/deb/" in script.read_text()
+    # dl.k8s.io: release binaries verified by their .sha256
+    bin_script = packer_dir(render, "dl.k8s.io") / "scripts" / "40-kubernetes.sh"
+    fetched = [c for c in _script_commands(bin_script) if c and c[0].startswith("bin=$(fetch_verified")]
+    assert len(fetched) == 3
+    urls = re.findall(r"fetch_verified (\S+) (\S+)\)", bin_script.read_text())
+    assert {u.rsplit("/", 1)[1] for u, _ in urls} == {"kubeadm", "kubelet", "kubectl"}
+    assert all(s == u + ".sha256" and "/v1.36.3/bin/linux/amd64/" in u for u, s in urls)
+
+
+def test_runtime_downloads_are_verified_against_published_checksums(render):
+    text = (packer_dir(render, "ubuntu-24.04") / "scripts" / "30-containerd.sh").read_text()
+    pairs = dict(re.findall(r"fetch_verified (\S+) (\S+)\)", text))
+    assert pairs == {
+        "https://github.com/containerd/containerd/releases/download/v2.2.7/containerd-2.2.7-linux-amd64.tar.gz":
+            "https://github.com/containerd/containerd/releases/download/v2.2.7/containerd-2.2.7-linux-amd64.tar.gz.sha256sum",
+        "https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.amd64":
+            "https://github.com/opencontainers/runc/releases/download/v1.4.3/runc.sha256sum",
+        "https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz":
+            "https://github.com/containernetworking/plugins/releases/download/v1.9.1/cni-plugins-linux-amd64-v1.9.1.tgz.sha256",
+        "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz":
+            "https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz.sha256",
+    }
+
+
+def _fetch_verified_fn(script: Path) -> str:
+    text = script.read_text()
+    start = text.index("fetch_verified() {")
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.parametrize("sums", ["{h}\n", "{h}  {n}\n", "0000  other\n{h} *{n}\n"])
+def test_fetch_verified_accepts_each_checksum_file_format_and_rejects_a_bad_file(render, tmp_path, sums):
+    """Run the script's own checker with a local fetch: every published format is read,
+    and a file that does not match its checksum fails."""
+    import hashlib
+
+    script = packer_dir(render, "ubuntu-24.04") / "scripts" / "30-containerd.sh"
+    payload = tmp_path / "srv" / "thing.tgz"
+    payload.parent.mkdir()
+    payload.write_bytes(b"payload")
+    h = hashlib.sha256(b"payload").hexdigest()
+    (tmp_path / "srv" / "thing.tgz.sums").write_text(sums.format(h=h, n="thing.tgz"))
+    prog = ("set -euo pipefail\nCACHE=$1\nfetch() { cp \"${1#file://}\" \"$2\"; }\n" + _fetch_verified_fn(script)
+            + 'fetch_verified "file://$2/thing.tgz" "file://$2/thing.tgz.sums"\n')
+    r = subprocess.run(["bash", "-c", prog, "x", str(tmp_path / "cache"), str(tmp_path / "srv")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "cache" / "thing.tgz")
+    payload.write_bytes(b"tampered")
+    (tmp_path / "cache" / "thing.tgz").unlink()
+    r = subprocess.run(["bash", "-c", prog, "x", str(tmp_path / "cache"), str(tmp_path / "srv")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "mismatch" in r.stderr
+
+
+def _bash_array(script: Path, name: str) -> list[str]:
+    text = script.read_text()
+    m = re.search(rf"^{name}=\(\n.*?^\)$", text, re.S | re.M)
+    assert m, f"no {name}=( ... ) in {script}"
+    r = subprocess.run(["bash", "-c", m.group(0) + f'\nprintf "%s\\n" "${{{name}[@]}}"'],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.splitlines()
+
+
+def test_images_pre_pulled_and_calico_manifests_stored(render):
+    from bakery import pipeline, plan as planmod
+    from bakery.plan import image_plan
+
+    script = packer_dir(render, "ubuntu-24.04") / "scripts" / "50-images.sh"
+    cluster, _ = pipeline.load_cluster(str(LAB))
+    plan = image_plan(cluster)
+    images = _bash_array(script, "images")
+    assert images == list(plan.images)
+    assert any(i.startswith("quay.io/tigera/operator:") for i in images)
+    assert any(i.startswith("quay.io/calico/node:") for i in images)
+    cmds = _script_commands(script)
+    pull = next(c for c in cmds if c[:4] == ["kubeadm", "config", "images", "pull"])
+    assert pull[pull.index("--kubernetes-version") + 1] == "v1.36.3"
+    fetches = [c[1:] for c in cmds if c and c[0] == "fetch" and not c[1].startswith("$")]
+    assert fetches == [[url, f"{planmod.CALICO_DIR}/{n}"] for n, url in plan.calico_manifests]
+    sums = next(c for c in cmds if c[:2] == ["sha256sum", "--"])
+    assert sums[2:] == [n for n, _ in plan.calico_manifests] + [">SHA256SUMS"]
+    text = script.read_text()
+    assert f"readonly IMAGES_LIST={planmod.IMAGES_LIST}" in text
+    assert f"readonly CALICO_DIR={planmod.CALICO_DIR}" in text
+
+
+def test_versions_file_sources_to_the_plan(render):
+    from bakery import pipeline
+    from bakery.plan import image_plan
+
+    f = packer_dir(render, "ubuntu-24.04") / "files" / "opt" / "bakery" / "versions.env"
+    r = subprocess.run(["env", "-i", "bash", "-c", f'set -a; . "{f}"; env -0'], capture_output=True, check=True)
+    env = dict(kv.split("=", 1) for kv in r.stdout.decode().split("\0") if "=" in kv)
+    cluster, _ = pipeline.load_cluster(str(LAB))
+    plan = image_plan(cluster)
+    assert env["KUBERNETES_VERSION"] == plan.kubernetes_version
+    assert env["CONTAINERD_VERSION"] == plan.containerd_version
+    assert env["BAKERY_FINGERPRINT"] == plan.fingerprint and env["BAKERY_IMAGE_NAME"] == plan.image_name
+    assert env["PAUSE_IMAGE"] == plan.pause_image
+
+
+def test_swap_kernel_and_seal_steps(render):
+    sdir = packer_dir(render, "ubuntu-24.04") / "scripts"
+    swap = _script_commands(sdir / "10-swap.sh")
+    assert ["swapoff", "-a"] in swap
+    kernel = (packer_dir(render, "ubuntu-24.04") / "files" / "etc" / "sysctl.d" / "k8s.conf").read_text()
+    sysctls = dict(line.split(" = ") for line in kernel.splitlines() if line and not line.startswith("#"))
+    assert sysctls == {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1",
+                       "net.bridge.bridge-nf-call-ip6tables": "1"}
+    modules = (packer_dir(render, "ubuntu-24.04") / "files" / "etc" / "modules-load.d" / "k8s.conf").read_text()
+    assert [m for m in modules.splitlines() if m and not m.startswith("#")] == ["overlay", "br_netfilter"]
+    seal = _script_commands(sdir / "90-seal.sh")
+    assert ["cloud-init", "clean", "--logs", "--machine-id", "--seed"] == seal[
+        next(i for i, c in enumerate(seal) if c[:2] == ["cloud-init", "clean"])][:5]
+    assert ["truncate", "-s", "0", "/etc/machine-id"] in seal
+    assert ["rm", "-f", "/etc/ssh/ssh_host_*"] in seal
+    assert ["passwd", "-l", "$BUILD_USER"] in [c[:3] for c in seal]
+    removed = {w for c in seal if c[:2] == ["rm", "-f"] for w in c[2:]}
+    assert "/etc/cloud/cloud.cfg.d/99-installer.cfg" in removed
+    assert "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg" in removed
+    masked = [c for c in seal if c[:2] == ["systemctl", "mask"]]
+    assert masked, "apt timers must be masked"
+    loop = (sdir / "90-seal.sh").read_text()
+    assert "for unit in apt-daily.timer apt-daily-upgrade.timer unattended-upgrades.service; do" in loop
+    auto = (packer_dir(render, "ubuntu-24.04") / "files" / "etc" / "apt" / "apt.conf.d" / "20auto-upgrades").read_text()
+    assert re.findall(r'^(APT::Periodic::[\w-]+) "(\d)";', auto, re.M) == [
+        ("APT::Periodic::Update-Package-Lists", "0"), ("APT::Periodic::Unattended-Upgrade", "0")]
+
+
+# --- containerd and crictl ---------------------------------------------------------------
+
+def _containerd_toml(render, name) -> tuple[Path, dict]:
+    p = packer_dir(render, name) / "files" / "etc" / "containerd" / "config.toml"
+    return p, tomllib.loads(p.read_text())
+
+
+def test_containerd_v2_config_accepted_by_containerd(render):
+    containerd = need("containerd")
+    path, cfg = _containerd_toml(render, "containerd-1.7")
+    assert cfg["version"] == 2
+    r = subprocess.run([containerd, "--config", str(path), "config", "dump"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    dump = tomllib.loads(r.stdout)
+    cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert cri["containerd"]["default_runtime_name"] == "runc"
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"  # kubeadm 1.35's pause
+
+
+@pytest.mark.parametrize("name,version", [("ubuntu-24.04", 3), ("containerd-2.3", 4)])
+def test_containerd_v3_v4_config_structure(render, name, version):
+    _, cfg = _containerd_toml(render, name)
+    assert cfg["version"] == version
+    plugins = cfg["plugins"]
+    assert "io.containerd.grpc.v1.cri" not in plugins, "version 3+ moved the CRI settings"
+    runtime = plugins["io.containerd.cri.v1.runtime"]["containerd"]
+    assert runtime["default_runtime_name"] == "runc"
+    runc = runtime["runtimes"]["runc"]
+    assert runc["runtime_type"] == "io.containerd.runc.v2"
+    assert runc["options"]["SystemdCgroup"] is True
+    images = plugins["io.containerd.cri.v1.images"]
+    assert images["pinned_images"]["sandbox"] == "registry.k8s.io/pause:3.10.2"
+    assert isinstance(images["registry"]["config_path"], str)
+    if version == 4:
+        assert "grpc" not in cfg and isinstance(plugins["io.containerd.server.v1.grpc"]["address"], str)
+    else:
+        assert isinstance(cfg["grpc"]["address"], str)
+
+
+@pytest.mark.parametrize("name", ["containerd-1.7", "ubuntu-24.04", "containerd-2.3"])
+def test_crictl_points_at_the_socket_containerd_opens(render, name):
+    _, cfg = _containerd_toml(render, name)
+    address = (cfg["plugins"]["io.containerd.server.v1.grpc"]["address"] if cfg["version"] >= 4
+               else cfg["grpc"]["address"])
+    crictl = yaml.safe_load((packer_dir(render, name) / "files" / "etc" / "crictl.yaml").read_text())
+    assert crictl["runtime-endpoint"] == f"unix://{address}"
+    assert crictl["image-endpoint"] == f"unix://{address}"
+    # and the scripts talk to the same socket
+    images = (packer_dir(render, name) / "scripts" / "50-images.sh").read_text()
+    assert f"readonly SOCKET=unix://{address}\n" in images
+
+
+# --- unattended install ------------------------------------------------------------------
+
+@pytest.mark.parametrize("os,schema", [("ubuntu-22.04", "subiquity-autoinstall-22.04.2.json"),
+                                       ("ubuntu-24.04", "subiquity-autoinstall-24.04.4.1.json")])
+def test_autoinstall_user_data_valid_for_subiquity(render, os, schema):
+    import jsonschema
+
+    pdir = packer_dir(render, os)
+    merged = merged_hcl(render, os)
+    http = local_values(merged)["http_content"]
+    assert set(http) == {'"/user-data"', '"/meta-data"'}
+    assert 'http/user-data.pkrtpl' in http['"/user-data"'] and "bcrypt(var.build_password)" in http['"/user-data"']
+    raw = (pdir / "http" / "user-data.pkrtpl").read_text()
+    text = templatefile(raw, build_user="packer", password_hash=FAKE_HASH)
+    assert text.splitlines()[0] == "#cloud-config"
+    doc = yaml.safe_load(text)["autoinstall"]
+    validator = jsonschema.Draft7Validator(json.loads((SPECS / schema).read_text())["schema"])
+    errors = [e.message for e in validator.iter_errors(doc)]
+    assert errors == []
+    assert doc["identity"]["password"] == FAKE_HASH and doc["identity"]["username"] == "packer"
+    assert doc["storage"]["swap"] == {"size": 0}
+    assert doc["ssh"]["install-server"] is True
+    assert any("/target/etc/sudoers.d/" in c for c in doc["late-commands"])
+    # the validator is a real judge: a document without a password fails
+    bad = {**doc, "identity": {"username": "packer", "hostname": "x"}}
+    assert list(validator.iter_errors(bad))
+    assert yaml.safe_load((pdir / "http" / "meta-data").read_text())["instance-id"]
+
+
+def test_ubuntu_boot_command_escapes_the_semicolon(render):
+    loc = local_values(merged_hcl(render, "ubuntu-24.04"))
+    boot = value(loc["boot_command"])
+    assert boot[0] == "c<wait>" and boot[-1] == "boot<enter>"
+    lines = [line.replace("<wait>", "") for line in typed(boot[1:]).split("<enter>")]
+    linux = next(line for line in lines if line.startswith("linux /casper/vmlinuz"))
+    assert "autoinstall" in linux.split()
+    ds = next(w for w in linux.split() if w.startswith("ds="))
+    assert ";" in ds and all(ds[i - 1] == "\\" for i, ch in enumerate(ds) if ch == ";")
+    assert ds.replace("\\;", ";") == "ds=nocloud-net;s=http://10.0.2.2:8123/"
+    assert "initrd /casper/initrd" in lines
+
+
+def typed(boot_command: list[str]) -> str:
+    """What Packer types: its {{ .HTTPIP }}/{{ .HTTPPort }} filled in, the key names kept."""
+    text = "".join(boot_command)
+    text = re.sub(r"\{\{\s*\.HTTPIP\s*\}\}", "10.0.2.2", text)
+    text = re.sub(r"\{\{\s*\.HTTPPort\s*\}\}", "8123", text)
+    assert "{{" not in text, text
+    return text
+
+
+def _debconf_check(path: Path) -> subprocess.CompletedProcess:
+    tool = need("debconf-set-selections")
+    return subprocess.run([tool, "-c", str(path)], capture_output=True, text=True)
+
+
+def test_debian_preseed_accepted_by_debconf(render, tmp_path):
+    pdir = packer_dir(render, "debian-12")
+    merged = merged_hcl(render, "debian-12")
+    loc = local_values(merged)
+    assert set(loc["http_content"]) == {'"/preseed.cfg"'}
+    words = typed(value(loc["boot_command"])).removeprefix("<esc><wait>").removesuffix("<enter>").split()
+    assert words[0] == "auto"
+    assert "preseed/url=http://10.0.2.2:8123/preseed.cfg" in words
+    raw = (pdir / "http" / "preseed.cfg.pkrtpl").read_text()
+    rendered = tmp_path / "preseed.cfg"
+    rendered.write_text(templatefile(raw, build_user="packer", password_hash=FAKE_HASH))
+    r = _debconf_check(rendered)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    answers = {}
+    for line in rendered.read_text().splitlines():
+        if line and not line.startswith("#"):
+            owner, question, qtype, *rest = line.split(None, 3)
+            answers[question] = (qtype, rest[0] if rest else "")
+    assert answers["passwd/user-password-crypted"] == ("password", FAKE_HASH)
+    assert answers["passwd/username"] == ("string", "packer")
+    assert answers["partman-auto/method"] == ("string", "regular")
+    recipe = answers["partman-auto/expert_recipe"][1]
+    assert "linux-swap" not in recipe and "mountpoint{ / }" in recipe
+    assert answers["partman-auto/choose_recipe"][1] == recipe.split()[0]
+    assert "/target/etc/sudoers.d/90-bakery-build" in answers["preseed/late_command"][1]
+    # the judge is real: a malformed line warns
+    bad = tmp_path / "bad.cfg"
+    bad.write_text(rendered.read_text() + "d-i this-line-has-no-type\n")
+    assert _debconf_check(bad).stderr != ""
+
+
+def test_debian_seal_resets_the_installer_network(render):
+    seal = (packer_dir(render, "debian-12") / "scripts" / "90-seal.sh").read_text()
+    assert "cat >/etc/network/interfaces <<'IFACES'" in seal
+    assert "source /etc/network/interfaces.d/*" in seal
+    assert "/etc/network/interfaces" not in (packer_dir(render, "ubuntu-24.04") / "scripts" / "90-seal.sh").read_text()
+
+
+# --- fingerprint and image name ----------------------------------------------------------
+
+def _plan_for(tmp_path, **kw):
+    from bakery import pipeline
+    from bakery.plan import image_plan
+
+    p = tmp_path / f"c{len(list(tmp_path.iterdir()))}.yaml"
+    p.write_text(variant_text(**kw))
+    cluster, _ = pipeline.load_cluster(str(p))
+    return image_plan(cluster)
+
+
+def test_fingerprint_follows_bake_inputs_not_nodes(tmp_path):
+    base = _plan_for(tmp_path)
+    assert _plan_for(tmp_path).fingerprint == base.fingerprint
+    assert _plan_for(tmp_path, extra_node=True).fingerprint == base.fingerprint
+    assert _plan_for(tmp_path, image_extra="\n    cpus: 4\n    memoryMiB: 8192").fingerprint == base.fingerprint
+    changed = [
+        _plan_for(tmp_path, k8s="1.36.2"),
+        _plan_for(tmp_path, containerd="2.3.4"),
+        _plan_for(tmp_path, os="debian-12"),
+        _plan_for(tmp_path, package_source="dl.k8s.io"),
+        _plan_for(tmp_path, image_extra="\n    diskSizeMiB: 40960"),
+        _plan_for(tmp_path, image_extra="\n    buildUser: other"),
+        _plan_for(tmp_path, image_extra=(
+            "\n    iso: {url: 'https://example.org/x.iso', checksum: 'sha256:" + "0" * 64 + "'}")),
+    ]
+    prints = [p.fingerprint for p in changed]
+    assert base.fingerprint not in prints and len(set(prints)) == len(prints)
+    assert "1-36-2" in changed[0].image_name
+
+
+def test_image_name_and_manifest_post_processor(render):
+    from bakery import pipeline
+    from bakery.plan import image_plan
+
+    merged = merged_hcl(render, "ubuntu-24.04")
+    cluster, _ = pipeline.load_cluster(str(LAB))
+    plan = image_plan(cluster)
+    name = value(local_values(merged)["image_name"])
+    assert name == plan.image_name and "1-36-3" in name and plan.fingerprint in name
+    (pp_type, pp), = labelled(merged["build"][0]["post-processor"], 1)
+    assert pp_type == ("manifest",)
+    data = value(pp["custom_data"])
+    assert data["image_name"] == name and data["bake_fingerprint"] == plan.fingerprint
+    assert data["kubernetes_version"] == "1.36.3"
+    sources = sources_of(merged)
+    assert value(sources["virtualbox-iso"]["vm_name"]) == "${local.image_name}"
+    assert value(sources["qemu"]["vm_name"]) == Expr('"${local.image_name}.qcow2"')
+    manifest = json.loads((render("ubuntu-24.04") / "manifest.json").read_text())
+    assert manifest["bakeFingerprint"] == plan.fingerprint
+    kinds = {e["path"]: e for e in manifest["files"] if e["path"].startswith("packer/")}
+    assert kinds and all(e["kind"] == "packer" for e in kinds.values())
+    assert all(e["mode"] == "0755" for p, e in kinds.items() if p.startswith("packer/scripts/"))
