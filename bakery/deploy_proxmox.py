@@ -57,7 +57,7 @@ def connect(url: str, token_id: str, secret: str, *, verify: bool = True, timeou
 
 class Deployer:
     def __init__(self, cluster, out: Path, api, *, report: Report | None = None, cicustom: bool = False,
-                 poll: float = 1.0, timeout: float = 900.0):
+                 poll: float = 0.25, timeout: float = 900.0):
         self.cluster = cluster
         self.px = cluster.image.proxmox
         self.out = Path(out)
@@ -96,6 +96,7 @@ class Deployer:
         if not isinstance(upid, str) or not upid.startswith("UPID:"):
             return  # synchronous call: nothing to wait for
         deadline = time.monotonic() + self.timeout
+        delay = self.poll
         while True:
             st = self._call(f"read the task of {what}", self.node.tasks(upid).status.get)
             if st.get("status") == "stopped":
@@ -104,7 +105,8 @@ class Deployer:
                 return
             if time.monotonic() > deadline:
                 raise EnvError(f"Proxmox task {what} still running after {self.timeout:.0f}s ({upid})")
-            time.sleep(self.poll)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)  # short tasks answer fast, long ones are not hammered
 
     # -- steps --------------------------------------------------------------------------------
 
