@@ -431,5 +431,73 @@ def test_render_writes_delivery_files(tmp_path):
         if not (out / "nodes" / n / "user-data").exists():
             continue  # firstboot not there yet
         assert kinds[f"nodes/{n}/seed.iso"] == "seed"
+        if shutil.which("xorriso"):  # the seed holds exactly the files beside it
+            dest = tmp_path / f"x-{n}"
+            subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(out / "nodes" / n / "seed.iso"),
+                            "-extract", "/", str(dest)], capture_output=True, check=True)
+            assert sorted(p.name for p in dest.iterdir()) == ["meta-data", "network-config", "user-data"]
+            for p in dest.iterdir():
+                assert p.read_bytes() == (out / "nodes" / n / p.name).read_bytes()
+        user_mode = stat.S_IMODE((out / "nodes" / n / "user-data").stat().st_mode)
+        assert stat.S_IMODE((out / "nodes" / n / "seed.iso").stat().st_mode) == user_mode
     r = run_bakery("render", LAB, "--out", out, "--check")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --- examples/ci ---------------------------------------------------------------------------
+
+CI = Path(__file__).resolve().parent.parent / "examples" / "ci" / "github-actions.yml"
+
+
+def test_ci_workflow_shape():
+    wf = yaml.safe_load(CI.read_text())
+    steps = {s.get("name") or s.get("uses") or s["run"][:20]: s for s in wf["jobs"]["check"]["steps"]}
+    runs = [s.get("run", "") for s in wf["jobs"]["check"]["steps"]]
+    assert any("bakery validate" in r for r in runs) and any("bakery render --check" in r for r in runs)
+    bake = wf["jobs"]["bake-qemu"]
+    cache = next(s for s in bake["steps"] if str(s.get("uses", "")).startswith("actions/cache"))
+    assert cache["with"]["key"].endswith("${{ needs.check.outputs.fingerprint }}")
+    assert any("bakery build" in s.get("run", "") and "--only qemu" in s["run"] for s in bake["steps"])
+    assert "Bake fingerprint" in steps
+
+
+def test_ci_workflow_scripts_pass_shellcheck_and_read_the_fingerprint(tmp_path):
+    """Each run: script through shellcheck (GitHub expressions stood in by a word), and the
+    fingerprint step run for real with jq against a rendered manifest.json."""
+    shellcheck = need("shellcheck")
+    wf = yaml.safe_load(CI.read_text())
+    for job in wf["jobs"].values():
+        for step in job["steps"]:
+            if "run" not in step or step["run"].lstrip().startswith("python - "):
+                continue
+            script = "#!/usr/bin/env bash\nset -euo pipefail\n" + re.sub(r"\$\{\{[^}]*\}\}", "EXPR", step["run"])
+            f = tmp_path / "step.sh"
+            f.write_text(script)
+            # SC2153/SC2154: the variables come from the workflow's env:
+            r = subprocess.run([shellcheck, "-e", "SC2153,SC2154", str(f)], capture_output=True, text=True)
+            assert r.returncode == 0, (step.get("name"), r.stdout)
+    need("jq")
+    r = run_bakery("render", LAB, "--out", tmp_path / "w" / "outputs" / "lab")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "w" / "cluster.yaml").write_text(LAB.read_text())
+    fp_step = next(s for s in wf["jobs"]["check"]["steps"] if s.get("name") == "Bake fingerprint")
+    out_file = tmp_path / "gh-output"
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", fp_step["run"]], cwd=tmp_path / "w", capture_output=True,
+                       text=True, env={**os.environ, "CLUSTER": "cluster.yaml", "GITHUB_OUTPUT": str(out_file)})
+    assert r.returncode == 0, r.stderr
+    cluster, _ = load_cluster(str(LAB))
+    assert dict(l.split("=", 1) for l in out_file.read_text().splitlines()) == {
+        "cluster": "lab", "fingerprint": image_plan(cluster).fingerprint}
+
+
+def test_create_vms_default_ova_is_where_bakery_build_puts_it(tmp_path):
+    bash = need("bash")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    ova = deliver.images_dir(out) / deliver.ova_name(image_plan(cluster))
+    ova.parent.mkdir(parents=True)
+    ova.write_bytes(b"ova")
+    env, state = vbox_env(tmp_path)
+    r = subprocess.run([bash, str(out / "virtualbox/create-vms.sh")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert {c[1] for c in calls(state) if c[0] == "import"} == {str(ova)}

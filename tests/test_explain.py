@@ -1,0 +1,73 @@
+"""`bakery explain` and the output README: the facts a person checks, parsed back."""
+from __future__ import annotations
+
+import re
+
+from bakery import explain
+from bakery.pipeline import load_cluster
+
+from conftest import LAB, run_bakery
+from test_deliver import lab
+
+
+def test_explain_cli_lists_layers_nodes_and_endpoint():
+    r = run_bakery("explain", LAB)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    layers = {m[1]: (m[2], m[3]) for l in lines
+              if (m := re.match(r"\s+(node network|pod network|service network)\s+(\S+)\s+owner: (.+?)\s+\(", l))}
+    assert layers == {"node network": ("192.168.56.0/24", "the OS"),
+                      "pod network": ("20.96.0.0/12", "Calico v3.32.1"),
+                      "service network": ("10.96.0.0/12", "kube-proxy")}
+    nodes = [l.split() for l in lines if re.match(r"\s+k8s-", l)]
+    assert [(n[0], n[1], n[2]) for n in nodes] == [("k8s-master", "control-plane", "192.168.56.30"),
+                                                   ("k8s-node1", "worker", "192.168.56.31"),
+                                                   ("k8s-node2", "worker", "192.168.56.32")]
+    assert "first boot: kubeadm init" in lines[[l.split()[0] if l.strip() else "" for l in lines].index("k8s-master")]
+    assert all("kubeadm join (worker) via 192.168.56.30:6443" in " ".join(n) for n in nodes[1:])
+    assert "control-plane endpoint: 192.168.56.30:6443 (the API server of k8s-master)" in lines
+
+
+def test_explain_ha_with_vip(tmp_path):
+    def edit(t):
+        t = t.replace("    endpoint: 192.168.56.30:6443   # optional; default: first control-plane address:6443",
+                      "    vip: 192.168.56.100")
+        return t.replace("{name: k8s-node1, role: worker, address: 192.168.56.31}",
+                         "{name: k8s-cp2, role: control-plane, address: 192.168.56.31}")
+    cluster = lab(tmp_path, edit)
+    e = explain.describe(cluster)
+    assert e.endpoint == "192.168.56.100:6443" and "kube-vip" in e.endpoint_detail
+    assert [(n.name, n.action) for n in e.nodes] == [("k8s-master", "init"), ("k8s-cp2", "join-control-plane"),
+                                                     ("k8s-node2", "join-worker")]
+    diagram = explain.mermaid(cluster)
+    # both control-plane nodes sit behind the endpoint; joining nodes point at it
+    assert "ep --> n0" in diagram and "ep --> n1" in diagram and "ep --> n2" not in diagram
+    assert 'n1 -. "kubeadm join" .-> ep' in diagram and 'n0 -. ' not in diagram
+
+
+def test_readme_has_mermaid_and_tables():
+    cluster, _ = load_cluster(str(LAB))
+    md = explain.markdown(cluster)
+    blocks = re.findall(r"```mermaid\n(.*?)```", md, re.S)
+    assert len(blocks) == 1
+    diagram = blocks[0].splitlines()
+    assert diagram[0] == "flowchart TB"
+    # every node of the diagram is declared once, every edge refers to declared ids
+    declared = {m[1] for l in diagram if (m := re.match(r"\s+(\w+)[\[(]", l))}
+    assert declared >= {"n0", "n1", "n2", "ep", "pods", "svcs"}
+    for l in diagram:
+        if m := re.match(r"\s+(\w+) (-->|---|-\. \"kubeadm join\" \.->) (\w+)$", l):
+            assert {m[1], m[3]} <= declared | {"nodenet"}
+    assert sum(1 for l in diagram if l.strip() == "end") == sum(1 for l in diagram if l.strip().startswith("subgraph"))
+    rows = [l.split("|")[1:-1] for l in md.splitlines() if l.startswith("| k8s-")]
+    assert [[c.strip() for c in r][:3] for r in rows] == [["k8s-master", "control-plane", "`192.168.56.30`"],
+                                                          ["k8s-node1", "worker", "`192.168.56.31`"],
+                                                          ["k8s-node2", "worker", "`192.168.56.32`"]]
+    assert "virtualbox/create-vms.sh" in md and "bakery deploy proxmox" in md
+
+
+def test_explain_bad_input_exit_2(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(LAB.read_text().replace("podCidr: 20.96.0.0/12", "podCidr: 20.96.0.0/33"))
+    r = run_bakery("explain", p)
+    assert r.returncode == 2 and "podCidr" in r.stderr
