@@ -14,6 +14,7 @@ role gets which file is decided here, in one place per role: ``_init_documents``
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from . import plan as P
@@ -200,29 +201,47 @@ def _pki_files(bundle: Bundle) -> list[dict]:
     return out
 
 
-def firstboot_script(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> str:
+def firstboot_script() -> str:
+    """The first-boot script: the same on every node of every cluster of this bakery."""
     return render_template(
         "cloud-init/firstboot.sh.j2",
-        node_name=node_plan.node.name,
-        action=node_plan.action,
+        firstboot_env=P.FIRSTBOOT_ENV,
         kubeadm_config=P.KUBEADM_CONFIG,
-        endpoint_host=cluster.control_plane.endpoint_host,
-        endpoint_port=cluster.control_plane.endpoint_port,
-        join_timeout_seconds=cluster.join_timeout_seconds,
         pki_dir=P.PKI_DIR,
         pki_backup=P.FIRSTBOOT_PKI_BACKUP,
         admin_kubeconfig=P.ADMIN_KUBECONFIG,
-        admin_user=cluster.user,
         calico_dir=P.CALICO_DIR,
-        calico_manifests=[name for name, _ in plan.calico_manifests],
         calico_installation=P.CALICO_INSTALLATION,
         sentinel=P.SENTINEL,
         node_check=P.NODE_CHECK,
-        node_role=node_plan.node.role,
-        node_address=str(node_plan.node.address),
-        node_cidr=str(cluster.network.node_cidr),
-        ca_not_before=bundle.ca_not_before,
     )
+
+
+def firstboot_values(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> str:
+    """This node's values for the script, as shell assignments (every value quoted)."""
+    node = node_plan.node
+    return render_template(
+        "cloud-init/firstboot.env.j2",
+        script=P.FIRSTBOOT_SCRIPT,
+        node_name=node.name,
+        node_role=node.role,
+        action=node_plan.action,
+        node_address=str(node.address),
+        node_cidr=str(cluster.network.node_cidr),
+        endpoint_host=cluster.control_plane.endpoint_host,
+        endpoint_port=cluster.control_plane.endpoint_port,
+        join_timeout_seconds=cluster.join_timeout_seconds,
+        admin_user=cluster.user,
+        ca_not_before=bundle.ca_not_before,
+        calico_manifests=[name for name, _ in plan.calico_manifests],
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _write_files_item(path: str, content: str, mode: str) -> str:
+    """One write_files entry as YAML. Cached: the script and the PKI entries are the same
+    on many nodes, and emitting long block scalars is most of a render's time."""
+    return dump_yaml([_file(path, content, mode)])
 
 
 def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> str:
@@ -233,7 +252,8 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
     files.append(_file(P.KUBEADM_CONFIG, _dump_all(kubeadm_documents(cluster, bundle, node_plan)), "0600"))
     if node_plan.action == "init":
         files.append(_file(P.CALICO_INSTALLATION, dump_yaml(calico_installation(cluster)), "0644"))
-    files.append(_file(P.FIRSTBOOT_SCRIPT, firstboot_script(cluster, bundle, plan, node_plan), "0700"))
+    files.append(_file(P.FIRSTBOOT_ENV, firstboot_values(cluster, bundle, plan, node_plan), "0644"))
+    files.append(_file(P.FIRSTBOOT_SCRIPT, firstboot_script(), "0700"))
 
     user = {
         "name": cluster.user,
@@ -257,11 +277,13 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
         "package_update": False,
         "package_upgrade": False,
         "package_reboot_if_required": False,
-        "write_files": files,
-        # runcmd runs under sh without -e: all logic, and its one failure line, is in the script.
-        "runcmd": [["bash", P.FIRSTBOOT_SCRIPT]],
     }
-    return CLOUD_CONFIG_HEADER + dump_yaml(doc)
+    # runcmd runs under sh without -e: all logic, and its one failure line, is in the script.
+    runcmd = {"runcmd": [["bash", P.FIRSTBOOT_SCRIPT]]}
+    # The document is emitted in pieces (same YAML as one dump) so that write_files
+    # entries shared by many nodes are emitted once.
+    items = "".join(_write_files_item(f["path"], f["content"], f["permissions"]) for f in files)
+    return CLOUD_CONFIG_HEADER + dump_yaml(doc) + "write_files:\n" + items + dump_yaml(runcmd)
 
 
 def network_config(cluster: Cluster, node: Node) -> str:

@@ -25,6 +25,7 @@ KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
 FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run from runcmd
+FIRSTBOOT_ENV = f"{FIRSTBOOT_DIR}/firstboot.env"  # this node's values for the script (shell-quoted)
 FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
 # The node check (issue 9, bakery/nodecheck.py) in the image; first boot runs it with
 # `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when

@@ -34,6 +34,7 @@ CLUSTERS = {"lab": LAB, "single": EXAMPLES / "single" / "cluster.yaml", "ha": EX
 KUBEADM_CONFIG = "/etc/bakery/kubeadm.yaml"
 CALICO_INSTALLATION = "/etc/bakery/calico-installation.yaml"
 SCRIPT = "/usr/local/lib/bakery/firstboot.sh"
+VALUES = "/etc/bakery/firstboot.env"
 PKI = {"/etc/kubernetes/pki/ca.crt": "0644", "/etc/kubernetes/pki/ca.key": "0600",
        "/etc/kubernetes/pki/front-proxy-ca.crt": "0644", "/etc/kubernetes/pki/front-proxy-ca.key": "0600",
        "/etc/kubernetes/pki/etcd/ca.crt": "0644", "/etc/kubernetes/pki/etcd/ca.key": "0600",
@@ -252,7 +253,7 @@ def test_user_data_basics(rendered):
         assert ud["package_update"] is False and ud["package_upgrade"] is False
         files = written(ud)
         assert files[SCRIPT]["permissions"] == "0700"
-        assert files[KUBEADM_CONFIG]["permissions"] == "0600"
+        assert files[KUBEADM_CONFIG]["permissions"] == "0600" and files[VALUES]["permissions"] == "0644"
         for f in files.values():
             assert f["owner"] == "root:root"
         assert stat.S_IMODE((out / "nodes" / node["name"] / "user-data").stat().st_mode) == 0o600
@@ -401,38 +402,69 @@ def test_calico_installation(rendered):
 # -- the first-boot script --------------------------------------------------------------
 
 def scripts(rendered):
+    """(node, script, values file) for every node."""
     for name, out, _, node in all_nodes(rendered):
-        yield node["name"], written(user_data(out, node["name"]))[SCRIPT]["content"]
+        files = written(user_data(out, node["name"]))
+        yield node["name"], files[SCRIPT]["content"], files[VALUES]["content"]
 
 
 def test_firstboot_script_passes_shellcheck(rendered, tmp_path):
     need("shellcheck")
-    for node, text in scripts(rendered):
-        path = tmp_path / f"{node}.sh"
-        path.write_text(text)
-        r = subprocess.run(["shellcheck", "-s", "bash", "-S", "style", str(path)], capture_output=True, text=True)
+    texts = set()
+    for node, script, values in scripts(rendered):
+        texts.add(script)
+        path = tmp_path / f"{node}.env"
+        path.write_text(values)
+        r = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout
-        assert text.startswith("#!/bin/bash\n") and "set -Eeuo pipefail" in text
-        assert "HOOK: node check" in text
+    assert len(texts) == 1  # one script for every node; what differs is in the values file
+    (script,) = texts
+    path = tmp_path / "firstboot.sh"
+    path.write_text(script)
+    r = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    assert script.startswith("#!/bin/bash\n") and "set -Eeuo pipefail" in script
+    assert "HOOK: node check" in script
+
+
+def test_firstboot_values(rendered):
+    for name, out, data, node in all_nodes(rendered):
+        files = written(user_data(out, node["name"]))
+        values = subprocess.run(["bash", "-c", f'. /dev/stdin; echo "$NODE_NAME|$NODE_ROLE|$ACTION|$NODE_ADDRESS|'
+                                 f'$ENDPOINT_HOST:$ENDPOINT_PORT|${{CALICO_MANIFESTS[*]}}"'],
+                                input=files[VALUES]["content"], capture_output=True, text=True).stdout.strip()
+        first = nodes_of(data)[0]
+        action = "init" if node is first else ("join-control-plane" if node["role"] == "control-plane"
+                                               else "join-worker")
+        cc = kubeadm_docs(out, first["name"])["ClusterConfiguration"]
+        assert values == "|".join([node["name"], node["role"], action, node["address"], cc["controlPlaneEndpoint"],
+                                   "operator-crds.yaml v1_crd_projectcalico_org.yaml tigera-operator.yaml"])
 
 
 def test_first_boot_downloads_nothing(rendered):
-    for node, text in scripts(rendered):
+    for node, text, _ in scripts(rendered):
         for tool in ("curl ", "wget ", "apt-get", "apt ", "ctr pull", "crictl pull", "http://", "https://"):
             assert tool not in text, (node, tool)
 
 
-def stage_script(text: str, tmp: Path, **values) -> Path:
-    """The node's script with its on-node paths moved under tmp (the values block is plain
-    NAME=value lines at the top) and stand-in kubeadm/kubectl/node check in PATH."""
-    paths = {"KUBEADM_CONFIG": tmp / "etc/kubeadm.yaml", "PKI_DIR": tmp / "pki", "PKI_BACKUP": tmp / "pki-backup",
-             "ADMIN_KUBECONFIG": tmp / "admin.conf", "CALICO_DIR": tmp / "calico",
-             "CALICO_INSTALLATION": tmp / "etc/calico-installation.yaml", "SENTINEL": tmp / "var/node-ready",
-             "NODE_CHECK": tmp / "no-node-check", "ADMIN_USER": "bakery-test-no-such-user"}
-    paths.update(values)
+def stage_script(text: str, values: str, tmp: Path, **overrides) -> Path:
+    """The node's script and values with its on-node paths moved under tmp (both are plain
+    NAME=value lines) and stand-in kubeadm/kubectl in PATH."""
+    paths = {"FIRSTBOOT_ENV": tmp / "etc/firstboot.env", "KUBEADM_CONFIG": tmp / "etc/kubeadm.yaml",
+             "PKI_DIR": tmp / "pki", "PKI_BACKUP": tmp / "pki-backup", "ADMIN_KUBECONFIG": tmp / "admin.conf",
+             "CALICO_DIR": tmp / "calico", "CALICO_INSTALLATION": tmp / "etc/calico-installation.yaml",
+             "SENTINEL": tmp / "var/node-ready", "NODE_CHECK": tmp / "no-node-check"}
+    node_values = {"ADMIN_USER": "bakery-test-no-such-user"}
+    for name, value in overrides.items():
+        (paths if name in paths else node_values)[name] = value
     for name, value in paths.items():
         text, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'", text, count=1, flags=re.M)
         assert n == 1, name
+    for name, value in node_values.items():
+        values, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'", values, count=1, flags=re.M)
+        assert n == 1, name
+    (tmp / "etc").mkdir()
+    (tmp / "etc/firstboot.env").write_text(values)
     script = tmp / "firstboot.sh"
     script.write_text(text)
     bin_ = tmp / "bin"
@@ -493,13 +525,14 @@ def free_port() -> int:
     return port
 
 
-def node_script(rendered, cluster: str, node: str) -> str:
+def node_script(rendered, cluster: str, node: str) -> tuple[str, str]:
     out, _ = rendered[cluster]
-    return written(user_data(out, node))[SCRIPT]["content"]
+    files = written(user_data(out, node))
+    return files[SCRIPT]["content"], files[VALUES]["content"]
 
 
 def test_init_runs_kubeadm_then_calico_then_writes_the_sentinel(rendered, tmp_path):
-    script = stage_script(node_script(rendered, "lab", "k8s-master"), tmp_path)
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
     r = run_script(script, tmp_path)
     assert r.returncode == 0, r.stderr
     c = tmp_path / "calico"
@@ -516,7 +549,7 @@ def test_init_runs_kubeadm_then_calico_then_writes_the_sentinel(rendered, tmp_pa
 
 
 def test_failed_init_leaves_one_line_and_no_sentinel(rendered, tmp_path):
-    script = stage_script(node_script(rendered, "lab", "k8s-master"), tmp_path)
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
     r = run_script(script, tmp_path, KUBEADM_EXIT="3")
     assert r.returncode == 1
     (line,) = failed_lines(r.stderr)
@@ -530,18 +563,19 @@ def test_failing_node_check_stops_before_kubeadm(rendered, tmp_path):
     check = tmp_path / "node-check"
     check.write_text(f'#!/bin/sh\necho "node-check $*" >> "{tmp_path}/calls"\necho "FAIL swap: on"\nexit 1\n')
     check.chmod(0o755)
-    script = stage_script(node_script(rendered, "lab", "k8s-node1"), tmp_path, NODE_CHECK=check)
+    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path, NODE_CHECK=check)
     r = run_script(script, tmp_path)
     assert r.returncode == 1
     assert calls(tmp_path) == ["node-check --stage firstboot --role worker --node-address 192.168.56.31 "
                                "--node-cidr 192.168.56.0/24 --endpoint 192.168.56.30:6443 --not-before "
-                               + re.search(r"^CA_NOT_BEFORE=(.*)$", script.read_text(), re.M).group(1)]
+                               + re.search(r"^CA_NOT_BEFORE=(.*)$", (tmp_path / "etc/firstboot.env").read_text(),
+                                           re.M).group(1)]
     (line,) = failed_lines(r.stderr)
     assert "node check" in line and not (tmp_path / "var/node-ready").exists()
 
 
 def test_worker_waits_for_the_endpoint_then_joins(rendered, tmp_path, listener):
-    script = stage_script(node_script(rendered, "lab", "k8s-node1"), tmp_path,
+    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path,
                           ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener)
     r = run_script(script, tmp_path)
     assert r.returncode == 0, r.stderr
@@ -550,7 +584,7 @@ def test_worker_waits_for_the_endpoint_then_joins(rendered, tmp_path, listener):
 
 
 def test_worker_gives_up_at_the_deadline(rendered, tmp_path):
-    script = stage_script(node_script(rendered, "lab", "k8s-node1"), tmp_path,
+    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path,
                           ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=free_port(), JOIN_TIMEOUT_SECONDS=5)
     r = run_script(script, tmp_path)
     assert r.returncode == 1
@@ -562,7 +596,7 @@ def test_worker_gives_up_at_the_deadline(rendered, tmp_path):
 
 
 def test_failed_join_past_the_deadline_leaves_one_line(rendered, tmp_path, listener):
-    script = stage_script(node_script(rendered, "ha", "cp2"), tmp_path,
+    script = stage_script(*node_script(rendered, "ha", "cp2"), tmp_path,
                           ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener, JOIN_TIMEOUT_SECONDS=20)
     r = run_script(script, tmp_path, KUBEADM_EXIT="1")
     assert r.returncode == 1
@@ -574,10 +608,20 @@ def test_failed_join_past_the_deadline_leaves_one_line(rendered, tmp_path, liste
 
 def test_script_values_are_shell_quoted(rendered):
     """Every value line is NAME=word with no expansion: cluster.yaml can't inject shell."""
-    for node, text in scripts(rendered):
-        block = text.split("# ---- this node", 1)[1].split("TAG=", 1)[0]
-        for line in block.strip().splitlines()[1:]:
+    for node, script, values in scripts(rendered):
+        lines = [ln for ln in values.splitlines() if ln and not ln.startswith("#")]
+        assert len(lines) == 11, node
+        for line in lines:
             assert re.match(r"^[A-Z_]+=(\(.*\)|'[^']*'|[A-Za-z0-9_./:@%+=,-]+)$", line), (node, line)
+
+
+def test_missing_values_file_fails_clearly(rendered, tmp_path):
+    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path)
+    (tmp_path / "etc/firstboot.env").unlink()
+    r = run_script(script, tmp_path)
+    assert r.returncode == 1
+    (line,) = failed_lines(r.stderr)
+    assert "firstboot.env is missing" in line and calls(tmp_path) == []
 
 
 # -- network-config ---------------------------------------------------------------------
