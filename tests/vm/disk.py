@@ -7,8 +7,11 @@ all, for a byte string (a private key must not be anywhere, not even in a delete
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import mmap
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -95,6 +98,9 @@ class Disk:
             fh.seek(offset)
             return fh.read(length)
 
+    def private_keys(self) -> list[tuple[int, bytes]]:
+        return private_key_blocks(self.raw)
+
     def remove(self) -> None:
         self.raw.unlink(missing_ok=True)
 
@@ -108,6 +114,7 @@ class Call:
     argv: tuple[str, ...]
     uptime: float
     files: dict  # original path ("-" for stdin) -> content (bytes) of the copy the stand-in kept
+    kubeconfig_env: str  # $KUBECONFIG the stand-in saw
 
     def file(self, path: str) -> bytes:
         return self.files[path]
@@ -135,5 +142,38 @@ def standin_calls(disk: Disk) -> list[Call]:
                 files[original] = {n: disk.cat(f"{d}/{saved}/{n}") for n in disk.ls(f"{d}/{saved}")}
             else:
                 files[original] = disk.cat(f"{d}/{saved}")
-        calls.append(Call(int(seq), tool, args, uptime, files))
+        env = disk.read(f"{d}/kubeconfig-env", b"").decode()
+        calls.append(Call(int(seq), tool, args, uptime, files, env))
     return sorted(calls, key=lambda c: c.seq)
+
+
+PEM_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----\r?\n([A-Za-z0-9+/=\r\n:,\-]{40,}?)-----END \1-----")
+
+
+def private_key_blocks(raw: Path) -> list[tuple[int, bytes]]:
+    """Every PEM or OpenSSH private key with a body anywhere on a raw disk (free blocks too):
+    (offset, the block). A bare marker string in a program does not count."""
+    blocks = []
+    with open(raw, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        pos = mm.find(b"-----BEGIN ")
+        while pos != -1:
+            m = PEM_PRIVATE_KEY.match(mm[pos:pos + 16384])
+            if m:
+                blocks.append((pos, m.group(0)))
+            pos = mm.find(b"-----BEGIN ", pos + 1)
+    return blocks
+
+
+@functools.lru_cache(maxsize=None)
+def baseline_private_keys(base_raw: Path) -> frozenset[str]:
+    """sha256 of each private key already in the base image: Debian's own (e.g. the self-test
+    keys inside libgnutls), there before any seed. Cached beside the image."""
+    cache = base_raw.parent / "private-keys.json"
+    if cache.exists():
+        return frozenset(json.loads(cache.read_text()))
+    found = sorted({hashlib.sha256(b).hexdigest() for _, b in private_key_blocks(base_raw)})
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(found) + "\n")
+    os.replace(tmp, cache)
+    return frozenset(found)

@@ -56,8 +56,8 @@ STANDIN_DIR = "/var/lib/standin"
 
 STANDIN_SCRIPT = r"""#!/bin/bash
 # STAND-IN for {name}: installed by bakery's VM tests (tests/vm/image.py). This is NOT {name}.
-# It records its arguments and copies of the files it was pointed at (--config F, -f F,
-# --filename F; "-" means stdin) under {rec}/calls/NNN/ and exits 0.
+# It records its arguments, $KUBECONFIG and copies of the files it was pointed at
+# (--config F, -f F, --filename F; "-" means stdin) under {rec}/calls/NNN/ and exits 0.
 set -u
 rec={rec}
 mkdir -p "$rec/calls"
@@ -66,17 +66,20 @@ while ! mkdir "$rec/calls/$(printf %03d "$n")" 2>/dev/null; do n=$((n + 1)); don
 dir="$rec/calls/$(printf %03d "$n")"
 echo {name} > "$dir/tool"
 printf '%s\0' "$@" > "$dir/argv"
+printf '%s' "${{KUBECONFIG:-}}" > "$dir/kubeconfig-env"
 read -r up _ < /proc/uptime
 echo "$up" > "$dir/uptime"
 echo "$up {name} $*" >> "$rec/calls.log"
 i=0
 prev=
+cfg=
 for a in "$@"; do
   f=
   case "$prev" in --config|-f|--filename) f=$a ;; esac
   case "$a" in --config=*|--filename=*) f=${{a#*=}} ;; esac
   if [ -n "$f" ]; then
     i=$((i + 1))
+    [ -n "$cfg" ] || cfg=$f
     if [ "$f" = - ]; then
       cat > "$dir/file$i"; printf 'file%s\t-\tstdin\n' "$i" >> "$dir/files"
     elif [ -e "$f" ]; then
@@ -90,9 +93,22 @@ done
 {extra}exit 0
 """
 
-# The version probes a first boot might make get an answer in the stand-in's own words.
+# kubeadm init, like the real one, leaves an admin.conf and something answering on the API
+# server's port (bindPort of the config, else 6443): a plain TCP listener (nc), so that a
+# worker VM on the same virtual network sees the endpoint answer. It serves nothing.
 STANDIN_EXTRA = {
-    "kubeadm": 'case "${1:-}" in version) echo "stand-in kubeadm (bakery VM test)";; esac\n',
+    "kubeadm": r"""case "${1:-}" in
+  version) echo "stand-in kubeadm (bakery VM test)" ;;
+  init)
+    port=$(sed -n 's/^ *bindPort: *\([0-9][0-9]*\).*/\1/p' "${cfg:-/dev/null}" 2>/dev/null | head -n 1)
+    systemd-run --unit=standin-apiserver --quiet nc -dlk "${port:-6443}" || true
+    install -d -m 0755 /etc/kubernetes
+    [ -e /etc/kubernetes/admin.conf ] || {
+      echo "# STAND-IN admin.conf written by the stand-in kubeadm init (bakery VM test)" > /etc/kubernetes/admin.conf
+      chmod 0600 /etc/kubernetes/admin.conf
+    } ;;
+esac
+""",
     "kubectl": 'case "${1:-}" in version) echo "stand-in kubectl (bakery VM test)";; esac\n',
     "kubelet": 'case "${1:-}" in --version) echo "Kubernetes stand-in";; esac\n',
     "crictl": "",
@@ -132,7 +148,10 @@ sysctl -a > "$d/sysctl.txt" 2>/dev/null
 sync
 """
 
-STATE_UNIT = """\
+# On the console once cloud-init's final stage has exited (its result is on disk by then).
+CONSOLE_MARK = "bakery-vm-test: cloud-final is over"
+
+STATE_UNIT = f"""\
 # bakery VM test image: record the live state when the system shuts down.
 [Unit]
 Description=bakery VM test: record state at shutdown
@@ -141,7 +160,7 @@ After=cloud-final.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/bin/true
+ExecStart=/bin/sh -c 'echo "{CONSOLE_MARK}" > /dev/console'
 ExecStop=/usr/local/sbin/standin-record-state
 TimeoutStopSec=120
 

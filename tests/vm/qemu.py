@@ -16,11 +16,14 @@ calls it), so no qemu outlives the test.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +121,7 @@ class VM:
     image: BaseImage
     seed_iso: Path
     workdir: Path
-    node_mac: str | None = None  # MAC of enp0s8; None: a fixed one (network-config matches by name)
+    node_mac: str | None = None  # MAC of enp0s8; None: one made from the name (network-config matches by name)
     link: Link | None = None  # None: enp0s8 alone on its own hub
     memory_mib: int = 1536
     cpus: int = 2
@@ -126,6 +129,21 @@ class VM:
     proc: subprocess.Popen | None = field(default=None, repr=False)
     started: float = 0.0
     elapsed: float = 0.0
+    _mon_dir: str | None = field(default=None, repr=False)
+
+    @property
+    def mac(self) -> str:
+        if self.node_mac:
+            return self.node_mac
+        h = hashlib.sha256(self.name.encode()).hexdigest()
+        return f"52:54:00:{h[0:2]}:{h[2:4]}:{h[4:6]}"
+
+    @property
+    def monitor(self) -> Path:
+        """The HMP monitor socket (in a short /tmp folder: unix socket paths are limited)."""
+        if self._mon_dir is None:
+            self._mon_dir = tempfile.mkdtemp(prefix="bvm-")
+        return Path(self._mon_dir) / "mon.sock"
 
     @property
     def overlay(self) -> Path:
@@ -153,8 +171,9 @@ class VM:
             "-netdev", "user,id=n0,restrict=on",
             "-device", f"virtio-net-pci,netdev=n0,addr=0x3,mac={NAT_MAC}",
             "-netdev", node_net,
-            "-device", f"virtio-net-pci,netdev=n1,addr=0x8,mac={self.node_mac or '52:54:00:ab:cd:08'}",
+            "-device", f"virtio-net-pci,netdev=n1,addr=0x8,mac={self.mac}",
             "-chardev", f"file,id=ser0,path={self.serial_log}", "-serial", "chardev:ser0",
+            "-monitor", f"unix:{self.monitor},server=on,wait=off",
         ]
 
     def start(self) -> "VM":
@@ -199,6 +218,35 @@ class VM:
             self.proc.wait(timeout=30)
         if self.proc is not None:
             _running.pop(self.proc.pid, None)
+        if self._mon_dir is not None and (self.proc is None or self.proc.poll() is not None):
+            shutil.rmtree(self._mon_dir, ignore_errors=True)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def powerdown(self) -> None:
+        """Press the VM's ACPI power button (systemd shuts the guest down cleanly)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(self.monitor))
+            sock.sendall(b"system_powerdown\n")
+            time.sleep(0.5)
+
+    def wait_for_serial(self, pattern: str, timeout: float) -> re.Match:
+        """Wait until the serial console shows pattern (a regex); fail if qemu exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while True:
+            m = rx.search(self.serial_text())
+            if m:
+                return m
+            if not self.running():
+                raise AssertionError(f"{self.name} stopped before its console showed {pattern!r}:\n"
+                                     f"{self.serial_tail()}")
+            if time.monotonic() > deadline:
+                raise VMTimeout(f"{self.name}: no {pattern!r} on the console within {timeout:.0f}s:\n"
+                                f"{self.serial_tail()}")
+            time.sleep(1)
 
     def serial_text(self) -> str:
         return self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
