@@ -22,6 +22,9 @@ CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
 SENTINEL = "/var/lib/bakery/node-ready"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+# On the init node, kube-vip starts with super-admin.conf; this admin.conf variant replaces
+# it once kubeadm init has finished (see bakery/kubevip.py for why).
+KUBE_VIP_AFTER_INIT = "/etc/bakery/kube-vip.admin.yaml"
 PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
 FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run from runcmd

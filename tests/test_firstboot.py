@@ -453,7 +453,8 @@ def stage_script(text: str, values: str, tmp: Path, **overrides) -> Path:
     paths = {"FIRSTBOOT_ENV": tmp / "etc/firstboot.env", "KUBEADM_CONFIG": tmp / "etc/kubeadm.yaml",
              "PKI_DIR": tmp / "pki", "PKI_BACKUP": tmp / "pki-backup", "ADMIN_KUBECONFIG": tmp / "admin.conf",
              "CALICO_DIR": tmp / "calico", "CALICO_INSTALLATION": tmp / "etc/calico-installation.yaml",
-             "SENTINEL": tmp / "var/node-ready", "NODE_CHECK": tmp / "no-node-check"}
+             "SENTINEL": tmp / "var/node-ready", "NODE_CHECK": tmp / "no-node-check",
+             "KUBE_VIP_MANIFEST": tmp / "manifests/kube-vip.yaml"}
     node_values = {"ADMIN_USER": "bakery-test-no-such-user"}
     for name, value in overrides.items():
         (paths if name in paths else node_values)[name] = value
@@ -610,7 +611,7 @@ def test_script_values_are_shell_quoted(rendered):
     """Every value line is NAME=word with no expansion: cluster.yaml can't inject shell."""
     for node, script, values in scripts(rendered):
         lines = [ln for ln in values.splitlines() if ln and not ln.startswith("#")]
-        assert len(lines) == 11, node
+        assert len(lines) == 12, node
         for line in lines:
             assert re.match(r"^[A-Z_]+=(\(.*\)|'[^']*'|[A-Za-z0-9_./:@%+=,-]+)$", line), (node, line)
 
