@@ -51,6 +51,10 @@ def connect(url: str, token_id: str, secret: str, *, verify: bool = True, timeou
     if prefix.endswith("/api2/json"):
         prefix = prefix[: -len("/api2/json")]
     kwargs = {"path_prefix": prefix.strip("/")} if prefix.strip("/") else {}
+    if not verify:  # the user chose insecureSkipTlsVerify: one choice, not a warning per request
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     return ProxmoxAPI(parts.hostname, port=parts.port or 8006, user=user, token_name=token_name,
                       token_value=secret, verify_ssl=verify, service="PVE", timeout=timeout, **kwargs)
 
