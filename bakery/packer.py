@@ -10,7 +10,9 @@ kubernetes-sigs/image-builder's order; `bake_steps` is the ordered list of scrip
 """
 from __future__ import annotations
 
+import json
 import posixpath
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from . import __version__, plan as planmod, versions
@@ -94,6 +96,7 @@ class ImageFile:
     template: str
     mode: str = "0644"
     context: dict = field(default_factory=dict, hash=False, compare=False)
+    content: str | None = None  # verbatim content instead of a template
 
 
 def _os(plan: ImagePlan) -> versions.OsRelease:
@@ -122,7 +125,19 @@ def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
     if plan.package_source == "dl.k8s.io":
         files += [ImageFile(KUBELET_UNIT, "kubelet.service.j2"),
                   ImageFile(KUBEADM_DROPIN, "10-kubeadm.conf.j2")]
+    # The node check (issue 9): the program itself, verbatim, and what it expects.
+    files += [
+        ImageFile(planmod.NODE_CHECK, "", "0755", content=node_check_source()),
+        ImageFile(planmod.NODE_CHECK_EXPECTED, "", content=json.dumps(
+            planmod.node_check_expectations(plan), indent=2, sort_keys=True) + "\n"),
+    ]
     return files
+
+
+def node_check_source() -> str:
+    from . import nodecheck
+
+    return Path(nodecheck.__file__).read_text()
 
 
 def versions_entries(plan: ImagePlan) -> list[tuple[str, str]]:
@@ -185,6 +200,9 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "calico_version": plan.calico_version, "manifests": plan.calico_manifests,
             "bakery_dir": planmod.BAKERY_DIR, "calico_dir": planmod.CALICO_DIR,
             "images_list": planmod.IMAGES_LIST, "versions_file": planmod.VERSIONS_FILE}),
+        Step(NODE_CHECK_STEP, "prove the image before sealing it: bakery-node-check --stage bake", {
+            "files": installs(planmod.NODE_CHECK, planmod.NODE_CHECK_EXPECTED),
+            "node_check": planmod.NODE_CHECK, "expected": planmod.NODE_CHECK_EXPECTED}),
         Step(SEAL, "seal the image: no machine identity, no host keys, no open account", {
             "family": osr.family, "cloud_init_leftovers": CLOUD_INIT_LEFTOVERS,
             "cloud_init_globs": CLOUD_INIT_GLOBS},
@@ -194,6 +212,7 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
 
 
 SEAL = "90-seal"
+NODE_CHECK_STEP = "80-node-check"
 
 
 def insert_before_seal(steps: list[Step], step: Step) -> list[Step]:
@@ -416,7 +435,8 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
                        ("calico_version", plan.calico_version)]))
 
     for f in image_files(cluster, plan):
-        add(f"files{f.path}", render_template(f"packer/files/{f.template}", **common, **f.context))
+        text = f.content if f.content is not None else render_template(f"packer/files/{f.template}", **common, **f.context)
+        add(f"files{f.path}", text, executable=f.mode == "0755")
     for step in steps:
         ctx = {"step": step.name, "summary": step.summary, "stage": STAGE, "stage_root": STAGE_ROOT,
                "cache_dir": CACHE_DIR, **step.context}

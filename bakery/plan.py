@@ -34,6 +34,7 @@ FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a jo
 # `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when
 # it fails.
 NODE_CHECK = "/usr/local/sbin/bakery-node-check"
+NODE_CHECK_EXPECTED = f"{BAKERY_DIR}/node-check.json"  # what the node check compares with
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,21 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         build_user=cluster.image.build_user,
         bakery_version=__version__,
     )
+
+
+def node_check_expectations(plan: ImagePlan) -> dict:
+    """What the node check (bakery/nodecheck.py) expects of the image, from the same plan
+    the bake scripts are rendered from: they cannot disagree."""
+    return {
+        "kubernetesVersion": plan.kubernetes_version,
+        "packageSource": plan.package_source,
+        "containerdVersion": plan.containerd_version,
+        "pauseImage": plan.pause_image,
+        "criSocket": CONTAINERD_SOCKET,
+        "images": list(plan.images),
+        "calicoDir": CALICO_DIR,
+        "calicoManifests": [name for name, _ in plan.calico_manifests],
+    }
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ runs in-process against a System whose files are a temporary tree and whose comm
 canned outputs; the VM boot test runs it for real inside a booted VM.
 """
 import io
+import re
 import json
 import os
 import subprocess
@@ -274,3 +275,76 @@ def test_runs_standalone_with_only_the_stdlib(tmp_path):
     r = subprocess.run([sys.executable, "-S", "-I", str(script), "--expected", str(tmp_path / "none.json")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "FAIL setup" in r.stdout, r.stderr
+
+
+# --- the check in the rendered image ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab_packer(tmp_path_factory):
+    from conftest import LAB, run_bakery
+    out = tmp_path_factory.mktemp("lab") / "out"
+    r = run_bakery("render", LAB, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out / "packer"
+
+
+def test_image_gets_the_check_verbatim_and_executable(lab_packer):
+    f = lab_packer / "files/usr/local/sbin/bakery-node-check"
+    assert f.read_bytes() == (ROOT / "bakery/nodecheck.py").read_bytes()
+    assert f.stat().st_mode & 0o111
+
+
+def test_expectations_match_what_the_bake_pulls(lab_packer):
+    """node-check.json and the image-pull script come from one plan: same images."""
+    exp = json.loads((lab_packer / "files/opt/bakery/node-check.json").read_text())
+    script = (lab_packer / "scripts/50-images.sh").read_text()
+    array = re.search(r"^images=\(.*?^\)", script, re.S | re.M).group(0)
+    r = subprocess.run(["bash", "-c", array + '\nprintf "%s\\n" "${images[@]}"'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == exp["images"]
+    assert exp["kubernetesVersion"] == "1.36.3" and exp["pauseImage"] == "registry.k8s.io/pause:3.10.2"
+    versions = subprocess.run(["bash", "-c", f"set -a; . {lab_packer}/files/opt/bakery/versions.env; "
+                               "echo $PAUSE_IMAGE $KUBERNETES_VERSION"], capture_output=True, text=True).stdout.split()
+    assert versions == [exp["pauseImage"], exp["kubernetesVersion"]]
+
+
+def test_bake_runs_the_check_last_before_sealing(lab_packer):
+    hcl2 = pytest.importorskip("hcl2")
+    build = hcl2.loads((lab_packer / "build.pkr.hcl").read_text())
+    names = []
+    for block in build["build"][0]["provisioner"]:
+        for kind, body in block.items():
+            if kind.strip('"') == "shell" and "script" in body:
+                names.append(body["name"].strip('"'))
+    assert names[-2:] == ["80-node-check", "90-seal"]
+    script = (lab_packer / "scripts/80-node-check.sh").read_text()
+    last = [ln for ln in script.splitlines() if ln.strip() and not ln.startswith("#")][-1]
+    assert last.split() == ["/usr/local/sbin/bakery-node-check", "--stage", "bake", "--expected",
+                            "/opt/bakery/node-check.json"]
+
+
+def test_rendered_expectations_drive_the_check(lab_packer, tmp_path):
+    """The check, fed the rendered node-check.json, passes a node that has what it lists and
+    fails one image short."""
+    exp = json.loads((lab_packer / "files/opt/bakery/node-check.json").read_text())
+    root = tmp_path / "root"
+    healthy_tree(root, exp)
+    # the calico manifests the expectations name, with their sums
+    import hashlib
+    sums = ""
+    for name in exp["calicoManifests"]:
+        body = f"# {name}\n".encode()
+        (root / "opt/bakery/calico" / name).write_bytes(body)
+        sums += f"{hashlib.sha256(body).hexdigest()}  {name}\n"
+    (root / "opt/bakery/calico/SHA256SUMS").write_text(sums)
+    images_key = ("crictl", "--runtime-endpoint", exp["criSocket"], "images")
+    info_key = ("crictl", "--runtime-endpoint", exp["criSocket"], "info")
+    have = {"images": [{"repoTags": exp["images"] + ["registry.k8s.io/etcd:3.6.9-0"]}]}
+    over = {images_key: (0, json.dumps(have)), info_key: (0, crictl_info(sandbox=exp["pauseImage"]))}
+    out = io.StringIO()
+    rc = nc.run([], FakeSystem(root, commands(over)), out)
+    assert rc == 0, out.getvalue()
+    have["images"][0]["repoTags"].remove("quay.io/calico/typha:v3.32.1")
+    out = io.StringIO()
+    rc = nc.run([], FakeSystem(root, commands(over | {images_key: (0, json.dumps(have))})), out)
+    assert rc == 1 and "quay.io/calico/typha:v3.32.1" in out.getvalue()

@@ -20,7 +20,8 @@ from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, met
 SPECS = Path(__file__).parent / "data" / "specs"
 OSES = ("ubuntu-22.04", "ubuntu-24.04", "debian-12")
 ALL_BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
-SCRIPT_ORDER = ["05-prepare", "10-swap", "20-kernel", "30-containerd", "40-kubernetes", "50-images", "90-seal"]
+SCRIPT_ORDER = ["05-prepare", "10-swap", "20-kernel", "30-containerd", "40-kubernetes", "50-images", "80-node-check",
+                "90-seal"]
 FAKE_HASH = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
 
 
@@ -119,7 +120,8 @@ def test_every_block_matches_the_plugin_specs(render, name):
     pdir = packer_dir(render, name)
     assert sorted(p.name for p in pdir.glob("*.pkr.hcl")) == [
         "build.pkr.hcl", "locals.pkr.hcl", "plugins.pkr.hcl", "sources.pkr.hcl", "variables.pkr.hcl"]
-    assert not list(pdir.rglob("*.json")), "HCL2 only, never legacy JSON templates"
+    templates = [p for p in pdir.rglob("*.json") if p.relative_to(pdir).parts[0] != "files"]
+    assert not templates, "HCL2 only, never legacy JSON templates (files/ is what the image gets)"
     merged, errors = check_packer_dir(pdir)
     assert errors == []
     assert merged.get("source") and merged.get("build")
