@@ -22,9 +22,15 @@ import shutil
 REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "debugfs", "mkfs.ext4")
 
 
-def missing_tools() -> list[str]:
-    """The host tools the VM tests need that are not on PATH (debootstrap/debugfs live in sbin)."""
+def tool(name: str) -> str:
+    """The path of a host tool, looking in sbin too (debootstrap, debugfs, mkfs.ext4, chroot
+    live there and a non-login PATH may lack it); the bare name when it is nowhere."""
     import os
 
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    return [t for t in REQUIRED_TOOLS if shutil.which(t, path=path) is None]
+    return shutil.which(name, path=path) or name
+
+
+def missing_tools() -> list[str]:
+    """The host tools the VM tests need that are not installed."""
+    return [t for t in REQUIRED_TOOLS if shutil.which(tool(t)) is None]

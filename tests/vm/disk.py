@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tool
 from .image import STANDIN_DIR
 
 
@@ -37,7 +38,7 @@ class Disk:
                        check=True, capture_output=True, timeout=600)
 
     def _debugfs(self, request: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["debugfs", "-R", request, str(self.raw)], capture_output=True, timeout=120)
+        return subprocess.run([tool("debugfs"), "-R", request, str(self.raw)], capture_output=True, timeout=120)
 
     def stat(self, path: str) -> Stat | None:
         out = self._debugfs(f"stat {path}")

@@ -37,6 +37,8 @@ from pathlib import Path
 
 from bakery import plan
 
+from . import tool
+
 SUITE = "bookworm"
 MIRROR = os.environ.get("BAKERY_VM_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = (
@@ -288,13 +290,13 @@ def _build_rootfs(tmp: Path) -> None:
     debs = cache_root() / "debs"
     debs.mkdir(exist_ok=True)
     with open(tmp / "build.log", "w") as log:
-        _run(["debootstrap", "--variant=minbase", "--components=main", f"--cache-dir={debs}",
+        _run([tool("debootstrap"), "--variant=minbase", "--components=main", f"--cache-dir={debs}",
               "--include=" + ",".join(PACKAGES), SUITE, str(root), MIRROR], log=log, timeout=2400)
         (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/initramfs-tools/conf.d/bakery-vm-test.conf").write_text("MODULES=list\n")
         with open(root / "etc/initramfs-tools/modules", "a") as fh:
             fh.write("\n".join(INITRAMFS_MODULES) + "\n")
-        _run(["chroot", str(root), "update-initramfs", "-u", "-k", "all"], log=log)
+        _run([tool("chroot"), str(root), "update-initramfs", "-u", "-k", "all"], log=log)
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for p in (root / junk).glob("*"):
             if p.is_file():
@@ -344,7 +346,7 @@ def _build_image(tmp: Path) -> None:
         shutil.copy2(kernels[-1], tmp / "vmlinuz")
         shutil.copy2(initrds[-1], tmp / "initrd.img")
         _run(["truncate", "-s", DISK_SIZE, str(tmp / "base.raw")], log=log)
-        _run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root), str(tmp / "base.raw")], log=log)
+        _run([tool("mkfs.ext4"), "-q", "-F", "-L", "root", "-d", str(root), str(tmp / "base.raw")], log=log)
     shutil.rmtree(root)
     (tmp / "base.raw").chmod(0o444)
     (tmp / "recipe.json").write_text(json.dumps(image_recipe(), indent=2) + "\n")

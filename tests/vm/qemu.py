@@ -42,6 +42,15 @@ class VMTimeout(AssertionError):
     pass
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills qemu if the test process dies (even by
+    SIGKILL), so no VM outlives a crashed or killed test run."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _kvm_boots_kernel(image: BaseImage, workdir: Path, timeout: float = 25.0) -> bool:
     """Does a kernel really run under KVM here? Boot the image's kernel with no root fs: a
     working KVM reaches 'Kernel panic' (VFS: unable to mount root) in seconds and qemu exits
@@ -51,7 +60,8 @@ def _kvm_boots_kernel(image: BaseImage, workdir: Path, timeout: float = 25.0) ->
            "-m", "256", "-no-reboot", "-kernel", str(image.kernel),
            "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent rdinit=/nonexistent",
            "-serial", f"file:{log}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -186,7 +196,7 @@ class VM:
         (self.workdir / f"{self.name}.cmd").write_text(" ".join(cmd) + "\n")
         with open(self.qemu_log, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         self.started = time.monotonic()
         _running[self.proc.pid] = self
         return self
