@@ -21,7 +21,7 @@ import hashlib
 import re
 import secrets as _random
 import string
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import InputError
@@ -65,15 +65,15 @@ def go_duration(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class KeyPair:
-    certificate: str  # PEM (for the service account: the public key, PEM "PUBLIC KEY")
-    key: str  # PEM private key
+    certificate: str = field(repr=False)  # PEM (for the service account: the public key)
+    key: str = field(repr=False)  # PEM private key: never in a repr, a traceback or a log
 
 
 @dataclass(frozen=True)
 class Bundle:
     cluster: str
     key_algorithm: str
-    token: str
+    token: str = field(repr=False)
     ca: KeyPair
     etcd_ca: KeyPair
     front_proxy_ca: KeyPair

@@ -369,3 +369,15 @@ def test_go_duration(seconds, text):
 def test_check_mode_without_bundle_is_input_error(tmp_path):
     r = run_bakery("render", LAB, "--out", tmp_path / "nothing", "--check")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_bundle_repr_shows_no_secret():
+    """A traceback or a test report that prints the bundle must not print keys or the token."""
+    from bakery.pipeline import load_cluster
+    from bakery.secrets import new_bundle
+
+    from conftest import EXAMPLES
+    cluster, _ = load_cluster(str(EXAMPLES / "single" / "cluster.yaml"))
+    bundle = new_bundle(cluster)
+    text = repr(bundle)
+    assert "PRIVATE KEY" not in text and bundle.token not in text and "BEGIN" not in text
