@@ -151,5 +151,41 @@ def init(directory: str, force: bool) -> None:
 from . import cli_deliver  # noqa: E402,F401  (registers build, deploy, explain; imports click only)
 
 
+@cli.group()
+def secrets() -> None:
+    """Inspect the secrets bundle."""
+
+
+@secrets.command("check")
+@CLUSTER_ARG
+@click.option("--secrets", "secrets_path", envvar="BAKERY_SECRETS", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="The bundle (env BAKERY_SECRETS). Default: outputs/<metadata.name>/secrets.yaml.")
+def secrets_check(cluster: str, secrets_path: str | None) -> None:
+    """Report the expiry of every certificate and the token's lifetime; exit 2 if the bundle
+    is unusable or a certificate expires within 30 days. Prints no secret."""
+    from pathlib import Path
+
+    from . import secrets as sec
+    from .pipeline import load_cluster
+    from .render import SECRETS_NAME, default_out
+
+    model, _ = load_cluster(cluster)
+    path = Path(secrets_path) if secrets_path else default_out(model) / SECRETS_NAME
+    if not path.is_file():
+        raise InputError(f"no secrets bundle at {path}; run `bakery render` first or pass --secrets",
+                         check="secrets-bundle")
+    data = path.read_bytes()
+    try:
+        rows = sec.expiry_report(data)
+    except Exception:  # noqa: BLE001 - a bundle that is not even YAML: parse() below says why
+        rows = []
+    for name, cn, end, days in rows:
+        click.echo(f"{name:14} {cn:22} expires {end} ({days} days)")
+    bundle, _ = sec.obtain(model, path, rotate_token=False, create=False)
+    ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after kubeadm init"
+    click.echo(f"{'token':14} {bundle.token_id + '.****':22} {ttl}")
+    click.echo(f"{path}: usable")
+
+
 def main() -> None:
     cli(prog_name="bakery")

@@ -386,6 +386,29 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     return bundle
 
 
+def expiry_report(data: bytes, now: datetime.datetime | None = None) -> list[tuple[str, str, str, int]]:
+    """(field, subject CN, not-after date, days left) of every certificate in a bundle that
+    parses as YAML, whether or not it passes the checks of parse()."""
+    import yaml
+    from cryptography import x509
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    doc = yaml.safe_load(data)
+    rows = []
+    for name in ("ca", "etcdCa", "frontProxyCa", "admin"):
+        pem = (doc.get(name) or {}).get("certificate") if isinstance(doc, dict) else None
+        if not isinstance(pem, str):
+            continue
+        try:
+            cert = _cert(pem)
+        except ValueError:
+            continue
+        end = cert.not_valid_after_utc
+        cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        rows.append((name, cn[0].value if cn else "", f"{end:%Y-%m-%d}", (end - now).days))
+    return rows
+
+
 def _is_ca(cert) -> bool:
     from cryptography import x509
 

@@ -381,3 +381,37 @@ def test_bundle_repr_shows_no_secret():
     bundle = new_bundle(cluster)
     text = repr(bundle)
     assert "PRIVATE KEY" not in text and bundle.token not in text and "BEGIN" not in text
+
+
+def test_secrets_check_reports_expiry_without_secrets(tmp_path):
+    from conftest import LAB
+    out = tmp_path / "out"
+    assert run_bakery("render", LAB, "--out", out).returncode == 0
+    r = run_bakery("secrets", "check", LAB, "--secrets", out / "secrets.yaml")
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines()}
+    assert set(lines) >= {"ca", "etcdCa", "frontProxyCa", "admin", "token"}
+    assert re.search(r"expires \d{4}-\d\d-\d\d \(36[45]\d days\)", lines["ca"])
+    token = yaml.safe_load((out / "secrets.yaml").read_text())["bootstrapToken"]
+    assert token not in r.stdout and token.split(".")[1] not in r.stdout
+    assert "PRIVATE" not in r.stdout + r.stderr
+
+
+def test_secrets_check_fails_on_a_soon_expiring_bundle(tmp_path):
+    import datetime
+
+    from bakery.pipeline import load_cluster
+    from bakery.secrets import new_bundle
+
+    from conftest import LAB
+    cluster, _ = load_cluster(str(LAB))
+    long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3650 - 10)
+    path = tmp_path / "old.yaml"
+    path.write_bytes(new_bundle(cluster, now=long_ago).to_bytes())
+    r = run_bakery("secrets", "check", LAB, "--secrets", path)
+    assert r.returncode == 2
+    assert "(9 days)" in r.stdout or "(10 days)" in r.stdout
+    assert "expires on" in r.stderr and "Traceback" not in r.stderr
+    # and render refuses it the same way, writing nothing
+    r = run_bakery("render", LAB, "--out", tmp_path / "out", "--secrets", path)
+    assert r.returncode == 2 and not (tmp_path / "out").exists()
