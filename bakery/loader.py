@@ -137,7 +137,7 @@ def load_text(text: str, file: str = "<string>") -> Document:
         raise InputError("the file is empty; `bakery init` writes an example to start from",
                          check="yaml-empty", position=Position(file, 1, 1))
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     except yaml.YAMLError as exc:
         raise _syntax_error(file, exc) from None
     except RecursionError:
