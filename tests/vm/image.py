@@ -353,12 +353,12 @@ def _build_image(tmp: Path) -> None:
 
 
 def _prune_old_images(keep: str, max_age_days: float = 3.0) -> None:
-    """Drop finished images of older recipes not used for a few days (the rootfs layer stays)."""
+    """Drop images of other recipes built more than a few days ago (the rootfs layer stays)."""
     now = time.time()
     for old in cache_root().glob("image-*"):
         done = old / "DONE"
         if old.name != keep and old.is_dir() and done.exists() \
-                and now - done.stat().st_atime > max_age_days * 86400:
+                and now - done.stat().st_mtime > max_age_days * 86400:
             shutil.rmtree(old, ignore_errors=True)
 
 
