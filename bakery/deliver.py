@@ -40,52 +40,10 @@ def stable_mac(cluster_name: str, node_name: str) -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def _mac_in_network_config(content: bytes, address: ipaddress.IPv4Address) -> str | None:
-    """The MAC the network-config matches for the interface that carries `address`, if any.
-    Understands network-config v2 (ethernets.*.match.macaddress) and v1 (mac_address)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(content)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    doc = doc.get("network", doc) if isinstance(doc.get("network"), dict) else doc
-
-    def carries(addresses) -> bool:
-        for a in addresses or ():
-            try:
-                if ipaddress.ip_interface(str(a)).ip == address:
-                    return True
-            except ValueError:
-                continue
-        return False
-
-    if doc.get("version") == 2:
-        for eth in (doc.get("ethernets") or {}).values():
-            if not isinstance(eth, dict):
-                continue
-            mac = (eth.get("match") or {}).get("macaddress")
-            if mac and carries(eth.get("addresses")):
-                return str(mac).lower()
-    elif doc.get("version") == 1:
-        for item in doc.get("config") or ():
-            if not isinstance(item, dict) or item.get("type") != "physical":
-                continue
-            addrs = [s.get("address") for s in item.get("subnets") or () if isinstance(s, dict)]
-            if item.get("mac_address") and carries(addrs):
-                return str(item["mac_address"]).lower()
-    return None
-
-
-def node_mac(cluster, node, network_config: bytes | None = None) -> str:
-    """The MAC of the node-network NIC: the one the node's network-config matches on, else
-    the one in cluster.yaml, else stable_mac()."""
-    if network_config is not None:
-        mac = _mac_in_network_config(network_config, node.address)
-        if mac:
-            return mac
+def node_mac(cluster, node) -> str:
+    """The MAC of the node-network NIC: cluster.yaml's, else stable_mac(). network-config
+    matches the NIC by this MAC when cluster.yaml gives one and by name otherwise, so the
+    NIC the hypervisor creates with this MAC always gets the node's address."""
     return node.mac or stable_mac(cluster.name, node.name)
 
 
@@ -188,10 +146,9 @@ def _deliveries(cluster, files: list[OutputFile]) -> list[NodeDelivery]:
         node = np_.node
         seed = {name: by_path[f"nodes/{node.name}/{name}"] for name in SEED_FILES
                 if f"nodes/{node.name}/{name}" in by_path}
-        netcfg = seed.get("network-config")
         out.append(NodeDelivery(
             name=node.name, role=node.role, action=np_.action, address=str(node.address),
-            mac=node_mac(cluster, node, netcfg.content if netcfg else None),
+            mac=node_mac(cluster, node),
             cpus=node.cpus, memory_mib=node.memory_mib, vm_id=node.vm_id, seed=seed,
             secret=any(f.secret for f in seed.values()),
         ))

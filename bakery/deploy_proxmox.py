@@ -208,7 +208,6 @@ class Deployer:
                            "bakery build CLUSTER.yaml --only proxmox-iso")
         results = []
         for n in self.cluster.nodes:
-            netcfg = self.out / "nodes" / n.name / "network-config"
-            mac = node_mac(self.cluster, n, netcfg.read_bytes() if netcfg.is_file() else None)
+            mac = node_mac(self.cluster, n)
             results.append(self.deploy_node(n, mac, existing))
         return results

@@ -236,7 +236,7 @@ def test_create_vms_shellcheck(tmp_path):
 def test_create_vms_runs_and_is_idempotent(tmp_path):
     bash = need("bash")
     mac = "08:00:27:aa:bb:cc"
-    cluster = lab(tmp_path)
+    cluster = lab(tmp_path, lambda t: t.replace("address: 192.168.56.31}", f"address: 192.168.56.31, mac: '{mac}'}}"))
     out = write_out(tmp_path, cluster, seed_files(cluster, macs={"k8s-node1": mac}))
     ova = tmp_path / "image.ova"
     ova.write_bytes(b"ova")
