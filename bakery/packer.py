@@ -343,7 +343,11 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
         Variable("headless", "bool", "Run the build VM without a console window.", True),
         Variable("boot_wait", "string", "Wait before typing the boot command.", "5s"),
         Variable("ssh_timeout", "string", "How long the OS install may take before Packer gives up on SSH.", "90m"),
-        Variable("output_dir", "string", "Folder for build artifacts and manifest.json.", "output"),
+        # Outside the rendered tree (outputs/<cluster>/ is replaced whole by every render),
+        # relative to packer/ where `packer build .` runs: outputs/<cluster>-images/, the
+        # folder `bakery build` uses too.
+        Variable("output_dir", "string", "Folder for build artifacts and manifest.json (outside the rendered "
+                 "tree, which every render replaces).", f"../../{cluster.name}-images"),
     ]
     if "proxmox-iso" in img.builders:
         px = img.proxmox
