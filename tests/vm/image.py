@@ -274,6 +274,8 @@ def _cached(name: str, build) -> Path:
             return final
         if final.exists():  # a half-finished folder from a crash before the rename finished
             shutil.rmtree(final)
+        for stale in root.glob(f"{name}.tmp-*"):  # builds killed midway (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=root))
         try:
             build(tmp)
