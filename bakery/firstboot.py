@@ -211,6 +211,7 @@ def _pki_files(bundle: Bundle) -> list[dict]:
     return out
 
 
+@functools.cache
 def firstboot_script() -> str:
     """The first-boot script: the same on every node of every cluster of this bakery."""
     return render_template(

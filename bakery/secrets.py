@@ -16,6 +16,7 @@ passed on).
 from __future__ import annotations
 
 import base64
+import functools
 import datetime
 import hashlib
 import re
@@ -81,7 +82,7 @@ class Bundle:
     admin: KeyPair
 
     # -- derived values -------------------------------------------------------------
-    @property
+    @functools.cached_property
     def discovery_hash(self) -> str:
         """``sha256:`` + hex SHA-256 of the CA certificate's DER SubjectPublicKeyInfo."""
         from cryptography.hazmat.primitives import serialization
@@ -90,7 +91,7 @@ class Bundle:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return "sha256:" + hashlib.sha256(spki).hexdigest()
 
-    @property
+    @functools.cached_property
     def ca_not_before(self) -> str:
         """The cluster CA's start (RFC 3339, UTC): a node whose clock is earlier cannot
         trust any certificate of the cluster."""

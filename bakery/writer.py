@@ -134,13 +134,17 @@ def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None =
                 if parent == Path("."):
                     break
                 parent = parent.parent
+    made = {Path(".")}
     for f in files:
         target = root / f.path
-        for parent in reversed(Path(f.path).parents):
-            d = root / parent
-            if not d.exists():
-                d.mkdir()
-                os.chmod(d, SECRET_DIR_MODE if parent in secret_dirs else DIR_MODE)
+        rel_parent = Path(f.path).parent
+        if rel_parent not in made:
+            for parent in reversed(Path(f.path).parents):
+                if parent not in made:
+                    d = root / parent
+                    d.mkdir()
+                    os.chmod(d, SECRET_DIR_MODE if parent in secret_dirs else DIR_MODE)
+                    made.add(parent)
         if previous is not None and _same_file(previous / f.path, f):
             try:
                 os.link(previous / f.path, target)
