@@ -117,7 +117,7 @@ class NodeDelivery:
     cpus: int
     memory_mib: int
     vm_id: int
-    seed: dict  # file name -> OutputFile (the seed files that exist)
+    seed_names: tuple[str, ...]  # the seed files that exist for this node
     secret: bool
 
     @property
@@ -137,21 +137,30 @@ def snippet_name(cluster, node_name: str, part: str) -> str:
 SNIPPET_PARTS = (("user", "user-data"), ("network", "network-config"), ("meta", "meta-data"))
 
 
-def _deliveries(cluster, files: list[OutputFile]) -> list[NodeDelivery]:
-    from .plan import node_plans
+def node_delivery(cluster, node_plan, seed: dict[str, OutputFile]) -> NodeDelivery:
+    node = node_plan.node
+    return NodeDelivery(
+        name=node.name, role=node.role, action=node_plan.action, address=str(node.address),
+        mac=node_mac(cluster, node), cpus=node.cpus, memory_mib=node.memory_mib, vm_id=node.vm_id,
+        seed_names=tuple(seed), secret=any(f.secret for f in seed.values()),
+    )
 
-    by_path = {f.path: f for f in files}
-    out = []
-    for np_ in node_plans(cluster):
-        node = np_.node
-        seed = {name: by_path[f"nodes/{node.name}/{name}"] for name in SEED_FILES
-                if f"nodes/{node.name}/{name}" in by_path}
-        out.append(NodeDelivery(
-            name=node.name, role=node.role, action=np_.action, address=str(node.address),
-            mac=node_mac(cluster, node),
-            cpus=node.cpus, memory_mib=node.memory_mib, vm_id=node.vm_id, seed=seed,
-            secret=any(f.secret for f in seed.values()),
-        ))
+
+def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFile]:
+    """One node's delivery files, from its seed files: seed.iso and the Proxmox snippets."""
+    node = node_plan.node
+    out: list[OutputFile] = []
+    secret = any(f.secret for f in seed.values())
+    if "user-data" in seed and "meta-data" in seed:
+        iso = seed_iso({name: f.content for name, f in seed.items()})
+        out.append(OutputFile(f"nodes/{node.name}/seed.iso", iso, kind="seed", node=node.name,
+                              role=node.role, secret=secret))
+    if "proxmox-iso" in cluster.image.builders:
+        for part, seed_name in SNIPPET_PARTS:
+            f = seed.get(seed_name)
+            if f is not None:
+                out.append(OutputFile(f"proxmox/snippets/{snippet_name(cluster, node.name, part)}", f.content,
+                                      kind="proxmox", node=node.name, role=node.role, secret=f.secret))
     return out
 
 
@@ -185,18 +194,12 @@ def ova_name(plan) -> str:
 
 # --- the renderer --------------------------------------------------------------------------
 
-def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
-    """Files derived from the rendered tree: seed ISOs, VirtualBox and Proxmox hand-off, README."""
+def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
+    """The cluster's delivery files: create-vms.sh, deploy.sh and the README."""
     from . import explain
     from .templating import render_template
 
-    nodes = _deliveries(cluster, files)
     out: list[OutputFile] = []
-    for n in nodes:
-        if "user-data" in n.seed and "meta-data" in n.seed:
-            iso = seed_iso({name: f.content for name, f in n.seed.items()})
-            out.append(OutputFile(f"nodes/{n.name}/seed.iso", iso, kind="seed", node=n.name,
-                                  role=n.role, secret=n.secret))
     px = cluster.image.proxmox
     builders = cluster.image.builders
     if "virtualbox-iso" in builders:
@@ -211,15 +214,9 @@ def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
     if "proxmox-iso" in builders:
         rows = []
         for n in nodes:
-            names, volumes = [], []
-            for part, seed_name in SNIPPET_PARTS:
-                name = snippet_name(cluster, n.name, part)
-                names.append(name)
-                volumes.append(f"{part}={px.snippet_storage}:snippets/{name}")
-                f = n.seed.get(seed_name)
-                if f is not None:
-                    out.append(OutputFile(f"proxmox/snippets/{name}", f.content, kind="proxmox",
-                                          node=n.name, role=n.role, secret=f.secret))
+            names = [snippet_name(cluster, n.name, part) for part, _ in SNIPPET_PARTS]
+            volumes = [f"{part}={px.snippet_storage}:snippets/{name}"
+                       for (part, _), name in zip(SNIPPET_PARTS, names)]
             rows.append((n, names, ",".join(volumes)))
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
@@ -228,3 +225,19 @@ def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
     out.append(OutputFile("README.md", explain.markdown(cluster).encode(), kind="docs"))
     return out
+
+
+def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
+    """Files derived from a rendered tree held in memory: seed ISOs, VirtualBox and Proxmox
+    hand-off, README. (A render streams node by node through node_files/cluster_files.)"""
+    from .plan import node_plans
+
+    by_path = {f.path: f for f in files}
+    out: list[OutputFile] = []
+    nodes = []
+    for np_ in node_plans(cluster):
+        seed = {name: by_path[f"nodes/{np_.node.name}/{name}"] for name in SEED_FILES
+                if f"nodes/{np_.node.name}/{name}" in by_path}
+        out += node_files(cluster, np_, seed)
+        nodes.append(node_delivery(cluster, np_, seed))
+    return out + cluster_files(cluster, plan, nodes)

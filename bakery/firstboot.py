@@ -351,20 +351,22 @@ def meta_data(cluster: Cluster, node: Node, user_data_text: str, network_text: s
                       "local-hostname": node.name})
 
 
+def render_node(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> list[OutputFile]:
+    """One node's seed: user-data, meta-data, network-config."""
+    node = node_plan.node
+    ud = user_data(cluster, bundle, plan, node_plan)
+    nc = network_config(cluster, node)
+    md = meta_data(cluster, node, ud, nc)
+    base = f"nodes/{node.name}"
+    common = {"kind": "cloud-init", "node": node.name, "role": node.role}
+    # Every user-data holds the token (workers) or keys too (control plane): 0600.
+    return [OutputFile(f"{base}/user-data", ud.encode(), secret=True, **common),
+            OutputFile(f"{base}/meta-data", md.encode(), **common),
+            OutputFile(f"{base}/network-config", nc.encode(), **common)]
+
+
 def render_nodes(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan) -> list[OutputFile]:
-    out: list[OutputFile] = []
-    for node_plan in P.node_plans(cluster):
-        node = node_plan.node
-        ud = user_data(cluster, bundle, plan, node_plan)
-        nc = network_config(cluster, node)
-        md = meta_data(cluster, node, ud, nc)
-        base = f"nodes/{node.name}"
-        common = {"kind": "cloud-init", "node": node.name, "role": node.role}
-        # Every user-data holds the token (workers) or keys too (control plane): 0600.
-        out.append(OutputFile(f"{base}/user-data", ud.encode(), secret=True, **common))
-        out.append(OutputFile(f"{base}/meta-data", md.encode(), **common))
-        out.append(OutputFile(f"{base}/network-config", nc.encode(), **common))
-    return out
+    return [f for node_plan in P.node_plans(cluster) for f in render_node(cluster, bundle, plan, node_plan)]
 
 
 # -- admin.conf -----------------------------------------------------------------------

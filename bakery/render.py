@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .errors import EnvError, InputError
 from .model import Cluster
-from .writer import OutputFile, clean_stale, locked, read_tree, write_file_atomic, write_tree
+from .writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
 
 SECRETS_NAME = "secrets.yaml"
 
@@ -17,7 +18,7 @@ SECRETS_NAME = "secrets.yaml"
 @dataclass
 class RenderResult:
     out: Path
-    files: list[OutputFile]
+    count: int
     messages: list[str] = field(default_factory=list)
     exit_code: int = 0
 
@@ -26,38 +27,50 @@ def default_out(cluster: Cluster) -> Path:
     return Path.cwd() / "outputs" / cluster.name
 
 
-def manifest(cluster: Cluster, files: list[OutputFile], fingerprint: str) -> OutputFile:
-    entries = [{
-        "path": f.path, "kind": f.kind, "node": f.node, "role": f.role,
-        "sha256": hashlib.sha256(f.content).hexdigest(), "size": len(f.content),
-        "mode": f"{f.mode:04o}",
-    } for f in sorted(files, key=lambda f: f.path)]
+def _entry(f: OutputFile) -> dict:
+    return {"path": f.path, "kind": f.kind, "node": f.node, "role": f.role,
+            "sha256": hashlib.sha256(f.content).hexdigest(), "size": len(f.content), "mode": f"{f.mode:04o}"}
+
+
+def manifest(cluster: Cluster, entries: list[dict], fingerprint: str) -> OutputFile:
+    """manifest.json: every file's hash, size and mode (never its content), sorted by path."""
     doc = {"bakery": __version__, "cluster": cluster.name, "kubernetesVersion": cluster.kubernetes_version,
-           "bakeFingerprint": fingerprint, "files": entries}
+           "bakeFingerprint": fingerprint, "files": sorted(entries, key=lambda e: e["path"])}
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
 
-def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
-    """Every file of the output tree, in a stable order."""
+def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[OutputFile]:
+    """Every file of the output tree, node by node, then manifest.json: a generator, so that
+    a render holds one node's files at a time, whatever the cluster's size."""
     from . import deliver, firstboot, packer
-    from .plan import image_plan
+    from .plan import image_plan, node_plans
 
     plan = image_plan(cluster)
-    files: list[OutputFile] = []
-    files += packer.render_packer(cluster, plan)
-    files += firstboot.render_nodes(cluster, bundle, plan)
-    files += firstboot.render_cluster_files(cluster, bundle)
-    files += deliver.render_delivery(cluster, plan, list(files))
-    if bundle_in_tree:
-        files.append(OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True))
-    seen = set()
-    for f in files:
-        if f.path in seen:  # pragma: no cover - a bug in a renderer, not user input
-            raise AssertionError(f"two renderers wrote {f.path}")
-        seen.add(f.path)
-    files.sort(key=lambda f: f.path)
-    files.append(manifest(cluster, files, plan.fingerprint))
-    return files
+    entries: list[dict] = []
+
+    def each() -> Iterator[OutputFile]:
+        yield from packer.render_packer(cluster, plan)
+        nodes = []
+        for node_plan in node_plans(cluster):
+            seed_files = firstboot.render_node(cluster, bundle, plan, node_plan)
+            seed = {f.path.rsplit("/", 1)[1]: f for f in seed_files}
+            yield from seed_files
+            yield from deliver.node_files(cluster, node_plan, seed)
+            nodes.append(deliver.node_delivery(cluster, node_plan, seed))
+        yield from firstboot.render_cluster_files(cluster, bundle)
+        yield from deliver.cluster_files(cluster, plan, nodes)
+        if bundle_in_tree:
+            yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)
+
+    for f in each():
+        entries.append(_entry(f))
+        yield f
+    yield manifest(cluster, entries, plan.fingerprint)
+
+
+def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
+    """Every file of the output tree as a list, sorted by path (for tests and small trees)."""
+    return sorted(iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree), key=lambda f: f.path)
 
 
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
@@ -73,14 +86,20 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     with locked(dest, lock_timeout):
         clean_stale(dest)
         bundle, changed = secrets.obtain(cluster, bundle_path, rotate_token=rotate_token)
-        files = collect(cluster, bundle, bundle_in_tree=bundle_in_tree)
         if changed and not bundle_in_tree:
             # the bundle outside the tree is written first: outputs never refer to a lost bundle
             bundle_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_file_atomic(bundle_path, bundle.to_bytes(), 0o600)
-        write_tree(dest, files)
-    result = RenderResult(dest, files)
-    result.messages.append(f"wrote {len(files)} files to {dest}")
+        count = 0
+
+        def counted():
+            nonlocal count
+            for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree):
+                count += 1
+                yield f
+        write_tree(dest, counted())
+    result = RenderResult(dest, count)
+    result.messages.append(f"wrote {count} files to {dest}")
     if changed and not rotate_token:
         result.messages.append(f"created the secrets bundle {bundle_path} (keep it: it is the cluster's root of trust)")
     if rotate_token:
@@ -96,17 +115,20 @@ def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool
         raise InputError(f"no secrets bundle at {bundle_path}: nothing was rendered there yet; "
                          "run `bakery render` first", check="check-no-bundle")
     bundle, _ = secrets.obtain(cluster, bundle_path, rotate_token=False, create=False)
-    files = collect(cluster, bundle, bundle_in_tree=bundle_in_tree)
-    want = {f.path: f.content for f in files}
-    have = read_tree(dest)
-    changed = sorted(p for p in want.keys() | have.keys() if want.get(p) != have.get(p))
-    result = RenderResult(dest, files)
+    changed, wanted = [], set()
+    for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree):
+        wanted.add(f.path)
+        if read_file(dest / f.path) != f.content:
+            changed.append(f.path)
+    have = set(list_tree(dest))
+    changed = sorted(set(changed) | (have - wanted))
+    result = RenderResult(dest, len(wanted))
     if changed:
         result.exit_code = 1
         result.messages.append(f"{len(changed)} files differ from a fresh render of {dest}:")
-        result.messages += [f"  {'+' if p not in have else '-' if p not in want else '~'} {p}" for p in changed]
+        result.messages += [f"  {'+' if p not in have else '-' if p not in wanted else '~'} {p}" for p in changed]
     else:
-        result.messages.append(f"{dest} is up to date ({len(files)} files)")
+        result.messages.append(f"{dest} is up to date ({len(wanted)} files)")
     return result
 
 

@@ -121,30 +121,31 @@ def _same_file(prev: Path, f: OutputFile) -> bool:
 
 
 def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None = None) -> None:
-    """Write the tree under root. A file identical to the previous tree's is hard-linked
-    instead of written: the swap then frees nothing on disk for it, and an unchanged render
-    of thousands of nodes costs links, not writes, flushes and discards."""
+    """Write the tree under root, consuming `files` as they come (a render of thousands of
+    nodes never holds them all in memory). Folders start 0700 and open up to 0755 at the
+    end unless they hold a secret; the tree is private until it is swapped in anyway.
+    A file identical to the previous tree's is hard-linked instead of written: the swap then
+    frees nothing on disk for it, and an unchanged render costs links, not writes."""
     root.mkdir(mode=SECRET_DIR_MODE)
-    secret_dirs = set()
-    for f in files:
-        if f.secret:
-            parent = Path(f.path).parent
-            while True:
-                secret_dirs.add(parent)
-                if parent == Path("."):
-                    break
-                parent = parent.parent
+    os.chmod(root, SECRET_DIR_MODE)
     made = {Path(".")}
+    secret_dirs: set[Path] = set()
+    seen: set[str] = set()
     for f in files:
+        if f.path in seen:  # pragma: no cover - a bug in a renderer, not user input
+            raise AssertionError(f"two renderers wrote {f.path}")
+        seen.add(f.path)
         target = root / f.path
         rel_parent = Path(f.path).parent
         if rel_parent not in made:
             for parent in reversed(Path(f.path).parents):
                 if parent not in made:
-                    d = root / parent
-                    d.mkdir()
-                    os.chmod(d, SECRET_DIR_MODE if parent in secret_dirs else DIR_MODE)
+                    (root / parent).mkdir(mode=SECRET_DIR_MODE)
+                    os.chmod(root / parent, SECRET_DIR_MODE)
                     made.add(parent)
+        if f.secret:
+            secret_dirs.add(rel_parent)
+            secret_dirs.update(rel_parent.parents)
         if previous is not None and _same_file(previous / f.path, f):
             try:
                 os.link(previous / f.path, target)
@@ -157,7 +158,9 @@ def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None =
             _write_all(fd, f.content)
         finally:
             os.close(fd)
-    os.chmod(root, SECRET_DIR_MODE if Path(".") in secret_dirs else DIR_MODE)
+    for d in made:
+        if d not in secret_dirs:
+            os.chmod(root / d, DIR_MODE)
 
 
 def _sync_tree(root: Path) -> None:
@@ -174,7 +177,7 @@ def _sync_tree(root: Path) -> None:
         os.close(fd)
 
 
-def write_tree(dest: Path, files: list[OutputFile]) -> None:
+def write_tree(dest: Path, files: Iterable[OutputFile]) -> None:
     """Replace dest with exactly these files, atomically."""
     dest = dest.absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -236,6 +239,20 @@ def locked(dest: Path, timeout: float = 60.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def list_tree(root: Path) -> list[str]:
+    """Relative paths of every file below root."""
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 def read_tree(root: Path) -> dict[str, bytes]:

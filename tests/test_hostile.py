@@ -18,8 +18,10 @@ hcl2 = pytest.importorskip("hcl2")
 
 DNS_LABEL = st.from_regex(r"\A[a-z]([a-z0-9-]{0,20}[a-z0-9])?\Z")
 LABEL_VALUE = st.from_regex(r"\A([A-Za-z0-9]([-A-Za-z0-9_.]{0,20}[A-Za-z0-9])?)?\Z")
-NASTY = st.sampled_from(["$(touch${IFS}/tmp/pwned)", "${var.x}", "%{if}x%{endif}", "`id`", ";reboot;",
-                         "a&&b", "|tee", "$HOME", "!!", "*?[", "~root", "#c", "<x>"])
+# metacharacters of shell and HCL, each with a marker no template contains by itself
+NASTY = st.sampled_from(["$(touch${IFS}/tmp/pwned-bkry)", "${var.bkry}", "%{if}bkry%{endif}", "`id-bkry`",
+                         ";reboot-bkry;", "bkry&&x", "|tee-bkry", "$BKRY_HOME", "!!bkry", "*?[bkry", "~bkry",
+                         "#bkry", "<bkry>"])
 
 
 @st.composite
@@ -149,6 +151,8 @@ def test_every_output_parses_and_user_values_stay_intact(bundle, tmp_path_factor
             if re.fullmatch(r"[A-Za-z0-9._/-]+", value):
                 continue  # shlex.quote leaves a value with no special character bare: it is one word
             for line in text.splitlines():
+                if line.lstrip().startswith("#"):
+                    continue
                 for m in re.finditer(re.escape(value), line):
                     assert _in_quotes(line, m.start()), (name, line)
 
