@@ -292,7 +292,12 @@ def check_containerd(sys_: System, exp: dict) -> list[Result]:
         out.append(Result("containerd-socket", False, "crictl info failed: " + r[1].strip().splitlines()[-1:][0]
                           if r[1].strip() else "crictl info failed", "systemctl restart containerd; journalctl -u containerd"))
         return out
-    info = parse_crictl_info(r[1])
+    try:
+        info = parse_crictl_info(r[1])
+    except (ValueError, AttributeError):
+        out.append(Result("containerd-socket", False, "crictl info printed no CRI status (is this a real crictl?)",
+                          "install crictl (cri-tools) matching the Kubernetes minor"))
+        return out
     out.append(Result("containerd-socket", info["runtime_ready"], "the CRI socket answers, runtime "
                       + ("ready" if info["runtime_ready"] else "NOT ready"), "journalctl -u containerd"))
     cg = info["systemd_cgroup"]
@@ -343,9 +348,13 @@ def check_images(sys_: System, exp: dict) -> list[Result]:
     if r and r[0] == 0:
         want += [ln.strip() for ln in r[1].splitlines() if ln.strip() and "/" in ln]
     r = _crictl(sys_, exp, "images", "-o", "json")
+    have = None
     if r is not None and r[0] == 0:
-        have = {normalize_image(t) for t in parse_crictl_images(r[1])}
-    else:
+        try:
+            have = {normalize_image(t) for t in parse_crictl_images(r[1])}
+        except (ValueError, AttributeError):
+            have = None
+    if have is None:
         r = sys_.run("ctr", "-n", "k8s.io", "images", "ls", "-q")
         if r is None or r[0] != 0:
             return [Result("images", False, "cannot list containerd's images (no crictl, no ctr)",

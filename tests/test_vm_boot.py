@@ -39,9 +39,19 @@ import yaml
 
 from bakery import plan as P
 from conftest import LAB, run_bakery
-from vm.disk import Disk, baseline_private_keys, standin_calls
+from vm.disk import Disk, baseline_private_keys
+from vm.disk import standin_calls as _all_standin_calls
+
+# Questions the node check asks the stand-ins (versions, image lists, CRI status) are not
+# actions on the node; the assertions below are about what first boot *did*.
+QUERIES = {("kubeadm", "version"), ("kubeadm", "config"), ("kubectl", "version"), ("kubelet", "--version"),
+           ("crictl", "--runtime-endpoint"), ("crictl", "info"), ("crictl", "images")}
+
+
+def standin_calls(disk):
+    return [c for c in _all_standin_calls(disk) if (c.tool, (c.argv or ("",))[0]) not in QUERIES]
 from vm.fixtures import TIMINGS, say, vm_factory, vm_image  # noqa: F401  (fixtures)
-from vm.image import BASE_HOSTNAME, CONSOLE_MARK, STATE_DIR, _fake_baked_files
+from vm.image import BASE_HOSTNAME, CONSOLE_MARK, NODE_CHECK_IGNORED, STATE_DIR, _fake_baked_files
 from vm.qemu import Link, accel_name
 from vm.seed import seed_iso
 
@@ -375,6 +385,23 @@ def check_gave_up(disk: Disk, rendered: Rendered, node: dict, vm) -> None:
     assert not [c for c in standin_calls(disk) if c.tool == "kubeadm"], "kubeadm ran with no API server"
 
 
+NODE_CHECK_PASSING = ("swap-active", "swap-fstab", "swap-units", "kernel-modules", "sysctl", "containerd-enabled",
+                      "calico-manifests", "node-address", "endpoint", "ports-free", "clock")
+
+
+def check_node_check_passed(disk: Disk, node: dict) -> None:
+    """First boot ran the baked node check before kubeadm, for real, and it passed on every
+    part the test disk has (the stand-ins' parts are in the image's ignore file)."""
+    output = disk.text("/var/log/cloud-init-output.log")
+    for name in NODE_CHECK_PASSING:
+        assert re.search(rf"^PASS {name}: ", output, re.M), f"no PASS {name}:\n{output[-4000:]}"
+    assert f"PASS node-address: {node['address']} is on enp0s8" in output
+    for name in NODE_CHECK_IGNORED:
+        assert re.search(rf"^WARN {name}: .*\(ignored\)$", output, re.M), name
+    assert not re.search(r"^FAIL ", output, re.M)
+    assert output.index("bakery-node-check (firstboot):") < output.index(f"{TAG}: kubeadm ")
+
+
 # ---- tests ---------------------------------------------------------------------------
 
 def _pair_test(vm_factory, tmp_path, capsys, data: dict, label: str) -> None:
@@ -386,6 +413,8 @@ def _pair_test(vm_factory, tmp_path, capsys, data: dict, label: str) -> None:
     try:
         check_init_node(cp_disk, rendered, rendered.node("control-plane"), cp_vm)
         check_joined_worker(w_disk, rendered, rendered.node("worker"), w_vm)
+        check_node_check_passed(cp_disk, rendered.node("control-plane"))
+        check_node_check_passed(w_disk, rendered.node("worker"))
     finally:
         cp_disk.remove()
         w_disk.remove()
@@ -420,3 +449,41 @@ def test_lab_worker_gives_up_when_endpoint_is_silent(vm_factory, tmp_path, capsy
     finally:
         disk.remove()
     say(capsys, f"lab worker alone (joinTimeout {SILENT_JOIN_TIMEOUT}s): VM part {vm_time:.0f}s under {accel_name()}")
+
+
+# Swap switched on and IP forwarding switched off behind the image's back, before first boot
+# runs its script (bootcmd runs in cloud-init's first stage): the node check must stop the
+# node before kubeadm, with its own FAIL lines and one FAILED line, and leave no sentinel.
+BROKEN_NODE_VENDOR_DATA = b"""#cloud-config
+bootcmd:
+  - [sh, -c, "fallocate -l 64M /swapfile-test && chmod 600 /swapfile-test && mkswap /swapfile-test && swapon /swapfile-test"]
+  - [sysctl, -w, net.ipv4.ip_forward=0]
+power_state: {mode: poweroff, delay: now, condition: true}
+"""
+
+
+def test_node_check_stops_a_node_with_swap_and_no_forwarding(vm_factory, tmp_path, capsys):
+    rendered = render(tmp_path, lab_cluster(PAIR_JOIN_TIMEOUT))
+    worker = rendered.node("worker", 1)
+    iso = seed_iso(tmp_path / "worker.iso", rendered.seed_dir(worker), poweroff=False,
+                   files={"vendor-data": BROKEN_NODE_VENDOR_DATA})
+    vm = vm_factory(worker["name"], iso, node_mac=worker.get("mac"), timeout=BOOT_TIMEOUT)
+    t0 = time.monotonic()
+    vm.start()
+    vm.wait()
+    vm_time = time.monotonic() - t0
+    disk = Disk(vm.overlay)
+    try:
+        output = disk.text("/var/log/cloud-init-output.log")
+        swap = re.search(r"^FAIL swap-active: active swap: (\S+) -- fix: swapoff -a$", output, re.M)
+        assert swap and swap.group(1) == "/swapfile-test", output[-4000:]
+        assert re.search(r"^FAIL sysctl: net\.ipv4\.ip_forward = 0 \(want 1\) -- fix: ", output, re.M), output[-4000:]
+        assert re.search(r"^PASS kernel-modules: ", output, re.M)
+        failed = [ln for ln in output.splitlines() if ln.startswith(f"{TAG}: FAILED")]
+        assert len(failed) == 1 and "node check" in failed[0] and "kubeadm was not run" in failed[0], failed
+        assert failed[0] in vm.serial_text()  # on the console too
+        assert not [c for c in standin_calls(disk) if c.tool == "kubeadm"], "kubeadm ran on a node that failed its check"
+        assert not disk.exists(P.SENTINEL)
+    finally:
+        disk.remove()
+    say(capsys, f"node check on a broken worker: VM part {vm_time:.0f}s under {accel_name()}")

@@ -194,6 +194,39 @@ def _fake_baked_files() -> dict[str, tuple[bytes, int]]:
     return files
 
 
+# The node check (issue 9), as the bake installs it: the program verbatim, the lab's
+# expectations, and the kernel files a bake writes (rendered by bakery's own packer renderer),
+# so the check runs for real at first boot. The test disk has no real kubeadm, crictl or
+# pre-pulled images: those checks are listed in the check's own ignore file, the same
+# mechanism an operator uses (like kubeadm's --ignore-preflight-errors); they are tested
+# on captured outputs in tests/test_nodecheck.py instead.
+NODE_CHECK_IGNORED = ("kubernetes-version", "kubernetes-held", "images", "containerd-socket")
+
+
+def _node_check_files() -> dict[str, tuple[bytes, int]]:
+    import hashlib as _h
+
+    from bakery import nodecheck, packer
+    from bakery.pipeline import load_cluster
+
+    root = Path(__file__).resolve().parents[2]
+    cluster, _ = load_cluster(str(root / "examples" / "lab" / "cluster.yaml"))
+    image_plan = plan.image_plan(cluster)
+    files: dict[str, tuple[bytes, int]] = {
+        plan.NODE_CHECK: (Path(nodecheck.__file__).read_bytes(), 0o755),
+        plan.NODE_CHECK_EXPECTED: (json.dumps(plan.node_check_expectations(image_plan), indent=2).encode(), 0o644),
+        "/etc/bakery/node-check.ignore": (("# bakery VM test image: what its stand-ins cannot prove\n"
+                                           + "\n".join(NODE_CHECK_IGNORED) + "\n").encode(), 0o644),
+    }
+    rendered = {f.path: f.content for f in packer.render_packer(cluster, image_plan)}
+    for path in (packer.MODULES_FILE, packer.SYSCTL_FILE):
+        files[path] = (rendered[f"packer/files{path}"], 0o644)
+    sums = "".join(f"{_h.sha256(body).hexdigest()}  {Path(name).name}\n"
+                   for name, (body, _) in sorted(_fake_baked_files().items()) if name.startswith(plan.CALICO_DIR + "/"))
+    files[f"{plan.CALICO_DIR}/SHA256SUMS"] = (sums.encode(), 0o644)
+    return files
+
+
 def _calico_releases():
     from bakery import versions
 
@@ -218,6 +251,7 @@ def _config_files() -> dict[str, tuple[bytes, int]]:
         script = STANDIN_SCRIPT.format(name=name, rec=STANDIN_DIR, extra=extra)
         files[f"/usr/bin/{name}"] = (script.encode(), 0o755)
     files.update(_fake_baked_files())
+    files.update(_node_check_files())
     return files
 
 
