@@ -35,7 +35,12 @@ def _describe(value: Any) -> str:
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
-    return f"'{value}'"
+    text = str(value)
+    if "PRIVATE" in text.upper() or "BEGIN " in text:
+        return "what looks like a private key (not shown)"  # never echo a secret into a log
+    if len(text) > 80:
+        text = text[:60] + "…"
+    return f"'{text}'"
 
 
 def _types(schema: dict) -> list[str]:

@@ -169,3 +169,10 @@ def test_all_examples_are_valid():
     for ex in sorted(ROOT.glob("examples/*/cluster.yaml")):
         r = run_bakery("validate", ex)
         assert r.returncode == 0, (ex, r.stderr)
+
+
+def test_a_pasted_private_key_is_not_echoed(tmp_path):
+    path = ROOT / "tests/data/bad/ssh-key-private.yaml"
+    r = run_bakery("validate", path)
+    assert r.returncode == 2 and "error[schema-format]" in r.stderr
+    assert "b3BlbnNzaC1rZXk" not in r.stderr and "looks like a private key (not shown)" in r.stderr

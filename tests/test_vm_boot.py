@@ -434,15 +434,19 @@ def test_random_cluster_control_plane_and_worker_join(vm_factory, tmp_path, caps
     _pair_test(vm_factory, tmp_path, capsys, data, f"random cluster {data['metadata']['name']}")
 
 
-def test_lab_worker_gives_up_when_endpoint_is_silent(vm_factory, tmp_path, capsys):
-    rendered = render(tmp_path, lab_cluster(f"{SILENT_JOIN_TIMEOUT}s"))
-    worker = rendered.node("worker", 1)
-    iso = seed_iso(tmp_path / "worker.iso", rendered.seed_dir(worker))
+def boot_alone(vm_factory, worker: dict, iso: Path):
+    """One VM on its own (its node-network NIC on a link nobody else is on), to power-off."""
     vm = vm_factory(worker["name"], iso, node_mac=worker.get("mac"), timeout=BOOT_TIMEOUT)
     t0 = time.monotonic()
     vm.start()
     vm.wait()
-    vm_time = time.monotonic() - t0
+    return vm, time.monotonic() - t0
+
+
+def test_lab_worker_gives_up_when_endpoint_is_silent(vm_factory, tmp_path, capsys):
+    rendered = render(tmp_path, lab_cluster(f"{SILENT_JOIN_TIMEOUT}s"))
+    worker = rendered.node("worker", 1)
+    vm, vm_time = boot_alone(vm_factory, worker, seed_iso(tmp_path / "worker.iso", rendered.seed_dir(worker)))
     disk = Disk(vm.overlay)
     try:
         check_gave_up(disk, rendered, worker, vm)
@@ -467,11 +471,7 @@ def test_node_check_stops_a_node_with_swap_and_no_forwarding(vm_factory, tmp_pat
     worker = rendered.node("worker", 1)
     iso = seed_iso(tmp_path / "worker.iso", rendered.seed_dir(worker), poweroff=False,
                    files={"vendor-data": BROKEN_NODE_VENDOR_DATA})
-    vm = vm_factory(worker["name"], iso, node_mac=worker.get("mac"), timeout=BOOT_TIMEOUT)
-    t0 = time.monotonic()
-    vm.start()
-    vm.wait()
-    vm_time = time.monotonic() - t0
+    vm, vm_time = boot_alone(vm_factory, worker, iso)
     disk = Disk(vm.overlay)
     try:
         output = disk.text("/var/log/cloud-init-output.log")
