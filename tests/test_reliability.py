@@ -177,3 +177,42 @@ def test_check_reports_drift(tmp_path):
     r = run_bakery("render", "--check", LAB, "--out", out)
     assert r.returncode == 1 and "manifest.json" in r.stdout
     assert (out / "manifest.json").read_text() == "{}"  # --check writes nothing
+
+
+def test_no_secret_outside_the_files_that_need_it(tmp_path):
+    """Scan every output file, the render's stdout and stderr for the bundle's key material
+    and the token: they may only be in the bundle, admin.conf and the seeds of the nodes."""
+    import yaml
+
+    out = tmp_path / "out"
+    r = run_bakery("render", LAB, "--out", out)
+    assert r.returncode == 0, r.stderr
+    r2 = run_bakery("render", LAB, "--out", out, "--rotate-token")
+    assert r2.returncode == 0, r2.stderr
+    bundle = yaml.safe_load((out / "secrets.yaml").read_text())
+    token = bundle["bootstrapToken"]
+    key_lines = {ln for v in bundle.values() if isinstance(v, dict) and v.get("key")
+                 for ln in v["key"].splitlines() if len(ln) > 40}
+    assert token and len(key_lines) > 20
+    secret_bits = [token, token.split(".")[1], *key_lines]
+    allowed = re.compile(r"^(secrets\.yaml|admin\.conf|nodes/[^/]+/(user-data|seed\.iso)|proxmox/snippets/.*-user\.yaml)$")
+    seen_in_allowed = 0
+    for p in sorted(out.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(out).as_posix()
+        data = p.read_bytes()
+        hits = [b for b in secret_bits if b.encode() in data]
+        if allowed.match(rel):
+            seen_in_allowed += bool(hits)
+        else:
+            assert not hits, f"{rel} holds secret material"
+    assert seen_in_allowed >= 5
+    for stream in (r.stdout, r.stderr, r2.stderr):
+        assert not [b for b in secret_bits if b in stream]
+    # the rotate message shows the new token once, as the command to register it: nothing else
+    assert r2.stdout.count(token) == 1 and f"kubeadm token create {token}" in r2.stdout
+    # workers: no private key of any kind
+    for name in ("k8s-node1", "k8s-node2"):
+        for p in (out / "nodes" / name).iterdir():
+            assert b"PRIVATE KEY" not in p.read_bytes() and not [k for k in key_lines if k.encode() in p.read_bytes()]
