@@ -93,7 +93,7 @@ def test_boot_hand_written_seed(vm_factory, tmp_path, capsys):
         assert kubeadm.argv == ("init", "--config", "/etc/smoke/secret.txt")
         assert kubeadm.file("/etc/smoke/secret.txt") == b"hello from the seed\n"
         assert kubectl.argv == ("apply", "-f", "/opt/bakery/calico/")
-        assert sorted(kubectl.file("/opt/bakery/calico/")) == [
+        assert sorted(kubectl.file("/opt/bakery/calico/")) == ["SHA256SUMS",
             "operator-crds.yaml", "tigera-operator.yaml", "v1_crd_projectcalico_org.yaml"]
         assert kubeadm.seq < kubectl.seq
         # the whole-disk scan finds what is there
