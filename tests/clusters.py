@@ -5,7 +5,7 @@ import ipaddress
 
 
 def make_cluster(nodes: int, *, name: str = "gen", control_planes: int | None = None,
-                 node_cidr: str = "172.16.0.0/16", pod_cidr: str = "10.0.0.0/10",
+                 node_cidr: str = "172.16.0.0/16", pod_cidr: str = "10.128.0.0/9",
                  service_cidr: str = "10.96.0.0/12", os: str = "ubuntu-24.04",
                  k8s: str = "1.36.3", containerd: str = "2.2.7", calico: str = "v3.32.1",
                  key_algorithm: str = "rsa-2048", builders=("virtualbox-iso", "proxmox-iso", "qemu"),
