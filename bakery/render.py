@@ -83,6 +83,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     bundle_in_tree = bundle_path.absolute().parent == dest.absolute()
     if check_only:
         return _check(cluster, dest, bundle_path, bundle_in_tree)
+    _refuse_foreign(dest)
     with locked(dest, lock_timeout):
         clean_stale(dest)
         bundle, changed = secrets.obtain(cluster, bundle_path, rotate_token=rotate_token)
@@ -106,6 +107,24 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
         result.messages.append("new bootstrap token; on a running cluster register it with:")
         result.messages.append(f"  {bundle.token_create_command(cluster)}")
     return result
+
+
+def _refuse_foreign(dest: Path) -> None:
+    """A render replaces its output folder whole: never one that bakery did not write."""
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise InputError(f"--out {dest} is a file, not a folder; pick a new or empty folder", check="out-not-bakery")
+    if not any(dest.iterdir()):
+        return
+    try:
+        ours = "bakeFingerprint" in json.loads((dest / "manifest.json").read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise InputError(f"{dest} holds files that bakery did not write (no bakery manifest.json); a render "
+                         "replaces its output folder whole, so pick a new or empty folder with --out",
+                         check="out-not-bakery")
 
 
 def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool) -> RenderResult:

@@ -216,3 +216,18 @@ def test_no_secret_outside_the_files_that_need_it(tmp_path):
     for name in ("k8s-node1", "k8s-node2"):
         for p in (out / "nodes" / name).iterdir():
             assert b"PRIVATE KEY" not in p.read_bytes() and not [k for k in key_lines if k.encode() in p.read_bytes()]
+
+
+def test_render_never_replaces_a_folder_it_did_not_write(tmp_path):
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    r = run_bakery("render", LAB, "--out", precious)
+    assert r.returncode == 2 and "did not write" in r.stderr and "Traceback" not in r.stderr
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]
+    # an empty folder, or one bakery wrote, is fine
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_bakery("render", LAB, "--out", empty).returncode == 0
+    assert run_bakery("render", LAB, "--out", empty).returncode == 0
