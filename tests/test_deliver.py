@@ -225,11 +225,12 @@ def write_out(tmp_path, cluster, seeds):
     return out
 
 
-def test_create_vms_shellcheck(tmp_path):
+@pytest.mark.parametrize("script", ["virtualbox/create-vms.sh", "proxmox/deploy.sh"])
+def test_hand_off_scripts_pass_shellcheck(tmp_path, script):
     shellcheck = need("shellcheck")
     cluster = lab(tmp_path)
     out = write_out(tmp_path, cluster, seed_files(cluster))
-    r = subprocess.run([shellcheck, "-s", "bash", str(out / "virtualbox/create-vms.sh")], capture_output=True, text=True)
+    r = subprocess.run([shellcheck, "-s", "bash", str(out / script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 
 
@@ -338,14 +339,6 @@ def pve_env(tmp_path):
     state = tmp_path / "pve"
     state.mkdir(exist_ok=True)
     return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PVE_STATE": str(state)}, state
-
-
-def test_deploy_sh_shellcheck(tmp_path):
-    shellcheck = need("shellcheck")
-    cluster = lab(tmp_path)
-    out = write_out(tmp_path, cluster, seed_files(cluster))
-    r = subprocess.run([shellcheck, "-s", "bash", str(out / "proxmox/deploy.sh")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout
 
 
 def test_deploy_sh_runs_and_is_idempotent(tmp_path):
