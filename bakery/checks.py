@@ -315,6 +315,21 @@ def _containerd(ctx: Ctx) -> Iterator[Diagnostic]:
                       f"use {versions.describe_containerd(k8s)}")
 
 
+@check("proxmox-nic-name")
+def _proxmox_nic(ctx: Ctx) -> Iterator[Diagnostic]:
+    """A Proxmox-only cluster that matches the node NIC by VirtualBox's name finds no NIC."""
+    net = ctx.spec["network"]
+    if ctx.spec["image"]["builders"] != ["proxmox-iso"] or net["nodeInterface"] != "enp0s8":
+        return
+    unmatched = [n["name"] for n in ctx.spec["nodes"] if not n.get("mac") and not n.get("interface")]
+    if unmatched:
+        yield ctx.warn("proxmox-nic-name", ("spec", "network"),
+                       f"{len(unmatched)} node{'s' if len(unmatched) > 1 else ''} (e.g. {unmatched[0]}) match "
+                       "the NIC by the name enp0s8, "
+                       "VirtualBox's second NIC; a Proxmox VM's first virtio NIC is ens18",
+                       "set network.nodeInterface: ens18 and natInterface: null, or give each node a mac")
+
+
 @check("token-ttl-never")
 def _token_ttl(ctx: Ctx) -> Iterator[Diagnostic]:
     if ctx.spec["bootstrap"]["tokenTTL"] == "0":

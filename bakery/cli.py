@@ -90,7 +90,7 @@ def validate(cluster: str, strict: bool, output: str) -> None:
                        f"{_count(len(diags) - len(errors), 'warning')})", err=True)
         else:
             warn = f", {_count(len(diags), 'warning')}" if diags else ""
-            click.echo(f"{cluster}: valid ({len(loaded.doc.data['spec']['nodes'])} nodes{warn})")
+            click.echo(f"{cluster}: valid ({_count(len(loaded.doc.data['spec']['nodes']), 'node')}{warn})")
     sys.exit(EXIT_INPUT if failed else 0)
 
 

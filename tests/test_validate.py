@@ -176,3 +176,14 @@ def test_a_pasted_private_key_is_not_echoed(tmp_path):
     r = run_bakery("validate", path)
     assert r.returncode == 2 and "error[schema-format]" in r.stderr
     assert "b3BlbnNzaC1rZXk" not in r.stderr and "looks like a private key (not shown)" in r.stderr
+
+
+def test_proxmox_only_cluster_is_told_about_nic_names(tmp_path):
+    text = LAB.read_text().replace("builders: [virtualbox-iso, proxmox-iso, qemu]", "builders: [proxmox-iso]")
+    f = tmp_path / "pve.yaml"
+    f.write_text(text)
+    r = run_bakery("validate", f)
+    assert r.returncode == 0 and "warning[proxmox-nic-name]" in r.stderr and "ens18" in r.stderr
+    f.write_text(text.replace("dnsDomain: cluster.local", "dnsDomain: cluster.local\n    nodeInterface: ens18\n    natInterface: null"))
+    r = run_bakery("validate", f)
+    assert r.returncode == 0 and "proxmox-nic-name" not in r.stderr, r.stderr
