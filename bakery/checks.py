@@ -7,6 +7,7 @@ never by comparing all pairs.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterator
 
 from . import versions
@@ -223,6 +224,11 @@ def _even(ctx: Ctx) -> Iterator[Diagnostic]:
                        f"no more failures than {len(cps) - 1}", "use an odd number (1, 3 or 5)")
 
 
+RESERVED_PORTS = {2379: "etcd", 2380: "etcd", 10250: "the kubelet", 10256: "kube-proxy", 10249: "kube-proxy",
+                  10257: "kube-controller-manager", 10259: "kube-scheduler"}
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+
+
 @check("endpoint")
 def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
     cp = ctx.spec["controlPlane"]
@@ -232,9 +238,18 @@ def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
         host, _, port = cp["endpoint"].rpartition(":")
         if not 1 <= int(port) <= 65535:
             yield ctx.err("endpoint-port", path, f"port {port} of the endpoint is not a TCP port", "use 6443")
+        elif int(port) in RESERVED_PORTS:
+            yield ctx.err("endpoint-port", path,
+                          f"port {port} is {RESERVED_PORTS[int(port)]}'s on every control-plane node; the API "
+                          "server cannot listen there too", "use 6443")
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
+            if not DNS_SUBDOMAIN.match(host):
+                yield ctx.err("endpoint-dns", path,
+                              f"the endpoint host {host} is not a lower-case DNS name (RFC 1123), which kubeadm "
+                              "requires of controlPlaneEndpoint and certificate names", "write it in lower case")
+                return
             yield ctx.warn("endpoint-dns", path,
                            f"the endpoint host {host} is a name; bakery cannot check that it resolves to a "
                            "control-plane node or the VIP", "make sure every node resolves it")
@@ -332,10 +347,125 @@ def _proxmox_nic(ctx: Ctx) -> Iterator[Diagnostic]:
 
 @check("token-ttl-never")
 def _token_ttl(ctx: Ctx) -> Iterator[Diagnostic]:
-    if ctx.spec["bootstrap"]["tokenTTL"] == "0":
-        yield ctx.warn("token-ttl-never", ("spec", "bootstrap", "tokenTTL"),
+    text = ctx.spec["bootstrap"]["tokenTTL"]
+    path = ("spec", "bootstrap", "tokenTTL")
+    if text == "":
+        yield ctx.err("token-ttl-empty", path, "tokenTTL is empty", "use a duration such as 24h ('0' for never)")
+    elif parse_duration(text) == 0:
+        yield ctx.warn("token-ttl-never", path,
                        "a bootstrap token that never expires lets anyone who reads a worker's user-data join "
                        "nodes forever", "use a TTL such as 24h and `bakery render --rotate-token` later")
+    elif parse_duration(text) < 600:
+        yield ctx.err("token-ttl-short", path,
+                      f"tokenTTL {text} expires before the nodes can boot and join (it counts from kubeadm init)",
+                      "use at least 10m; 24h suits a lab")
+
+
+# kubelet accepts node labels under kubernetes.io / k8s.io only from this list
+# (k8s.io/kubelet/pkg/apis well_known_labels.go, the NodeRestriction admission plugin).
+KUBELET_LABELS = {
+    "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os", "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os", "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region", "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+}
+KUBELET_LABEL_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
+
+
+@check("node-label-restricted")
+def _labels(ctx: Ctx) -> Iterator[Diagnostic]:
+    for i, node in enumerate(ctx.spec["nodes"]):
+        for key in node.get("labels") or {}:
+            prefix = key.split("/", 1)[0] if "/" in key else ""
+            restricted = any(prefix == d or prefix.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
+            if restricted and key not in KUBELET_LABELS and not key.startswith(KUBELET_LABEL_PREFIXES):
+                yield ctx.err("node-label-restricted", ("spec", "nodes", i, "labels", key),
+                              f"node {node['name']}'s label {key} is in a namespace the kubelet may not set "
+                              "on itself, so it would refuse to start",
+                              "use your own prefix (example.com/role), or label the node with kubectl after it "
+                              "joined (node-role.kubernetes.io/* labels are set that way)", key=True)
+
+
+@check("no-default-route")
+def _default_route(ctx: Ctx) -> Iterator[Diagnostic]:
+    net = ctx.spec["network"]
+    if net["natInterface"] is None and not net["gateway"]:
+        yield ctx.err("no-default-route", ("spec", "network"),
+                      "with natInterface: null and no gateway, the nodes have no default route: the host "
+                      "cannot reach service IPs (kube-proxy needs a route to 10.96.0.1 and friends)",
+                      "set network.gateway, or keep a NAT interface")
+
+
+@check("interface-clash")
+def _interfaces(ctx: Ctx) -> Iterator[Diagnostic]:
+    nat = ctx.spec["network"]["natInterface"]
+    if nat is None:
+        return
+    if ctx.spec["network"]["nodeInterface"] == nat:
+        yield ctx.err("interface-clash", ("spec", "network", "nodeInterface"),
+                      f"nodeInterface and natInterface are both {nat}",
+                      "the node network and the NAT network need two NICs (enp0s8 and enp0s3 in VirtualBox)")
+    for i, node in enumerate(ctx.spec["nodes"]):
+        if node.get("interface") == nat:
+            yield ctx.err("interface-clash", ("spec", "nodes", i, "interface"),
+                          f"node {node['name']}'s interface is the NAT interface {nat}",
+                          "give the node-network NIC its own name")
+
+
+@check("nameserver-in-cluster-network")
+def _nameservers(ctx: Ctx) -> Iterator[Diagnostic]:
+    for i, ns in enumerate(ctx.spec["network"]["nameservers"]):
+        ip = ipaddress.ip_address(ns)
+        for key, owner in (("podCidr", "pod"), ("serviceCidr", "service")):
+            net = ctx.nets.get(key)
+            if net and ip in net:
+                yield ctx.err("nameserver-in-cluster-network", ("spec", "network", "nameservers", i),
+                              f"nameserver {ip} is inside the {owner} network {net}: CoreDNS forwards to the "
+                              "node's nameservers, and would loop to itself",
+                              "use a DNS server on the node network or beyond it")
+
+
+@check("control-plane-size")
+def _cp_size(ctx: Ctx) -> Iterator[Diagnostic]:
+    img = ctx.spec["image"]
+    for i, node in enumerate(ctx.spec["nodes"]):
+        if node["role"] != "control-plane":
+            continue
+        cpus = node.get("cpus") or img["cpus"]
+        mem = node.get("memoryMiB") or img["memoryMiB"]
+        if cpus < 2 or mem < 1700:
+            path = ("spec", "nodes", i, "cpus" if cpus < 2 and node.get("cpus") else
+                    "memoryMiB" if node.get("memoryMiB") else "name")
+            yield ctx.err("control-plane-size", path,
+                          f"control-plane node {node['name']} has {cpus} vCPU and {mem} MiB; kubeadm's preflight "
+                          "wants at least 2 vCPUs and 1700 MiB", "give it cpus: 2 and memoryMiB: 2048 or more")
+
+
+@check("vmid-duplicate")
+def _vmids(ctx: Ctx) -> Iterator[Diagnostic]:
+    if "proxmox-iso" not in ctx.spec["image"]["builders"]:
+        return
+    px = ctx.spec["image"]["proxmox"]
+    seen = {px["templateVmId"]: "the template"}
+    for i, node in enumerate(ctx.spec["nodes"]):
+        vmid = node.get("vmId") or px["firstVmId"] + i
+        if vmid in seen:
+            yield ctx.err("vmid-duplicate", ("spec", "nodes", i, "vmId" if node.get("vmId") else "name"),
+                          f"node {node['name']} would get Proxmox VM id {vmid}, already {seen[vmid]}'s",
+                          "set distinct vmId values, or move image.proxmox.firstVmId clear of templateVmId")
+        seen.setdefault(vmid, f"node {node['name']}")
+
+
+@check("host-only-address")
+def _host_only(ctx: Ctx) -> Iterator[Diagnostic]:
+    net = _node_net(ctx)
+    if not net or "virtualbox-iso" not in ctx.spec["image"]["builders"] or ctx.spec["network"]["gateway"]:
+        return
+    used = {ipaddress.ip_address(n["address"]) for n in ctx.spec["nodes"]}
+    if all(h in used for h in net.hosts()):
+        yield ctx.err("host-only-address", ("spec", "network", "nodeCidr"),
+                      f"every host address of {net} is a node's: VirtualBox's host-only interface needs one too",
+                      "set network.gateway to the host's address, or widen nodeCidr")
 
 
 @check("duration")

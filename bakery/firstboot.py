@@ -311,6 +311,12 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
     return CLOUD_CONFIG_HEADER + dump_yaml(doc) + "write_files:\n" + items + dump_yaml(runcmd)
 
 
+def _renders_to_ifupdown(cluster: Cluster) -> bool:
+    from . import versions
+
+    return versions.OS_RELEASES[cluster.os].family == "debian"
+
+
 def network_config(cluster: Cluster, node: Node) -> str:
     net = cluster.network
     ethernets: dict = {}
@@ -325,7 +331,12 @@ def network_config(cluster: Cluster, node: Node) -> str:
         nic["match"] = {"name": node.interface}
     nic["dhcp4"] = False
     nic["addresses"] = [f"{node.address}/{net.node_cidr.prefixlen}"]
-    if net.gateway is not None:
+    if net.gateway is not None and net.nat_interface is None and _renders_to_ifupdown(cluster):
+        # Debian's cloud-init writes ifupdown files: a `routes` entry becomes `post-up route
+        # add` (net-tools, not in the image), while gateway4 becomes ifupdown's own `gateway`
+        # line. With no NAT NIC this is the only default route, so no metric is needed.
+        nic["gateway4"] = str(net.gateway)
+    elif net.gateway is not None:
         route = {"to": "0.0.0.0/0", "via": str(net.gateway)}
         if net.nat_interface is not None:
             # Egress stays on the NAT NIC (its DHCP route has metric 100); the node

@@ -423,6 +423,10 @@ def check_firstboot(sys_: System, exp: dict, args) -> list[Result]:
         out.append(Result("endpoint", ok, seen, "the endpoint must be a control-plane address or the VIP on the node network"))
     ports = parse_listening_ports(sys_.read("/proc/net/tcp") or "", sys_.read("/proc/net/tcp6") or "")
     want = CONTROL_PLANE_PORTS if args.role == "control-plane" else WORKER_PORTS
+    if args.role == "control-plane" and args.endpoint:
+        # the API server listens on the endpoint's port (bindPort), not always 6443
+        api_port = int(args.endpoint.rpartition(":")[2])
+        want = (api_port,) + tuple(p for p in want if p not in (6443, api_port))
     busy = sorted(p for p in want if p in ports)
     out.append(Result("ports-free", not busy,
                       "in use: " + ", ".join(map(str, busy)) if busy else "ports " + ", ".join(map(str, want)) + " are free",

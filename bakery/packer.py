@@ -52,6 +52,9 @@ K8S_PACKAGES = ("kubelet", "kubeadm", "kubectl")
 # iptables, iproute2, socat, ethtool; cloud-init and growpart serve first boot).
 BASE_PACKAGES = ("ca-certificates", "curl", "gpg", "conntrack", "socat", "ethtool", "iptables",
                  "iproute2", "cloud-init", "cloud-guest-utils", "qemu-guest-agent")
+# Debian's cloud-init writes ifupdown files; their `dns-nameservers` lines only take effect
+# through resolvconf (Ubuntu's netplan hands DNS to systemd-resolved instead).
+FAMILY_PACKAGES = {"debian": ("resolvconf",), "ubuntu": ()}
 
 # What the Ubuntu installer leaves that stops cloud-init on clones (image-builder
 # roles/sysprep); the installer's netplan and sshd settings go too, cloud-init writes each
@@ -173,7 +176,8 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
     cni = versions.cni_plugins_download(plan.cni_plugins_version)
     steps = [
         Step("05-prepare", "base packages; apt timers and unattended upgrades off", {
-            "packages": BASE_PACKAGES, "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN)}),
+            "packages": BASE_PACKAGES + FAMILY_PACKAGES[osr.family],
+            "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN)}),
         Step("10-swap", "swap off now and for good"),
         Step("20-kernel", "kernel modules and sysctls for Kubernetes networking", {
             "modules": KERNEL_MODULES, "sysctls": SYSCTLS, "modules_file": MODULES_FILE,

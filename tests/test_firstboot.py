@@ -669,10 +669,9 @@ def test_network_config_through_netplan_and_networkd(rendered, tmp_path):
             assert eth["match"] == {"macaddress": node["mac"].lower()} and eth["set-name"] == nic
         else:
             assert eth["match"] == {"name": nic}
-        if gateway:
-            assert [r["via"] for r in eth["routes"] if r["to"] in ("0.0.0.0/0", "default")] == [gateway]
-        else:
-            assert "routes" not in eth
+        defaults = [r["via"] for r in eth.get("routes", []) if r["to"] in ("0.0.0.0/0", "default")]
+        defaults += [eth["gateway4"]] if "gateway4" in eth else []  # Debian without NAT (ifupdown)
+        assert defaults == ([gateway] if gateway else [])
         assert eth.get("nameservers", {}).get("addresses", []) == net.get("nameservers", [])
         if nat:
             assert netplan["ethernets"][nat]["dhcp4"] is True
@@ -772,3 +771,27 @@ def test_rendering_twice_is_byte_identical(rendered, tmp_path):
             b = {p.relative_to(again): p.read_bytes() for p in sorted((again / sub).rglob("*")) if p.is_file()} \
                 if (again / sub).is_dir() else {sub: (again / sub).read_bytes()}
             assert a == b, (name, sub)
+
+
+def test_debian_without_nat_gets_its_default_route_from_ifupdown(tmp_path):
+    """Debian renders network-config to ifupdown: the only default route must be ifupdown's own
+    `gateway` line, not a `post-up route add` that needs net-tools (absent from the image)."""
+    text = LAB.read_text().replace("os: ubuntu-24.04", "os: debian-12").replace(
+        "    dnsDomain: cluster.local       # optional", "    dnsDomain: cluster.local\n    natInterface: null")
+    f = tmp_path / "deb.yaml"
+    f.write_text(text)
+    out = tmp_path / "out"
+    r = run_bakery("render", f, "--out", out)
+    assert r.returncode == 0, r.stderr
+    conv = net_convert(out / "nodes/k8s-node1/network-config", tmp_path / "eni", "debian", "eni")
+    eni = "".join(p.read_text() for p in sorted((conv / "etc/network").rglob("*")) if p.is_file())
+    stanza = eni[eni.index("iface enp0s8 inet static"):]
+    lines = [ln.strip() for ln in stanza.splitlines()]
+    assert "gateway 192.168.56.1" in lines and "address 192.168.56.31/24" in lines
+    assert "route add" not in eni
+    # Ubuntu (netplan) keeps the route form
+    text_u = text.replace("os: debian-12", "os: ubuntu-24.04")
+    f.write_text(text_u)
+    assert run_bakery("render", f, "--out", tmp_path / "out-u").returncode == 0
+    nc = yaml.safe_load((tmp_path / "out-u/nodes/k8s-node1/network-config").read_text())
+    assert nc["network"]["ethernets"]["enp0s8"]["routes"] == [{"to": "0.0.0.0/0", "via": "192.168.56.1"}]

@@ -136,3 +136,49 @@ def test_init_script_switches_kube_vip_after_init(ha, tmp_path):
     assert calls(tmp_path)[0].startswith("kubeadm init")
     assert kubeconfig_path(yaml.safe_load((manifests / "kube-vip.yaml").read_text())) == "/etc/kubernetes/admin.conf"
     assert "switching from super-admin.conf to admin.conf" in r.stderr
+
+
+def test_a_retried_control_plane_join_keeps_kube_vip(ha, tmp_path):
+    """kubeadm reset empties /etc/kubernetes/manifests: the retry must put kube-vip back."""
+    import socket
+    import threading
+
+    out, data = ha
+    second = nodes(data, "control-plane")[1]["name"]
+    files = written(user_data(out, second))
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                srv.accept()[0].close()
+            except OSError:
+                pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "kube-vip.yaml").write_text(files[MANIFEST]["content"])
+    try:
+        script = stage_script(files["/usr/local/lib/bakery/firstboot.sh"]["content"],
+                              files["/etc/bakery/firstboot.env"]["content"], tmp_path,
+                              KUBE_VIP_MANIFEST=manifests / "kube-vip.yaml", ENDPOINT_HOST="127.0.0.1",
+                              ENDPOINT_PORT=str(port), JOIN_TIMEOUT_SECONDS="300")
+        # a kubeadm whose first join fails and whose reset wipes the manifests, like the real one
+        (tmp_path / "bin/kubeadm").write_text(
+            f'#!/bin/sh\necho "kubeadm $*" >> "{tmp_path}/calls"\n'
+            f'case "$1" in\n  join) [ -e "{tmp_path}/joined-once" ] && exit 0; touch "{tmp_path}/joined-once"; exit 1 ;;\n'
+            f'  reset) rm -rf "{manifests}"/* ;;\nesac\nexit 0\n')
+        r = run_script(script, tmp_path)
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
+    assert r.returncode == 0, r.stderr
+    assert [c.split()[1] for c in calls(tmp_path)] == ["join", "reset", "join"]
+    assert (manifests / "kube-vip.yaml").read_text() == files[MANIFEST]["content"]

@@ -266,6 +266,10 @@ def test_control_plane_port_in_use(tmp_path):
     (tmp_path / "root/proc/net/tcp").write_text(table)
     rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--role", "control-plane"])
     assert "FAIL ports-free: in use: 6443" in text
+    # the API server's port is the endpoint's: 6443 in use does not matter when it listens on 7443
+    rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--role", "control-plane",
+                                    "--endpoint", "192.0.2.2:7443"])
+    assert "PASS ports-free: ports 7443, 2379, 2380, 10250, 10257, 10259 are free" in text
 
 
 def test_runs_standalone_with_only_the_stdlib(tmp_path):
