@@ -159,6 +159,16 @@ def _dump_all(docs: list[dict]) -> str:
 
 # -- Calico ---------------------------------------------------------------------------
 
+def _autodetection(cluster: Cluster) -> dict:
+    """How calico-node picks the node's address: only one on the node network, never the NAT
+    NIC's 10.0.2.15. With a VIP, kube-vip's leader carries the VIP (inside nodeCidr) on the same
+    NIC, so `cidrs` could pick it; the kubelet's InternalIP is pinned to the node address by
+    node-ip, so Calico takes that instead."""
+    if cluster.control_plane.vip is not None:
+        return {"kubernetes": "NodeInternalIP"}
+    return {"cidrs": [str(cluster.network.node_cidr)]}
+
+
 def calico_installation(cluster: Cluster) -> dict:
     c = cluster.calico
     pool = {
@@ -174,8 +184,7 @@ def calico_installation(cluster: Cluster) -> dict:
         # Full VXLAN needs no BGP; IPIP and unencapsulated routing do.
         "bgp": "Disabled" if c.encapsulation == "VXLAN" else "Enabled",
         "ipPools": [pool],
-        # Only an address on the node network: never the NAT NIC's 10.0.2.15, never the VIP.
-        "nodeAddressAutodetectionV4": {"cidrs": [str(cluster.network.node_cidr)]},
+        "nodeAddressAutodetectionV4": _autodetection(cluster),
     }
     if c.mtu is not None:
         network["mtu"] = c.mtu

@@ -394,7 +394,10 @@ def test_calico_installation(rendered):
         (pool,) = net["ipPools"]
         assert pool["cidr"] == data["spec"]["network"]["podCidr"]
         assert pool["encapsulation"] == data["spec"]["cni"]["calico"]["encapsulation"]
-        assert net["nodeAddressAutodetectionV4"] == {"cidrs": [data["spec"]["network"]["nodeCidr"]]}
+        if data["spec"].get("controlPlane", {}).get("vip"):  # the VIP is inside nodeCidr too
+            assert net["nodeAddressAutodetectionV4"] == {"kubernetes": "NodeInternalIP"}
+        else:
+            assert net["nodeAddressAutodetectionV4"] == {"cidrs": [data["spec"]["network"]["nodeCidr"]]}
         for other in nodes_of(data)[1:]:
             assert CALICO_INSTALLATION not in written(user_data(out, other["name"]))
 
