@@ -115,7 +115,8 @@ def _refuse_foreign(dest: Path) -> None:
         return
     if not dest.is_dir():
         raise InputError(f"--out {dest} is a file, not a folder; pick a new or empty folder", check="out-not-bakery")
-    if not any(dest.iterdir()):
+    entries = {p.name for p in dest.iterdir()}
+    if entries <= {SECRETS_NAME}:  # empty, or a bundle put there for the first render
         return
     try:
         ours = "bakeFingerprint" in json.loads((dest / "manifest.json").read_text())

@@ -231,3 +231,9 @@ def test_render_never_replaces_a_folder_it_did_not_write(tmp_path):
     empty.mkdir()
     assert run_bakery("render", LAB, "--out", empty).returncode == 0
     assert run_bakery("render", LAB, "--out", empty).returncode == 0
+    # so is a folder holding only a bundle, put there for the first render (from a CI secret)
+    seeded = tmp_path / "seeded"
+    seeded.mkdir()
+    (seeded / "secrets.yaml").write_bytes((empty / "secrets.yaml").read_bytes())
+    assert run_bakery("render", LAB, "--out", seeded).returncode == 0
+    assert (seeded / "secrets.yaml").read_bytes() == (empty / "secrets.yaml").read_bytes()
