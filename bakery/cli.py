@@ -13,9 +13,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(exc: BakeryError) -> None:
-    text = str(exc)
-    click.echo(text if text.startswith(("error", "warning")) or ": " in text.split("\n")[0]
-               else f"error: {text}", err=True)
+    # diagnostics carry their own "error[check]:" prefix; environment failures get one
+    click.echo(str(exc) if isinstance(exc, InputError) else f"error: {exc}", err=True)
     if isinstance(exc, InputError):
         n = len([d for d in exc.diagnostics if d.severity == "error"]) or len(exc.diagnostics)
         if n > 1:

@@ -385,9 +385,6 @@ def render_node(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: 
             OutputFile(f"{base}/network-config", nc.encode(), **common)]
 
 
-def render_nodes(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan) -> list[OutputFile]:
-    return [f for node_plan in P.node_plans(cluster) for f in render_node(cluster, bundle, plan, node_plan)]
-
 
 # -- admin.conf -----------------------------------------------------------------------
 

@@ -149,5 +149,3 @@ def node_plans(cluster: Cluster) -> list[NodePlan]:
         out.append(NodePlan(node, action))
     return out
 
-
-BAKERY_VERSION = __version__

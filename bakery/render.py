@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .errors import EnvError, InputError
+from .errors import InputError
 from .model import Cluster
 from .writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
 
@@ -151,5 +151,3 @@ def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool
         result.messages.append(f"{dest} is up to date ({len(wanted)} files)")
     return result
 
-
-__all__ = ["render_cluster", "collect", "RenderResult", "EnvError"]

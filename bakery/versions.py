@@ -130,13 +130,6 @@ def pkgs_repo(k8s_minor: str) -> str:
     return f"https://pkgs.k8s.io/core:/stable:/v{k8s_minor}/deb/"
 
 
-def control_plane_images(version: str) -> list[str]:
-    """Images `kubeadm config images list` names for a version (CoreDNS and etcd come
-    from kubeadm itself at bake time; this list is what the node check compares with)."""
-    return [f"registry.k8s.io/{c}:v{version}" for c in
-            ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
-
-
 def kubernetes_minor(version: str) -> KubernetesMinor | None:
     return KUBERNETES.get(minor_of(version))
 

@@ -253,13 +253,3 @@ def list_tree(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    out = {}
-    if not root.is_dir():
-        return out
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            out[p.relative_to(root).as_posix()] = p.read_bytes()
-    return out

@@ -98,7 +98,7 @@ def shell_texts(files):
         elif f.path.endswith("user-data"):
             doc = yaml.safe_load(f.content)
             for wf in doc.get("write_files") or []:
-                if str(wf.get("path", "")).endswith(".sh"):
+                if str(wf.get("path", "")).endswith((".sh", ".env")):  # the script and its values
                     yield f"{f.path}:{wf['path']}", wf["content"]
 
 
@@ -139,17 +139,24 @@ def test_every_output_parses_and_user_values_stay_intact(bundle, tmp_path_factor
         if f.path.endswith(".pkr.hcl"):
             parsed = hcl2.loads(f.content.decode())
             if f.path.endswith("variables.pkr.hcl"):
-                text = json.dumps(parsed)
-                # the ISO URL comes back exactly, with Packer's escapes for ${ and %{ undone
-                assert nasty.replace("${", "$${").replace("%{", "%%{") in text or nasty in text
+                defaults = {k.strip('"'): b.get("default") for v in parsed["variable"] for k, b in v.items()}
+                # each URL reads back exactly as Packer will see it: HCL's $${ and %%{ are a
+                # literal ${ and %{, so no user text becomes a template
+                for var, want in (("iso_url", data["spec"]["image"]["iso"]["url"]),
+                                  ("proxmox_url", data["spec"]["image"]["proxmox"]["url"])):
+                    raw = defaults[var][1:-1]
+                    assert not re.search(r"(?<![$%])[$%]\{", raw.replace("$${", "").replace("%%{", "")), (var, raw)
+                    assert raw.replace("$${", "${").replace("%%{", "%{") == want, (var, raw)
     for name, text in shell_texts(files):
         script = tmp / re.sub(r"[^A-Za-z0-9.]", "_", name)
         script.write_text(text)
         r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert r.returncode == 0, (name, r.stderr)
-        for value in [nasty, cluster.name, *[n.name for n in cluster.nodes]]:
+        # URLs are for Packer alone: never spliced into a script
+        assert "bkry" not in text, name
+        for value in [cluster.name, *[n.name for n in cluster.nodes], *[str(n.address) for n in cluster.nodes]]:
             if re.fullmatch(r"[A-Za-z0-9._/-]+", value):
-                continue  # shlex.quote leaves a value with no special character bare: it is one word
+                continue  # one shell word as it is (the schema allows nothing else here)
             for line in text.splitlines():
                 if line.lstrip().startswith("#"):
                     continue

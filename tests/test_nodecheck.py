@@ -144,12 +144,16 @@ def crictl_info(systemd=True, sandbox="registry.k8s.io/pause:3.10.2"):
                                   "sandboxImage": sandbox}})
 
 
+CRICTL = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock")
+CRICTL_INFO, CRICTL_IMAGES = CRICTL + ("info",), CRICTL + ("images",)
+
+
 def commands(over):
     table = {
         ("systemctl", "is-enabled"): (0, "enabled\n"),
         ("systemctl", "list-units"): (0, ""),
-        ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "info"): (0, crictl_info()),
-        ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "images"):
+        CRICTL_INFO: (0, crictl_info()),
+        CRICTL_IMAGES:
             (0, json.dumps({"images": [{"repoTags": ["registry.k8s.io/pause:3.10.2", "quay.io/calico/node:v3.32.1",
                                                      "registry.k8s.io/etcd:3.6.9-0"]}]})),
         ("kubeadm", "version"): (0, "v1.36.3\n"),
@@ -195,7 +199,7 @@ def test_wrong_sysctl_fails(tmp_path):
 
 
 def test_containerd2_sandbox_from_config_dump(tmp_path):
-    key = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "info")
+    key = CRICTL_INFO
     dump = ("version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n"
             "  sandbox = 'registry.k8s.io/pause:3.10.2'\n")
     rc, text = run_check(tmp_path, over={key: (0, cap("crictl-info-containerd-2.2.1.json")),
@@ -205,7 +209,7 @@ def test_containerd2_sandbox_from_config_dump(tmp_path):
 
 
 def test_cgroupfs_runtime_and_wrong_pause_fail(tmp_path):
-    key = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "info")
+    key = CRICTL_INFO
     rc, text = run_check(tmp_path, over={key: (0, crictl_info(systemd=False, sandbox="registry.k8s.io/pause:3.8"))})
     assert rc == 1
     assert "FAIL containerd-cgroup: runc SystemdCgroup is False" in text
@@ -221,7 +225,7 @@ def test_wrong_version_and_unheld_fail(tmp_path):
 
 
 def test_missing_image_fails(tmp_path):
-    key = ("crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock", "images")
+    key = CRICTL_IMAGES
     rc, text = run_check(tmp_path, over={key: (0, json.dumps({"images": [{"repoTags": ["registry.k8s.io/pause:3.10.2"]}]}))})
     assert rc == 1
     line = next(ln for ln in text.splitlines() if ln.startswith("FAIL images"))
