@@ -29,7 +29,9 @@ def pod(cluster: Cluster, node: Node, kubeconfig: str = ADMIN_CONF) -> dict:
         ("vip_arp", "true"),
         ("port", str(cp.endpoint_port)),
         ("vip_interface", node.interface),
-        ("vip_cidr", "32"),
+        # the VIP's prefix length (kube-vip v1.0 reads vip_subnet, pkg/kubevip/config_envvar.go;
+        # vip_cidr is a name from old example manifests that it ignores)
+        ("vip_subnet", "32"),
         ("dns_mode", "first"),
         ("cp_enable", "true"),
         ("cp_namespace", "kube-system"),
