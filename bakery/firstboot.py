@@ -15,7 +15,6 @@ role gets which file is decided here, in one place per role: ``_init_documents``
 from __future__ import annotations
 
 import functools
-import hashlib
 
 from . import kubevip
 from . import plan as P
@@ -235,7 +234,30 @@ def firstboot_script() -> str:
         sentinel=P.SENTINEL,
         node_check=P.NODE_CHECK,
         kube_vip_manifest=P.KUBE_VIP_MANIFEST,
+        steps_dir=P.FIRSTBOOT_STEPS,
+        log_file=P.FIRSTBOOT_LOG,
     )
+
+
+@functools.cache
+def firstboot_unit() -> str:
+    """The systemd unit that runs the first-boot script until the sentinel exists."""
+    return render_template(
+        "cloud-init/firstboot.service.j2",
+        script=P.FIRSTBOOT_SCRIPT,
+        sentinel=P.SENTINEL,
+        log_file=P.FIRSTBOOT_LOG,
+    )
+
+
+def firstboot_runcmd() -> list:
+    """cloud-init's runcmd: enable the unit (so a reboot resumes an unfinished first boot) and
+    start it, waiting for it; on failure its log goes to cloud-init's output as well, so
+    `cloud-init status` and /var/log/cloud-init-output.log tell what failed."""
+    unit = P.FIRSTBOOT_UNIT_NAME
+    start = (f"systemctl start {unit} || {{ rc=$?; cat {P.FIRSTBOOT_LOG} >&2; "
+             f"echo 'bakery-firstboot: see journalctl -u {unit}' >&2; exit $rc; }}")
+    return [["systemctl", "daemon-reload"], ["systemctl", "enable", unit], ["sh", "-c", start]]
 
 
 def firstboot_values(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> str:
@@ -256,6 +278,7 @@ def firstboot_values(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_p
         ca_not_before=bundle.ca_not_before,
         calico_manifests=[name for name, _ in plan.calico_manifests],
         kube_vip_after_init=P.KUBE_VIP_AFTER_INIT if _kube_vip(cluster, node_plan)[1] else "",
+        join_after=str(node_plan.join_after.address) if node_plan.join_after is not None else "",
     )
 
 
@@ -288,6 +311,7 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
         files.append(_file(P.KUBE_VIP_AFTER_INIT, dump_yaml(vip_after), "0600"))
     files.append(_file(P.FIRSTBOOT_ENV, firstboot_values(cluster, bundle, plan, node_plan), "0644"))
     files.append(_file(P.FIRSTBOOT_SCRIPT, firstboot_script(), "0700"))
+    files.append(_file(P.FIRSTBOOT_UNIT, firstboot_unit(), "0644"))
 
     user = {
         "name": cluster.user,
@@ -312,8 +336,9 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
         "package_upgrade": False,
         "package_reboot_if_required": False,
     }
-    # runcmd runs under sh without -e: all logic, and its one failure line, is in the script.
-    runcmd = {"runcmd": [["bash", P.FIRSTBOOT_SCRIPT]]}
+    # runcmd runs under sh without -e: all logic, and its one failure line, is in the script,
+    # which the unit runs (resumable across reboots, unlike runcmd: once per instance).
+    runcmd = {"runcmd": firstboot_runcmd()}
     # The document is emitted in pieces (same YAML as one dump) so that write_files
     # entries shared by many nodes are emitted once.
     items = "".join(_write_files_item(f["path"], f["content"], f["permissions"]) for f in files)
@@ -358,17 +383,17 @@ def network_config(cluster: Cluster, node: Node) -> str:
     return dump_yaml({"network": {"version": 2, "ethernets": ethernets}})
 
 
-def instance_id(cluster: Cluster, node: Node, user_data_text: str, network_text: str) -> str:
-    """Changes whenever the node's seed changes, so cloud-init runs it as a new instance."""
-    digest = hashlib.sha256()
-    for part in (user_data_text, network_text):
-        digest.update(hashlib.sha256(part.encode()).digest())
-    return f"{cluster.name}-{node.name}-{digest.hexdigest()[:16]}"
+def instance_id(cluster: Cluster, node: Node) -> str:
+    """The node's identity for cloud-init: the cluster, the node and its generation. A new id
+    makes cloud-init provision the machine again (per-instance modules: host keys, users,
+    write_files, runcmd), so it must not change with the seed's content: a token rotation or
+    an unrelated edit of cluster.yaml must leave running nodes alone at their next reboot.
+    To re-provision a node on purpose, bump its `generation` in cluster.yaml."""
+    return f"{cluster.name}-{node.name}-{node.generation}"
 
 
-def meta_data(cluster: Cluster, node: Node, user_data_text: str, network_text: str) -> str:
-    return dump_yaml({"instance-id": instance_id(cluster, node, user_data_text, network_text),
-                      "local-hostname": node.name})
+def meta_data(cluster: Cluster, node: Node) -> str:
+    return dump_yaml({"instance-id": instance_id(cluster, node), "local-hostname": node.name})
 
 
 def render_node(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.NodePlan) -> list[OutputFile]:
@@ -376,7 +401,7 @@ def render_node(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: 
     node = node_plan.node
     ud = user_data(cluster, bundle, plan, node_plan)
     nc = network_config(cluster, node)
-    md = meta_data(cluster, node, ud, nc)
+    md = meta_data(cluster, node)
     base = f"nodes/{node.name}"
     common = {"kind": "cloud-init", "node": node.name, "role": node.role}
     # Every user-data holds the token (workers) or keys too (control plane): 0600.

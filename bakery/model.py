@@ -32,6 +32,7 @@ class Node:
     cpus: int
     memory_mib: int
     vm_id: int
+    generation: int = 0  # bumped by the user to re-provision the node (its instance-id)
 
     @property
     def is_control_plane(self) -> bool:
@@ -179,7 +180,7 @@ def build(data: dict) -> Cluster:
             mac=n["mac"].lower() if n["mac"] else None,
             labels=MappingProxyType(dict(sorted(n["labels"].items()))), taints=taints,
             cpus=n["cpus"] or image.cpus, memory_mib=n["memoryMiB"] or image.memory_mib,
-            vm_id=n["vmId"] or px["firstVmId"] + i,
+            vm_id=n["vmId"] or px["firstVmId"] + i, generation=n["generation"],
         ))
     cp = spec["controlPlane"]
     vip = ipaddress.ip_address(cp["vip"]) if cp["vip"] else None

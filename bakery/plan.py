@@ -27,7 +27,13 @@ KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 KUBE_VIP_AFTER_INIT = "/etc/bakery/kube-vip.admin.yaml"
 PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
-FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run from runcmd
+FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run by FIRSTBOOT_UNIT
+# The systemd unit that runs the script: started by cloud-init's runcmd on the first boot, and
+# again at every boot until the sentinel exists (an interrupted first boot resumes).
+FIRSTBOOT_UNIT_NAME = "bakery-firstboot.service"
+FIRSTBOOT_UNIT = f"/etc/systemd/system/{FIRSTBOOT_UNIT_NAME}"
+FIRSTBOOT_STEPS = "/var/lib/bakery/steps"  # one file per finished step of the first boot
+FIRSTBOOT_LOG = "/var/log/bakery/firstboot.log"  # the script's lines and kubeadm's output (root only)
 FIRSTBOOT_ENV = f"{FIRSTBOOT_DIR}/firstboot.env"  # this node's values for the script (shell-quoted)
 FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
 # The node check (issue 9, bakery/nodecheck.py) in the image; first boot runs it with
@@ -130,6 +136,10 @@ def node_check_expectations(plan: ImagePlan) -> dict:
 class NodePlan:
     node: Node
     action: str  # "init" | "join-control-plane" | "join-worker"
+    # A joining control-plane node waits until this control-plane node (the one before it in
+    # cluster.yaml) is ready: etcd adds one member at a time (kubeadm's learner mode promotes
+    # one learner before the next may join), so control-plane nodes join one after another.
+    join_after: Node | None = None
 
     @property
     def needs_pki(self) -> bool:
@@ -139,13 +149,18 @@ class NodePlan:
 def node_plans(cluster: Cluster) -> list[NodePlan]:
     init = cluster.init_node
     out = []
+    previous_control_plane: Node | None = None
     for node in cluster.nodes:
+        join_after = None
         if node is init:
             action = "init"
         elif node.is_control_plane:
             action = "join-control-plane"
+            join_after = previous_control_plane or init
         else:
             action = "join-worker"
-        out.append(NodePlan(node, action))
+        if node.is_control_plane:
+            previous_control_plane = node
+        out.append(NodePlan(node, action, join_after))
     return out
 

@@ -86,12 +86,20 @@ class CalicoRelease:
             f"{self.registry}/{c}:{self.version}" for c in self.components]
 
     def manifests(self) -> list[str]:
-        """Manifest files the install needs, in the order they are created."""
-        files = ["operator-crds.yaml"]
-        if parse_version(self.version) >= (3, 32, 0):
-            files.append("v1_crd_projectcalico_org.yaml")
-        files.append("tigera-operator.yaml")
-        return files
+        """Manifest files the install applies, in order: together they hold every object of
+        the operator install exactly once, the CRDs (the Installation's among them) first.
+        From the objects of each manifest at each release tag of projectcalico/calico
+        (tests/data/specs/calico-manifests-objects.json):
+        - 3.32+: `operator-crds.yaml` is a byte-identical legacy copy of
+          `v1_crd_projectcalico_org.yaml` (`manifests/generate.sh`): only the latter;
+        - 3.30, 3.31: `operator-crds.yaml`, then `tigera-operator.yaml` (which has no CRD);
+        - 3.29: `tigera-operator.yaml` alone: it holds every CRD of `operator-crds.yaml`."""
+        v = parse_version(self.version)
+        if v >= (3, 32, 0):
+            return ["v1_crd_projectcalico_org.yaml", "tigera-operator.yaml"]
+        if v >= (3, 30, 0):
+            return ["operator-crds.yaml", "tigera-operator.yaml"]
+        return ["tigera-operator.yaml"]
 
     def manifest_url(self, name: str) -> str:
         return f"https://raw.githubusercontent.com/projectcalico/calico/{self.version}/manifests/{name}"

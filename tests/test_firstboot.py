@@ -21,6 +21,7 @@ import re
 import socket
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -249,7 +250,7 @@ def test_user_data_basics(rendered):
         (user,) = ud["users"]
         assert user["name"] == access.get("user", "kube") and user["lock_passwd"] is True
         assert user.get("ssh_authorized_keys", []) == access.get("sshAuthorizedKeys", [])
-        assert ud["runcmd"] == [["bash", SCRIPT]]
+        assert ud["runcmd"][-1][:2] == ["sh", "-c"] and "systemctl start bakery-firstboot.service" in ud["runcmd"][-1][2]
         assert ud["package_update"] is False and ud["package_upgrade"] is False
         files = written(ud)
         assert files[SCRIPT]["permissions"] == "0700"
@@ -441,23 +442,49 @@ def test_firstboot_values(rendered):
                                                else "join-worker")
         cc = kubeadm_docs(out, first["name"])["ClusterConfiguration"]
         assert values == "|".join([node["name"], node["role"], action, node["address"], cc["controlPlaneEndpoint"],
-                                   "operator-crds.yaml v1_crd_projectcalico_org.yaml tigera-operator.yaml"])
+                                   "v1_crd_projectcalico_org.yaml tigera-operator.yaml"])
 
 
 def test_first_boot_downloads_nothing(rendered):
     for node, text, _ in scripts(rendered):
-        for tool in ("curl ", "wget ", "apt-get", "apt ", "ctr pull", "crictl pull", "http://", "https://"):
+        for tool in ("curl ", "wget ", "apt-get", "apt ", "ctr pull", "crictl pull", "http://"):
             assert tool not in text, (node, tool)
+        # the one https URL is the previous control-plane node's API server, inside the cluster
+        assert re.findall(r"https://\S*", text) == ['https://${JOIN_AFTER}:${ENDPOINT_PORT}"'], node
 
 
-def stage_script(text: str, values: str, tmp: Path, **overrides) -> Path:
+STANDINS = ROOT / "tests" / "standins"
+CALICO_OBJECTS = json.loads((SPECS / "calico-manifests-objects.json").read_text())
+INSTALLATION_CRD = json.loads((SPECS / "calico-installation-crd-openapi.json").read_text())
+
+
+def synthesize_manifests(release: str, folder: Path) -> None:
+    """The Calico manifests of a release as the image has them, rebuilt from the identities of
+    their objects at the release tag (tests/data/specs/calico-manifests-objects.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, objects in CALICO_OBJECTS[release].items():
+        docs = []
+        for api_version, kind, namespace, obj_name in objects:
+            meta = {"name": obj_name} | ({"namespace": namespace} if namespace else {})
+            doc: dict = {"apiVersion": api_version, "kind": kind, "metadata": meta}
+            if kind == "CustomResourceDefinition":
+                plural, _, group = obj_name.partition(".")
+                scope = INSTALLATION_CRD["scope"] if obj_name == "installations.operator.tigera.io" else "Cluster"
+                doc["spec"] = {"group": group, "names": {"plural": plural}, "scope": scope}
+            docs.append(doc)
+        (folder / name).write_text(yaml.safe_dump_all(docs))
+
+
+def stage_script(text: str, values: str, tmp: Path, release: str = "v3.32.1", **overrides) -> Path:
     """The node's script and values with its on-node paths moved under tmp (both are plain
-    NAME=value lines) and stand-in kubeadm/kubectl in PATH."""
+    NAME=value lines), the kubeadm and kubectl stand-ins (tests/standins/) in PATH, the
+    release's Calico manifests in the image's folder and the seed's CA files in pki/."""
     paths = {"FIRSTBOOT_ENV": tmp / "etc/firstboot.env", "KUBEADM_CONFIG": tmp / "etc/kubeadm.yaml",
              "PKI_DIR": tmp / "pki", "PKI_BACKUP": tmp / "pki-backup", "ADMIN_KUBECONFIG": tmp / "admin.conf",
              "CALICO_DIR": tmp / "calico", "CALICO_INSTALLATION": tmp / "etc/calico-installation.yaml",
              "SENTINEL": tmp / "var/node-ready", "NODE_CHECK": tmp / "no-node-check",
-             "KUBE_VIP_MANIFEST": tmp / "manifests/kube-vip.yaml"}
+             "KUBE_VIP_MANIFEST": tmp / "manifests/kube-vip.yaml", "STEPS_DIR": tmp / "var/steps",
+             "LOG_FILE": tmp / "log/firstboot.log", "RETRY_PAUSE": 1}
     node_values = {"ADMIN_USER": "bakery-test-no-such-user"}
     for name, value in overrides.items():
         (paths if name in paths else node_values)[name] = value
@@ -465,7 +492,8 @@ def stage_script(text: str, values: str, tmp: Path, **overrides) -> Path:
         text, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'", text, count=1, flags=re.M)
         assert n == 1, name
     for name, value in node_values.items():
-        values, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'", values, count=1, flags=re.M)
+        values, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'" if not str(value).startswith("(") else f"{name}={value}",
+                            values, count=1, flags=re.M)
         assert n == 1, name
     (tmp / "etc").mkdir()
     (tmp / "etc/firstboot.env").write_text(values)
@@ -475,16 +503,25 @@ def stage_script(text: str, values: str, tmp: Path, **overrides) -> Path:
     bin_.mkdir()
     for tool in ("kubeadm", "kubectl"):
         stand_in = bin_ / tool
-        stand_in.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{tmp}/calls"\n'
-                            f'exit "${{{tool.upper()}_EXIT:-0}}"\n')
+        stand_in.write_text(f'#!/bin/sh\nexec {sys.executable} {STANDINS / (tool + ".py")} "$@"\n')
         stand_in.chmod(0o755)
     (tmp / "pki").mkdir()
     (tmp / "pki" / "ca.crt").write_text("stand-in\n")
+    (tmp / "pki" / "ca.key").write_text("stand-in key\n")
+    action = re.search(r"^ACTION='?([a-z-]+)", values, re.M).group(1)
+    (tmp / "etc/kubeadm.yaml").write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: " + ("InitConfiguration" if action == "init"
+                                                       else "JoinConfiguration") + "\n"
+        + ("controlPlane: {}\n" if action == "join-control-plane" else ""))
+    (tmp / "etc/calico-installation.yaml").write_text(
+        "apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata: {name: default}\nspec: {}\n")
+    synthesize_manifests(release, tmp / "calico")
     return script
 
 
 def run_script(script: Path, tmp: Path, **env):
-    e = dict(os.environ, PATH=f"{tmp / 'bin'}:{os.environ['PATH']}", **env)
+    e = dict(os.environ, PATH=f"{tmp / 'bin'}:{os.environ['PATH']}", STANDIN_DIR=str(tmp), STANDIN_ROOT=str(tmp),
+             **env)
     return subprocess.run(["bash", str(script)], capture_output=True, text=True, env=e, timeout=120)
 
 
@@ -535,29 +572,197 @@ def node_script(rendered, cluster: str, node: str) -> tuple[str, str]:
     return files[SCRIPT]["content"], files[VALUES]["content"]
 
 
+def kubectl_sends(tmp: Path) -> list[str]:
+    """Every object the stand-in API server received, in order (group|kind|namespace|name)."""
+    return json.loads((tmp / "api-state.json").read_text())["sent"]
+
+
 def test_init_runs_kubeadm_then_calico_then_writes_the_sentinel(rendered, tmp_path):
     script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
     r = run_script(script, tmp_path)
     assert r.returncode == 0, r.stderr
     c = tmp_path / "calico"
+    ssa = "apply --server-side --force-conflicts -f"
     assert calls(tmp_path) == [
-        f"kubeadm init --config {tmp_path / 'etc/kubeadm.yaml'}",
-        f"kubectl create -f {c}/operator-crds.yaml",
-        f"kubectl create -f {c}/v1_crd_projectcalico_org.yaml",
-        f"kubectl create -f {c}/tigera-operator.yaml",
+        f"kubeadm init --config {tmp_path / 'etc/kubeadm.yaml'} --skip-token-print",
+        "kubectl get --raw=/readyz",
+        f"kubectl {ssa} {c}/v1_crd_projectcalico_org.yaml",
+        f"kubectl {ssa} {c}/tigera-operator.yaml",
         "kubectl wait --for=condition=established --timeout=120s crd/installations.operator.tigera.io",
-        f"kubectl create -f {tmp_path / 'etc/calico-installation.yaml'}",
+        f"kubectl {ssa} {tmp_path / 'etc/calico-installation.yaml'}",
     ]
     assert (tmp_path / "var/node-ready").read_text().startswith("init ")
     assert not failed_lines(r.stderr)
+    # the secrets nothing needs any more are gone: the CA backup and the token's config file
+    assert not (tmp_path / "pki-backup").exists() and not (tmp_path / "etc/kubeadm.yaml").exists()
+    assert (tmp_path / "pki/ca.key").exists()  # kubeadm's own PKI stays
+    log = tmp_path / "log/firstboot.log"
+    assert "stand-in kubeadm init: done" in log.read_text() and stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("release", sorted(CALICO_OBJECTS))
+def test_every_calico_object_is_sent_exactly_once(rendered, tmp_path, release):
+    """For every catalog release: the manifests the init node applies send each object of the
+    operator install (operator-crds, tigera-operator, v1_crd_projectcalico_org at the release
+    tag) to the API server exactly once, and the Installation after its CRD."""
+    from bakery import versions
+
+    text, values = node_script(rendered, "lab", "k8s-master")
+    manifests = versions.CALICO[release].manifests()
+    script = stage_script(text, values, tmp_path, release=release,
+                          CALICO_MANIFESTS="(" + " ".join(manifests) + ")")
+    r = run_script(script, tmp_path)
+    assert r.returncode == 0, r.stderr
+    sent = kubectl_sends(tmp_path)
+    assert len(sent) == len(set(sent)), [k for k in sent if sent.count(k) > 1][:5]
+    expected = {"|".join([a.rpartition("/")[0] if "/" in a else "", k, ns or "", n])
+                for f in ("operator-crds.yaml", "tigera-operator.yaml", "v1_crd_projectcalico_org.yaml")
+                for a, k, ns, n in CALICO_OBJECTS[release].get(f, [])}
+    expected.add("operator.tigera.io|Installation||default")
+    assert set(sent) == expected
+    assert sent.index("apiextensions.k8s.io|CustomResourceDefinition||installations.operator.tigera.io") < \
+        sent.index("operator.tigera.io|Installation||default")
+
+
+def test_the_catalog_manifests_hold_each_object_once():
+    """The rule on the catalog alone, for every release it lists."""
+    from bakery import versions
+
+    assert set(versions.CALICO) <= set(CALICO_OBJECTS), "a catalog release without its objects list"
+    for release, cal in versions.CALICO.items():
+        objs = [tuple(o) for m in cal.manifests() for o in CALICO_OBJECTS[release][m]]
+        assert len(objs) == len(set(objs)), release
+        every = {tuple(o) for f in ("operator-crds.yaml", "tigera-operator.yaml", "v1_crd_projectcalico_org.yaml")
+                 for o in CALICO_OBJECTS[release].get(f, [])}
+        assert set(objs) == every, release
+
+
+def test_the_api_standin_refuses_what_the_api_server_refuses(tmp_path):
+    """The kubectl stand-in is only a judge if it can say no."""
+    synthesize_manifests("v3.32.1", tmp_path / "calico")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "admin.conf").write_text("stand-in\n")
+    inst = tmp_path / "installation.yaml"
+    inst.write_text("apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata: {name: default}\n")
+
+    def kubectl(*args, **env):
+        return subprocess.run([sys.executable, STANDINS / "kubectl.py", *map(str, args)], capture_output=True,
+                              text=True, env={**os.environ, "STANDIN_DIR": str(tmp_path),
+                                              "KUBECONFIG": str(tmp_path / "admin.conf"), **env})
+    crds, operator = tmp_path / "calico/v1_crd_projectcalico_org.yaml", tmp_path / "calico/tigera-operator.yaml"
+    assert "no matches for kind" in kubectl("apply", "--server-side", "-f", inst).stderr  # CRD first
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: nosuch}\n")
+    assert 'namespaces "nosuch" not found' in kubectl("apply", "--server-side", "-f", orphan).stderr
+    assert "Too long" in kubectl("apply", "-f", crds).stderr  # client-side apply of large CRDs
+    assert kubectl("create", "-f", crds).returncode == 0
+    r = kubectl("create", "-f", tmp_path / "calico/operator-crds.yaml")  # the legacy copy: twice
+    assert r.returncode == 1 and "AlreadyExists" in r.stderr
+    assert "conflict" in kubectl("apply", "--server-side", "-f", crds).stderr  # another manager's objects
+    assert kubectl("apply", "--server-side", "--force-conflicts", "-f", crds).returncode == 0
+    assert kubectl("apply", "--server-side", "-f", operator).returncode == 0
+    assert kubectl("wait", "--for=condition=established", "crd/nosuch.example.com").returncode == 1
+    assert "refused" in kubectl("get", "--raw=/readyz", KUBECONFIG=str(tmp_path / "nosuch")).stderr
+    assert "refused" in kubectl("get", "--raw=/readyz", STANDIN_API_DOWN_CALLS="1000").stderr
+
+
+def test_the_kubeadm_standin_refuses_what_kubeadm_refuses(tmp_path):
+    cfg = tmp_path / "init.yaml"
+    cfg.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n")
+
+    def kubeadm(*args):
+        return subprocess.run([sys.executable, STANDINS / "kubeadm.py", *map(str, args)], capture_output=True,
+                              text=True, env=dict(os.environ, STANDIN_DIR=str(tmp_path), STANDIN_ROOT=str(tmp_path)))
+    assert "can not mix" in kubeadm("init", "--config", cfg, "--pod-network-cidr=10.0.0.0/8").stderr
+    assert "no cluster CA" in kubeadm("init", "--config", cfg, "--skip-token-print").stderr
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki/ca.crt").write_text("x")
+    (tmp_path / "pki/ca.key").write_text("x")
+    assert kubeadm("init", "--config", cfg, "--skip-token-print").returncode == 0
+    assert "already exists" in kubeadm("init", "--config", cfg).stderr  # a second init without a reset
+    assert kubeadm("reset", "--force").returncode == 0
+    assert not (tmp_path / "pki/ca.key").exists()  # reset empties the certificates folder
+    assert "no such file" in kubeadm("join", "--config", tmp_path / "nosuch.yaml").stderr
+
+
+def test_a_rerun_of_the_api_steps_changes_nothing(rendered, tmp_path):
+    """Every first-boot API step is idempotent: run the Calico step again on a cluster that has
+    every object, and it succeeds."""
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
+    assert run_script(script, tmp_path).returncode == 0
+    (tmp_path / "var/node-ready").unlink()
+    (tmp_path / "var/steps/calico").unlink()
+    (tmp_path / "etc/kubeadm.yaml").write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n")
+    r = run_script(script, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not [c for c in calls(tmp_path)[6:] if c.startswith("kubeadm")]  # kubeadm's step was done
+
+
+def test_an_interrupted_first_boot_resumes_at_its_step(rendered, tmp_path):
+    """The API server goes away after kubeadm init (a reboot, a crash): the first run fails at
+    the deadline; the next run (the unit at the next boot) skips the node check and kubeadm and
+    finishes the Calico step."""
+    check = tmp_path / "node-check"
+    check.write_text(f'#!/bin/sh\necho "node-check $*" >> "{tmp_path}/calls"\n')
+    check.chmod(0o755)
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path, NODE_CHECK=check,
+                          JOIN_TIMEOUT_SECONDS=4)
+    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1000")
+    assert r.returncode == 1 and not (tmp_path / "var/node-ready").exists()
+    assert "transient" in r.stderr and len(failed_lines(r.stderr)) == 1
+    first = calls(tmp_path)
+    assert sum(c.startswith("node-check") for c in first) == 1 and sum(c.startswith("kubeadm init") for c in first) == 1
+    assert (tmp_path / "pki-backup/ca.key").exists()  # still needed until the node is ready
+    state = json.loads((tmp_path / "api-state.json").read_text())
+    state["api_calls"] = 1000  # the API server is back
+    (tmp_path / "api-state.json").write_text(json.dumps(state))
+    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1000")
+    assert r.returncode == 0, r.stderr
+    again = calls(tmp_path)[len(first):]
+    assert not [c for c in again if c.startswith(("node-check", "kubeadm"))], again
+    assert (tmp_path / "var/node-ready").exists() and not (tmp_path / "pki-backup").exists()
+
+
+def test_transient_api_errors_are_retried(rendered, tmp_path):
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
+    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="2")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("(transient); next try") == 2
+    assert (tmp_path / "var/node-ready").exists()
+
+
+def test_a_failed_init_is_reset_and_tried_again(rendered, tmp_path):
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
+    r = run_script(script, tmp_path, STANDIN_KUBEADM_FAIL="1")
+    assert r.returncode == 0, r.stderr
+    kubeadm = [c.split(" --")[0] for c in calls(tmp_path) if c.startswith("kubeadm")]
+    assert kubeadm == ["kubeadm init", "kubeadm reset", "kubeadm init"]
+    assert (tmp_path / "var/node-ready").exists()
+
+
+def test_an_init_interrupted_mid_way_is_reset_before_it_runs_again(rendered, tmp_path):
+    """A reboot during kubeadm init left its files; the seed's CA was kept aside before the try."""
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
+    (tmp_path / "pki-backup").mkdir()
+    for f in ("ca.crt", "ca.key"):
+        (tmp_path / "pki-backup" / f).write_text((tmp_path / "pki" / f).read_text())
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests/kube-apiserver.yaml").write_text("# half-done\n")
+    (tmp_path / "var/steps").mkdir(parents=True)
+    (tmp_path / "var/steps/kubeadm-started").write_text("earlier\n")
+    (tmp_path / "var/steps/node-check").write_text("earlier\n")
+    r = run_script(script, tmp_path)
+    assert r.returncode == 0, r.stderr
+    kubeadm = [c.split(" --")[0] for c in calls(tmp_path) if c.startswith("kubeadm")]
+    assert kubeadm == ["kubeadm reset", "kubeadm init"]
 
 
 def test_failed_init_leaves_one_line_and_no_sentinel(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
-    r = run_script(script, tmp_path, KUBEADM_EXIT="3")
+    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path, JOIN_TIMEOUT_SECONDS=1)
+    r = run_script(script, tmp_path, STANDIN_KUBEADM_FAIL="1")
     assert r.returncode == 1
     (line,) = failed_lines(r.stderr)
-    assert line.startswith("bakery-firstboot: FAILED on k8s-master (init): kubeadm init exited 3")
+    assert line.startswith("bakery-firstboot: FAILED on k8s-master (init): kubeadm init exited 1")
     assert r.stderr.splitlines()[-1] == line
     assert not (tmp_path / "var/node-ready").exists()
     assert not any(c.startswith("kubectl") for c in calls(tmp_path))
@@ -576,6 +781,7 @@ def test_failing_node_check_stops_before_kubeadm(rendered, tmp_path):
                                            re.M).group(1)]
     (line,) = failed_lines(r.stderr)
     assert "node check" in line and not (tmp_path / "var/node-ready").exists()
+    assert "FAIL swap: on" in (tmp_path / "log/firstboot.log").read_text()
 
 
 def test_worker_waits_for_the_endpoint_then_joins(rendered, tmp_path, listener):
@@ -599,10 +805,33 @@ def test_worker_gives_up_at_the_deadline(rendered, tmp_path):
     assert not (tmp_path / "var/node-ready").exists()
 
 
+def test_control_plane_nodes_join_one_after_another(rendered, tmp_path, listener):
+    """cp3 waits until cp2 (the control-plane node before it) serves a ready API server on its
+    own address, then joins; cp2 waits for the init node."""
+    out, data = rendered["ha"]
+    cps = [n for n in nodes_of(data) if n["role"] == "control-plane"]
+    for before, node in zip(cps, cps[1:]):
+        values = written(user_data(out, node["name"]))[VALUES]["content"]
+        assert f"JOIN_AFTER={before['address']}" in values
+    for n in nodes_of(data):
+        if n["role"] == "worker" or n is cps[0]:
+            assert "JOIN_AFTER=''" in written(user_data(out, n["name"]))[VALUES]["content"]
+    script = stage_script(*node_script(rendered, "ha", cps[2]["name"]), tmp_path,
+                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener)
+    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1")  # cp2 not ready at the first look
+    assert r.returncode == 0, r.stderr
+    assert "waiting for the control-plane node" in r.stderr
+    c = calls(tmp_path)
+    ready = f"kubectl --server https://{cps[1]['address']}:{listener} --certificate-authority " \
+            f"{tmp_path / 'pki'}/ca.crt --request-timeout=5s get --raw=/readyz"
+    assert c == [ready, ready, f"kubeadm join --config {tmp_path / 'etc/kubeadm.yaml'}"]
+
+
 def test_failed_join_past_the_deadline_leaves_one_line(rendered, tmp_path, listener):
     script = stage_script(*node_script(rendered, "ha", "cp2"), tmp_path,
-                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener, JOIN_TIMEOUT_SECONDS=20)
-    r = run_script(script, tmp_path, KUBEADM_EXIT="1")
+                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener, JOIN_TIMEOUT_SECONDS=4)
+    r = run_script(script, tmp_path, STANDIN_KUBEADM_FAIL="100")
+    assert "resetting and trying again" in r.stderr  # tried again while the deadline allowed
     assert r.returncode == 1
     (line,) = failed_lines(r.stderr)
     assert "kubeadm join exited 1" in line and not (tmp_path / "var/node-ready").exists()
@@ -610,11 +839,37 @@ def test_failed_join_past_the_deadline_leaves_one_line(rendered, tmp_path, liste
     assert (tmp_path / "pki-backup" / "ca.crt").read_text() == "stand-in\n"
 
 
+def test_the_unit_runs_the_script_until_the_sentinel_exists(rendered, tmp_path):
+    """systemd reads the unit (systemd-analyze verify), and cloud-init's runcmd enables it and
+    starts it: runcmd runs once per instance, the unit at every boot until the node is ready."""
+    from bakery import plan as P
+
+    need("systemd-analyze")
+    out, _ = rendered["lab"]
+    ud = user_data(out, "k8s-master")
+    unit = written(ud)[P.FIRSTBOOT_UNIT]
+    assert unit["permissions"] == "0644"
+    path = tmp_path / P.FIRSTBOOT_UNIT_NAME
+    path.write_text(unit["content"].replace(f"/bin/bash {SCRIPT}", f"/bin/bash {tmp_path}/script.sh"))
+    (tmp_path / "script.sh").write_text("#!/bin/bash\n")
+    r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0 and P.FIRSTBOOT_UNIT_NAME not in r.stderr, r.stderr
+    import configparser
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.read_string(unit["content"])
+    assert cp["Unit"]["ConditionPathExists"] == f"!{P.SENTINEL}"
+    assert cp["Service"]["Type"] == "oneshot" and cp["Install"]["WantedBy"] == "multi-user.target"
+    assert cp["Service"]["ExecStart"] == f"/bin/bash {SCRIPT}"
+    run = ud["runcmd"]
+    assert run[:2] == [["systemctl", "daemon-reload"], ["systemctl", "enable", P.FIRSTBOOT_UNIT_NAME]]
+    assert run[2][:2] == ["sh", "-c"] and run[2][2].startswith(f"systemctl start {P.FIRSTBOOT_UNIT_NAME} ||")
+
+
 def test_script_values_are_shell_quoted(rendered):
     """Every value line is NAME=word with no expansion: cluster.yaml can't inject shell."""
     for node, script, values in scripts(rendered):
         lines = [ln for ln in values.splitlines() if ln and not ln.startswith("#")]
-        assert len(lines) == 12, node
+        assert len(lines) == 13, node
         for line in lines:
             assert re.match(r"^[A-Z_]+=(\(.*\)|'[^']*'|[A-Za-z0-9_./:@%+=,-]+)$", line), (node, line)
 
@@ -696,33 +951,42 @@ def test_network_config_through_netplan_and_networkd(rendered, tmp_path):
 
 def test_meta_data(rendered):
     ids = set()
-    for _, out, _, node in all_nodes(rendered):
+    for _, out, data, node in all_nodes(rendered):
         md = yaml.safe_load((out / "nodes" / node["name"] / "meta-data").read_text())
         assert md["local-hostname"] == node["name"]
-        assert md["instance-id"].startswith(node["name"]) or node["name"] in md["instance-id"]
+        assert md["instance-id"] == f"{data['metadata']['name']}-{node['name']}-{node.get('generation', 0)}"
         ids.add(md["instance-id"])
     assert len(ids) == sum(len(nodes_of(d)) for _, d in rendered.values())
 
 
-def test_instance_id_follows_the_nodes_seed(tmp_path):
+def test_instance_id_is_the_nodes_identity_not_its_seed(tmp_path):
+    """A new instance-id re-provisions a running node at its next reboot: it changes only when
+    the user bumps the node's generation, not with a token rotation or an unrelated edit."""
     out = tmp_path / "lab"
     assert run_bakery("render", LAB, "--out", out).returncode == 0
 
     def ids():
         return {n: yaml.safe_load((out / "nodes" / n / "meta-data").read_text())["instance-id"]
                 for n in ("k8s-master", "k8s-node1", "k8s-node2")}
-    before = ids()
+
+    def user_data_of(n):
+        return (out / "nodes" / n / "user-data").read_text()
+    before, ud_before = ids(), user_data_of("k8s-node2")
     changed = tmp_path / "cluster.yaml"
     changed.write_text(LAB.read_text().replace("{name: k8s-node2, role: worker, address: 192.168.56.32}",
                                                "{name: k8s-node2, role: worker, address: 192.168.56.32, "
                                                "labels: {tier: web}}"))
     assert run_bakery("render", changed, "--out", out).returncode == 0
-    after = ids()
-    assert after["k8s-node2"] != before["k8s-node2"]
-    assert after["k8s-master"] == before["k8s-master"] and after["k8s-node1"] == before["k8s-node1"]
+    assert user_data_of("k8s-node2") != ud_before  # the seed did change
+    assert ids() == before
     assert run_bakery("render", changed, "--out", out, "--rotate-token").returncode == 0
-    rotated = ids()
-    assert all(rotated[n] != after[n] for n in rotated)  # every seed carries the token
+    assert ids() == before
+    bumped = tmp_path / "bumped.yaml"
+    bumped.write_text(changed.read_text().replace("labels: {tier: web}}", "labels: {tier: web}, generation: 1}"))
+    assert run_bakery("render", bumped, "--out", out).returncode == 0
+    after = ids()
+    assert after["k8s-node2"] != before["k8s-node2"] and after["k8s-node2"].endswith("-1")
+    assert after["k8s-master"] == before["k8s-master"] and after["k8s-node1"] == before["k8s-node1"]
 
 
 # -- admin.conf, and byte-identical renders -----------------------------------------------

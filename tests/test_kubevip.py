@@ -66,6 +66,27 @@ def test_every_control_plane_gets_kube_vip_and_workers_do_not(ha):
         assert MANIFEST not in files and AFTER not in files
 
 
+def test_every_env_name_is_one_kube_vip_reads(ha):
+    """kube-vip ignores an environment variable it does not know (vip_cidr was one): every name
+    must be one of the constants of kube-vip's config_envvar.go at the pinned tag."""
+    import json
+
+    from conftest import ROOT
+    from bakery import versions
+
+    spec = json.loads((ROOT / "tests/data/specs/kube-vip-env-v1.0.0.json").read_text())
+    assert spec["source"]["tag"] == versions.KUBE_VIP_VERSION
+    known = set(spec["env"])
+    out, data = ha
+    for node in nodes(data, "control-plane"):
+        files = written(user_data(out, node["name"]))
+        for path in (MANIFEST, AFTER):
+            if path in files:
+                names = [e["name"] for e in yaml.safe_load(files[path]["content"])["spec"]["containers"][0]["env"]]
+                assert set(names) <= known, set(names) - known
+                assert env(yaml.safe_load(files[path]["content"]))["vip_subnet"] == "32"
+
+
 def test_kube_vip_pod_validates_against_the_kubernetes_schema(ha):
     kv = pytest.importorskip("kubernetes_validate")
     out, data = ha
@@ -180,5 +201,5 @@ def test_a_retried_control_plane_join_keeps_kube_vip(ha, tmp_path):
         t.join()
         srv.close()
     assert r.returncode == 0, r.stderr
-    assert [c.split()[1] for c in calls(tmp_path)] == ["join", "reset", "join"]
+    assert [c.split()[1] for c in calls(tmp_path) if c.startswith("kubeadm")] == ["join", "reset", "join"]
     assert (manifests / "kube-vip.yaml").read_text() == files[MANIFEST]["content"]
