@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import LAB, need, run_bakery
+from conftest import EXAMPLES, LAB, need, run_bakery
 from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, meta, value
 
 SPECS = Path(__file__).parent / "data" / "specs"
@@ -125,6 +125,37 @@ def test_every_block_matches_the_plugin_specs(render, name):
     merged, errors = check_packer_dir(pdir)
     assert errors == []
     assert merged.get("source") and merged.get("build")
+
+
+def _assert_packer_fmt_clean(packer: str, pdir: Path) -> None:
+    """`packer fmt -check` (hclwrite) finds nothing to change, and python-hcl2 still parses."""
+    files = sorted(pdir.glob("*.pkr.hcl"))
+    assert files
+    r = subprocess.run([packer, "fmt", "-check", "-diff", str(pdir)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _, errors = check_packer_dir(pdir)
+    assert errors == []
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*/cluster.yaml")), ids=lambda p: p.parent.name)
+def test_examples_render_packer_fmt_clean_hcl(tmp_path, example):
+    packer = need("packer")
+    out = tmp_path / "out"
+    r = run_bakery("render", example, "--out", out)
+    assert r.returncode == 0, r.stderr
+    _assert_packer_fmt_clean(packer, out / "packer")
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variants_render_packer_fmt_clean_hcl(render, name):
+    _assert_packer_fmt_clean(need("packer"), packer_dir(render, name))
+
+
+def test_packer_fmt_is_a_real_judge(tmp_path):
+    packer = need("packer")
+    (tmp_path / "x.pkr.hcl").write_text('locals {\n  a = 1\n  bbb = 2\n}\n')
+    r = subprocess.run([packer, "fmt", "-check", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
 
 
 def test_the_spec_checker_fails_on_bad_bodies():
