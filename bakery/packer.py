@@ -338,7 +338,9 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
                  has_default=False, sensitive=True,
                  validation=("length(var.build_password) >= 8",
                              "Set PKR_VAR_build_password to a password of at least 8 characters.")),
-        Variable("iso_url", "string", f"Installer ISO for {plan.os}.", plan.iso_url),
+        Variable("iso_urls", "list(string)", f"Installer ISO for {plan.os}: the same file at each URL, "
+                 "tried in order.", list(plan.iso_urls),
+                 validation=("length(var.iso_urls) > 0", "iso_urls needs at least one URL.")),
         Variable("iso_checksum", "string", "Checksum of the ISO (sha256:<hex> or file:<SHA256SUMS URL>).",
                  plan.iso_checksum),
         Variable("cpus", "number", "vCPUs of the build VM.", img.cpus),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bakery.versions import OS_RELEASES
 from conftest import EXAMPLES, LAB, need, run_bakery
 from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, meta, value
 
@@ -185,9 +186,9 @@ def test_plugins_are_pinned_and_proxmox_uses_boot_iso(render):
     assert proxmox >= (1, 2, 0)
     assert re.fullmatch(r">= \d+\.\d+\.\d+", value(packer["required_version"]))
     px = sources_of(merged)["proxmox-iso"]
-    assert "iso_file" not in px and "iso_url" not in px
+    assert "iso_file" not in px and "iso_url" not in px and "iso_urls" not in px
     boot_iso = value(px["boot_iso"])[0]
-    assert boot_iso["iso_url"] == "${var.iso_url}" and boot_iso["iso_checksum"] == "${var.iso_checksum}"
+    assert boot_iso["iso_urls"] == "${var.iso_urls}" and boot_iso["iso_checksum"] == "${var.iso_checksum}"
     qemu_only = merged_hcl(render, "qemu-only")
     assert set(k for k in qemu_only["packer"][0]["required_plugins"][0] if not meta(k)) == {"qemu"}
 
@@ -241,16 +242,76 @@ def test_variable_defaults_come_from_cluster_yaml(render):
     assert default("proxmox_template_vm_id") == 9123
     assert default("proxmox_url") == "https://pve.example:8006/api2/json"
     assert default("qemu_accelerator") == "tcg"
-    assert default("iso_url") == "https://releases.ubuntu.com/22.04.5/ubuntu-22.04.5-live-server-amd64.iso"
-    assert default("iso_checksum") == "file:https://releases.ubuntu.com/22.04.5/SHA256SUMS"
-    deb = variables_of(merged_hcl(render, "debian-12"))
-    url = value(deb["iso_url"]["default"])
-    assert re.fullmatch(r"https://cdimage\.debian\.org/cdimage/archive/12\.\d+\.\d+/amd64/iso-cd/"
-                        r"debian-12\.\d+\.\d+-amd64-netinst\.iso", url)
-    assert value(deb["iso_checksum"]["default"]) == "file:" + url.rsplit("/", 1)[0] + "/SHA256SUMS"
-    u24 = variables_of(merged_hcl(render, "ubuntu-24.04"))
-    assert re.fullmatch(r"https://releases\.ubuntu\.com/24\.04\.\d+/ubuntu-24\.04\.\d+-live-server-amd64\.iso",
-                        value(u24["iso_url"]["default"]))
+    assert default("iso_urls")[0] == "https://releases.ubuntu.com/22.04.5/ubuntu-22.04.5-live-server-amd64.iso"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", default("iso_checksum"))
+
+
+# --- installer ISO -----------------------------------------------------------------------
+
+def _iso_of_each_source(merged) -> dict:
+    """(iso_urls, iso_checksum) as each builder reads them, variables resolved."""
+    defaults = {n: value(v["default"]) for n, v in variables_of(merged).items() if "default" in v}
+
+    def resolve(expr):
+        m = re.fullmatch(r"\$\{var\.([a-z_]+)\}", expr)
+        assert m, f"{expr} is not a plain variable"
+        return defaults[m.group(1)]
+    out = {}
+    for btype, body in sources_of(merged).items():
+        body = {k: value(v) for k, v in body.items()}
+        where = body["boot_iso"][0] if btype == "proxmox-iso" else body
+        assert "iso_url" not in where, f"{btype}: iso_url and iso_urls exclude each other"
+        out[btype] = (resolve(where["iso_urls"]), resolve(where["iso_checksum"]))
+    return out
+
+
+@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04", "debian-12"])
+def test_every_builder_gets_the_catalog_iso_from_each_location(render, name):
+    osr = OS_RELEASES[VARIANTS[name]["os"]]
+    isos = _iso_of_each_source(merged_hcl(render, name))
+    assert set(isos) == set(ALL_BUILDERS)
+    for btype, (urls, checksum) in isos.items():
+        assert urls == list(osr.iso_urls) and checksum == osr.iso_checksum, btype
+        assert all(osr.point_release in u.split("/") for u in urls), urls
+
+
+@pytest.mark.parametrize("osr", list(OS_RELEASES.values()), ids=lambda r: r.name)
+def test_catalog_isos_survive_the_next_point_release(osr):
+    """Ubuntu moves a superseded point release (ISO and SHA256SUMS) from releases.ubuntu.com
+    to old-releases.ubuntu.com/releases/<v>/; Debian keeps each under cdimage/archive/<v>/.
+    Every location must be listed, and the checksum must not sit where the file moves from."""
+    from urllib.parse import urlsplit
+
+    files = {u.rsplit("/", 1)[1] for u in osr.iso_urls}
+    assert len(files) == 1, "every URL names the same file"
+    places = {(urlsplit(u).hostname, u.rsplit("/", 1)[0]) for u in osr.iso_urls}
+    if osr.family == "ubuntu":
+        v = osr.point_release
+        assert places == {("releases.ubuntu.com", f"https://releases.ubuntu.com/{v}"),
+                          ("old-releases.ubuntu.com", f"https://old-releases.ubuntu.com/releases/{v}")}
+    else:
+        assert any(d == f"https://cdimage.debian.org/cdimage/archive/{osr.point_release}/amd64/iso-cd"
+                   for _, d in places)
+    if osr.iso_checksum.startswith("file:"):
+        sums_dir = osr.iso_checksum.removeprefix("file:").rsplit("/", 1)[0]
+        assert "/cdimage/archive/" in sums_dir and len(osr.iso_urls) == 1, "a file: checksum must never move"
+        assert sums_dir == osr.iso_urls[0].rsplit("/", 1)[0]
+    else:
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", osr.iso_checksum)
+
+
+def test_a_user_iso_url_is_the_one_place_to_fetch_from(tmp_path):
+    url = "https://mirror.example.org/isos/custom.iso"
+    src = tmp_path / "c.yaml"
+    src.write_text(variant_text(image_extra=f"\n    iso: {{url: '{url}'}}"))
+    out = tmp_path / "out"
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0, r.stderr
+    merged, errors = check_packer_dir(out / "packer")
+    assert errors == []
+    for btype, (urls, checksum) in _iso_of_each_source(merged).items():
+        assert urls == [url], btype
+        assert checksum == OS_RELEASES["ubuntu-24.04"].iso_checksum
 
 
 # --- no secret anywhere in packer/ -------------------------------------------------------
