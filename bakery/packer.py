@@ -72,6 +72,12 @@ CLOUD_INIT_GLOBS = (
     "/etc/netplan/00-installer-config*.yaml",
 )
 
+# Linux keeps the hardware clock in UTC; packer-plugin-virtualbox defaults rtc_time_base to
+# "local" (`--rtcuseutc off`), which starts every guest off by the host's UTC offset. Its
+# allowed values are exactly "UTC" and "local" (v1.1.5 builder/virtualbox/iso/builder.go;
+# step_create_vm.go turns "UTC" into `modifyvm --rtcuseutc on`).
+VIRTUALBOX_RTC_TIME_BASE = "UTC"
+
 PLUGIN_SOURCES = {"virtualbox": "github.com/hashicorp/virtualbox",
                   "proxmox": "github.com/hashicorp/proxmox",
                   "qemu": "github.com/hashicorp/qemu"}
@@ -430,7 +436,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         shutdown_command=f"sudo -n sh -c 'rm -f {SUDOERS_FILE} && shutdown -P now'"))
     add("sources.pkr.hcl", render_template(
         "packer/sources.pkr.hcl.j2", **common, builders=builders, os_name=plan.os, installer=osr.installer,
-        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type},
+        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type, "rtc_time_base": VIRTUALBOX_RTC_TIME_BASE},
         proxmox={"description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
                                 f"bakery fingerprint {plan.fingerprint}"}))
 

@@ -209,6 +209,10 @@ def test_builder_specifics(render):
     vb = {k: value(v) for k, v in s["virtualbox-iso"].items()}
     assert vb["format"] == "ova"
     assert ["modifyvm", "{{ .Name }}", "--nic1", "nat"] in vb["vboxmanage"]
+    # the guest RTC in UTC (the plugin accepts exactly "UTC" or "local", default local, and
+    # turns "UTC" into `modifyvm --rtcuseutc on`; v1.1.5 builder/virtualbox/iso/builder.go)
+    assert vb["rtc_time_base"] == "UTC"
+    assert not [c for c in vb["vboxmanage"] if "--rtcuseutc" in c and c[c.index("--rtcuseutc") + 1] != "on"]
     px = {k: value(v) for k, v in s["proxmox-iso"].items()}
     assert px["cloud_init"] is True and px["template_name"] == "${local.image_name}"
     assert px["token"] == "${var.proxmox_token}"
