@@ -306,8 +306,14 @@ def http_files(cluster: Cluster, plan: ImagePlan) -> tuple[dict[str, str], list[
         content = [("/user-data", f'templatefile("${{path.root}}/http/user-data.pkrtpl", {tpl_vars})'),
                    ("/meta-data", 'file("${path.root}/http/meta-data")')]
         # GRUB (BIOS and UEFI) command line; `\;` keeps GRUB from splitting the seed address.
+        # The installer's arguments go before `---`: curtin copies whatever follows it into
+        # the installed system's GRUB_CMDLINE_LINUX_DEFAULT (curtin/commands/install_grub.py,
+        # get_carryover_params), and every node would boot with them. `ds=nocloud` with an
+        # http seed fetches over the network (cloud-init >= 23.2 picks the mode from the
+        # seedfrom scheme, DataSourceNoCloud.load_cmdline_data); `nocloud-net` is deprecated
+        # since 24.1.
         boot = ["c<wait>",
-                f"linux /casper/vmlinuz --- autoinstall ds=nocloud-net\\;s={seed}<enter><wait>",
+                f"linux /casper/vmlinuz autoinstall ds=nocloud\\;s={seed} ---<enter><wait>",
                 "initrd /casper/initrd<enter><wait>",
                 "boot<enter>"]
     else:

@@ -663,17 +663,85 @@ def test_autoinstall_user_data_valid_for_subiquity(render, os, schema):
     assert yaml.safe_load((pdir / "http" / "meta-data").read_text())["instance-id"]
 
 
-def test_ubuntu_boot_command_escapes_the_semicolon(render):
-    loc = local_values(merged_hcl(render, "ubuntu-24.04"))
+def grub_commands(line: str) -> list[list[str]]:
+    """Split a GRUB command line the way GRUB's script lexer does for what we type: words
+    on blanks, `;` ends a command, a backslash escapes the next character, quotes group."""
+    commands, words, word, quote, in_word = [], [], "", None, False
+    chars = iter(line)
+    for ch in chars:
+        if quote:
+            if ch == quote:
+                quote = None
+            elif ch == "\\" and quote == '"':
+                word += next(chars)
+            else:
+                word += ch
+        elif ch == "\\":
+            word += next(chars)
+            in_word = True
+        elif ch in "'\"":
+            quote, in_word = ch, True
+        elif ch in " \t;":
+            if in_word:
+                words.append(word)
+            word, in_word = "", False
+            if ch == ";":
+                commands.append(words)
+                words = []
+        else:
+            word += ch
+            in_word = True
+    if in_word:
+        words.append(word)
+    commands.append(words)
+    return [c for c in commands if c]
+
+
+def curtin_carryover(cmdline: str) -> list[str]:
+    """Arguments curtin copies from the installer's kernel command line into the installed
+    system's GRUB_CMDLINE_LINUX_DEFAULT: everything after ` --- ` (else ` -- `) except
+    BOOTIF=, initrd=, BOOT_IMAGE=, plus console= from before it
+    (curtin/commands/install_grub.py, get_carryover_params)."""
+    for sep in (" --- ", " -- "):
+        if sep in cmdline:
+            lead, *rest = cmdline.split(sep)
+            extra = " ".join(rest).split()
+            break
+    else:
+        lead, extra = cmdline, []
+    carry = [w for w in extra if not re.match(r"(BOOTIF=.*|initrd=.*|BOOT_IMAGE=.*)", w)]
+    return [w for w in lead.split() if w.startswith("console=") and w not in carry] + carry
+
+
+def test_the_grub_and_curtin_models():
+    assert grub_commands(r"linux /k a\;b ---") == [["linux", "/k", "a;b", "---"]]
+    assert grub_commands("linux /k a;b") == [["linux", "/k", "a"], ["b"]]
+    assert curtin_carryover("BOOT_IMAGE=/vmlinuz quiet --- console=ttyS0 autoinstall") == [
+        "console=ttyS0", "autoinstall"]
+    assert curtin_carryover("console=tty1 autoinstall ds=nocloud ---") == ["console=tty1"]
+    assert curtin_carryover("a -- b initrd=x") == ["b"]
+
+
+@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04"])
+def test_ubuntu_boot_command_keeps_installer_arguments_off_the_nodes(render, name):
+    loc = local_values(merged_hcl(render, name))
     boot = value(loc["boot_command"])
     assert boot[0] == "c<wait>" and boot[-1] == "boot<enter>"
-    lines = [line.replace("<wait>", "") for line in typed(boot[1:]).split("<enter>")]
-    linux = next(line for line in lines if line.startswith("linux /casper/vmlinuz"))
-    assert "autoinstall" in linux.split()
-    ds = next(w for w in linux.split() if w.startswith("ds="))
-    assert ";" in ds and all(ds[i - 1] == "\\" for i, ch in enumerate(ds) if ch == ";")
-    assert ds.replace("\\;", ";") == "ds=nocloud-net;s=http://10.0.2.2:8123/"
-    assert "initrd /casper/initrd" in lines
+    typed_lines = [line.replace("<wait>", "") for line in typed(boot[1:]).split("<enter>")]
+    linux_line = next(line for line in typed_lines if line.startswith("linux "))
+    # what GRUB makes of it: one `linux` command (the seed address's `;` is escaped)
+    (words,) = grub_commands(linux_line)
+    assert words[:2] == ["linux", "/casper/vmlinuz"]
+    cmdline = words[2:]
+    assert "---" in cmdline
+    before, after = cmdline[:cmdline.index("---")], cmdline[cmdline.index("---") + 1:]
+    assert "autoinstall" in before
+    ds = [w for w in cmdline if w.startswith("ds=")]
+    assert ds == ["ds=nocloud;s=http://10.0.2.2:8123/"] and ds[0] in before
+    assert after == [], f"curtin copies {after} into every node's kernel command line"
+    assert curtin_carryover(" ".join(cmdline)) == []
+    assert len(grub_commands(linux_line.replace("\\;", ";"))) == 2, "the escape keeps GRUB from splitting"
+    assert any(line.strip() == "initrd /casper/initrd" for line in typed_lines)
 
 
 def typed(boot_command: list[str]) -> str:
