@@ -78,6 +78,26 @@ CLOUD_INIT_GLOBS = (
 # step_create_vm.go turns "UTC" into `modifyvm --rtcuseutc on`).
 VIRTUALBOX_RTC_TIME_BASE = "UTC"
 
+# Packer names each build `<build block name>.<source type>.<source name>` and matches
+# `packer build -only=GLOB` against that full name (hashicorp/packer
+# hcl2template/types.packer_config.go; packer/build.go CoreBuild.Name). Provisioner-level
+# `only` lists take `<source type>.<source name>` instead.
+BUILD_NAME = "node"
+SOURCE_NAME = "node"
+
+# What each builder's build needs besides PKR_VAR_build_password, and what it makes.
+BUILDER_NOTES = {
+    "virtualbox-iso": "VirtualBox on this machine; makes an OVA",
+    "qemu": "QEMU (with /dev/kvm, or qemu_accelerator=tcg); makes a qcow2",
+    "proxmox-iso": "the Proxmox VE API (PKR_VAR_proxmox_token, spec.image.proxmox); makes a template",
+}
+
+
+def build_names(builders) -> list[str]:
+    """The names `packer build -only=` matches, one per source of the build block."""
+    return [f"{BUILD_NAME}.{b}.{SOURCE_NAME}" for b in builders]
+
+
 PLUGIN_SOURCES = {"virtualbox": "github.com/hashicorp/virtualbox",
                   "proxmox": "github.com/hashicorp/proxmox",
                   "qemu": "github.com/hashicorp/qemu"}
@@ -408,7 +428,7 @@ def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[d
         out.append({"type": "shell", "attrs": attrs})
     if "proxmox-iso" in cluster.image.builders:
         out.append({"type": "shell", "attrs": [
-            ("name", q("drop-build-sudo")), ("only", '["proxmox-iso.node"]'),
+            ("name", q("drop-build-sudo")), ("only", f'["proxmox-iso.{SOURCE_NAME}"]'),
             ("inline", f'["sudo -n rm -f {SUDOERS_FILE}"]')]})
     return out
 
@@ -441,15 +461,16 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         execute_command="sudo -n env {{ .Vars }} bash '{{ .Path }}'",
         shutdown_command=f"sudo -n sh -c 'rm -f {SUDOERS_FILE} && shutdown -P now'"))
     add("sources.pkr.hcl", render_template(
-        "packer/sources.pkr.hcl.j2", **common, builders=builders, os_name=plan.os, installer=osr.installer,
+        "packer/sources.pkr.hcl.j2", **common, builders=builders, source_name=SOURCE_NAME, os_name=plan.os,
+        installer=osr.installer,
         virtualbox={"guest_os_type": osr.virtualbox_guest_os_type, "rtc_time_base": VIRTUALBOX_RTC_TIME_BASE},
         proxmox={"description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
                                 f"bakery fingerprint {plan.fingerprint}"}))
 
     steps = bake_steps(cluster, plan)
     add("build.pkr.hcl", render_template(
-        "packer/build.pkr.hcl.j2", **common,
-        sources=[f"source.{b}.node" for b in builders],
+        "packer/build.pkr.hcl.j2", **common, build_name=BUILD_NAME,
+        sources=[f"source.{b}.{SOURCE_NAME}" for b in builders],
         provisioners=provisioners(cluster, plan, steps),
         manifest_data=[("image_name", plan.image_name), ("bake_fingerprint", plan.fingerprint),
                        ("kubernetes_version", plan.kubernetes_version), ("os", plan.os),
@@ -464,5 +485,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
                "cache_dir": CACHE_DIR, **step.context}
         add(step.path, render_template(f"packer/scripts/{step.name}.sh.j2", **common, **ctx), executable=True)
     add("README.md", render_template("packer/README.md.j2", **common, image_name=plan.image_name,
-                                     builders=builders, proxmox="proxmox-iso" in builders))
+                                     builds=[(b, name, BUILDER_NOTES[b])
+                                             for b, name in zip(builders, build_names(builders))],
+                                     proxmox="proxmox-iso" in builders))
     return out

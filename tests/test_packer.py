@@ -204,6 +204,47 @@ def test_one_source_per_builder(render, name):
     assert ("qemu_accelerator" in variables) == ("qemu" in builders)
 
 
+def _declared_build_names(merged) -> list[str]:
+    """What Packer calls each build: `<build name>.<source type>.<source name>`, from the
+    build block's name and sources (hashicorp/packer packer/build.go CoreBuild.Name)."""
+    names = []
+    for build in merged["build"]:
+        prefix = value(build["name"]) + "." if "name" in build else ""
+        for ref in value(build["sources"]):
+            kind, stype, sname = ref.split(".")
+            assert kind == "source" and (stype, sname) in {(t, n) for (t, n), _ in labelled(merged["source"], 2)}
+            names.append(f"{prefix}{stype}.{sname}")
+    return names
+
+
+def _readme_packer_builds(readme: str) -> list[list[str]]:
+    """The `packer build` commands in the README's shell blocks, as words."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", readme, re.S | re.M)
+    return [w for b in blocks for line in b.splitlines()
+            if (w := shlex.split(line, comments=True))[:2] == ["packer", "build"]]
+
+
+@pytest.mark.parametrize("name", ["ubuntu-24.04", "qemu-only", "tuned"])
+def test_readme_build_commands_select_the_declared_builds(render, name):
+    import fnmatch
+
+    merged = merged_hcl(render, name)
+    declared = _declared_build_names(merged)
+    assert len(declared) == len(VARIANTS[name].get("builders", ALL_BUILDERS))
+    commands = _readme_packer_builds((packer_dir(render, name) / "README.md").read_text())
+    assert commands
+    selected = []
+    for words in commands:
+        only = [w.removeprefix("-only=") for w in words if w.startswith("-only=")]
+        assert len(only) == 1, f"{words}: a plain `packer build .` needs every builder's host"
+        # -only takes comma-separated globs, matched against the full build name
+        for glob in only[0].split(","):
+            hits = [d for d in declared if fnmatch.fnmatchcase(d, glob)]
+            assert len(hits) == 1, f"-only={glob} matches {hits} of {declared}"
+            selected += hits
+    assert sorted(selected) == sorted(declared), "one documented command per builder"
+
+
 def test_builder_specifics(render):
     s = sources_of(merged_hcl(render, "ubuntu-24.04"))
     vb = {k: value(v) for k, v in s["virtualbox-iso"].items()}
