@@ -31,6 +31,19 @@ STAGE = f"{STAGE_ROOT}/files"
 CACHE_DIR = "/var/cache/bakery"
 SUDOERS_FILE = "/etc/sudoers.d/90-bakery-build"  # the build user's grant, removed last
 INSTALL_HOSTNAME = "bakery-build"
+# The build user leaves in two steps. The seal replaces its password hash with '*' (no
+# password matches; sudo NOPASSWD and Packer's open SSH session keep working, so the
+# shutdown_command or the drop-build-sudo provisioner still runs) and drops the /etc/shadow-
+# backup that would keep the old hash. The account itself cannot be deleted during the bake:
+# Packer is logged in as it, and runs more commands as it after the seal (the shell
+# provisioner's script cleanup, shutdown_command). So a oneshot unit deletes it at each
+# node's first boot, before cloud-init, named by a marker the seal writes (the user comes
+# from var.build_user at build time). A userdel in shutdown_command would cover VirtualBox
+# and QEMU only; Proxmox stops the VM through its API.
+REMOVE_USER_SCRIPT = "/usr/local/sbin/bakery-remove-build-user"
+REMOVE_USER_UNIT_NAME = "bakery-remove-build-user.service"
+REMOVE_USER_UNIT = f"/etc/systemd/system/{REMOVE_USER_UNIT_NAME}"
+REMOVE_USER_MARKER = "/var/lib/bakery/build-user"
 
 KERNEL_MODULES = ("overlay", "br_netfilter")
 SYSCTLS = (("net.ipv4.ip_forward", "1"),
@@ -154,6 +167,10 @@ def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
     if plan.package_source == "dl.k8s.io":
         files += [ImageFile(KUBELET_UNIT, "kubelet.service.j2"),
                   ImageFile(KUBEADM_DROPIN, "10-kubeadm.conf.j2")]
+    removal = {"marker": REMOVE_USER_MARKER, "script": REMOVE_USER_SCRIPT, "unit_name": REMOVE_USER_UNIT_NAME,
+               "sudoers_file": SUDOERS_FILE}
+    files += [ImageFile(REMOVE_USER_SCRIPT, "remove-build-user.sh.j2", "0755", context=removal),
+              ImageFile(REMOVE_USER_UNIT, "remove-build-user.service.j2", context=removal)]
     # The node check (issue 9): the program itself, verbatim, and what it expects.
     files += [
         ImageFile(planmod.NODE_CHECK, "", "0755", content=node_check_source()),
@@ -235,7 +252,9 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "node_check": planmod.NODE_CHECK, "expected": planmod.NODE_CHECK_EXPECTED}),
         Step(SEAL, "seal the image: no machine identity, no host keys, no open account", {
             "family": osr.family, "cloud_init_leftovers": CLOUD_INIT_LEFTOVERS,
-            "cloud_init_globs": CLOUD_INIT_GLOBS},
+            "cloud_init_globs": CLOUD_INIT_GLOBS, "files": installs(REMOVE_USER_SCRIPT, REMOVE_USER_UNIT),
+            "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
+            "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER)},
             env=(("BAKERY_BUILD_USER", "var.build_user"),)),
     ]
     return steps
@@ -361,7 +380,8 @@ class Variable:
 def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
     img = cluster.image
     out = [
-        Variable("build_user", "string", "User the installer creates and Packer connects as (password locked at the end).",
+        Variable("build_user", "string", "User the installer creates and Packer connects as (its password hash is "
+                 "removed by the seal, the account at each node's first boot).",
                  plan.build_user or img.build_user,
                  validation=('can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.build_user))',
                              "build_user must be a lower-case login name.")),

@@ -4,6 +4,7 @@ schema, TOML and YAML parsers, and bash itself."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -608,7 +609,8 @@ def test_swap_kernel_and_seal_steps(render):
         next(i for i, c in enumerate(seal) if c[:2] == ["cloud-init", "clean"])][:5]
     assert ["truncate", "-s", "0", "/etc/machine-id"] in seal
     assert ["rm", "-f", "/etc/ssh/ssh_host_*"] in seal
-    assert ["passwd", "-l", "$BUILD_USER"] in [c[:3] for c in seal]
+    assert ["disarm_build_user", "/", "$BUILD_USER"] in seal
+    assert not [c for c in seal if c[:1] == ["passwd"]], "passwd -l leaves the hash in every clone"
     removed = {w for c in seal if c[:2] == ["rm", "-f"] for w in c[2:]}
     assert "/etc/cloud/cloud.cfg.d/99-installer.cfg" in removed
     assert "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg" in removed
@@ -619,6 +621,120 @@ def test_swap_kernel_and_seal_steps(render):
     auto = (packer_dir(render, "ubuntu-24.04") / "files" / "etc" / "apt" / "apt.conf.d" / "20auto-upgrades").read_text()
     assert re.findall(r'^(APT::Periodic::[\w-]+) "(\d)";', auto, re.M) == [
         ("APT::Periodic::Update-Package-Lists", "0"), ("APT::Periodic::Unattended-Upgrade", "0")]
+
+
+# --- the build user --------------------------------------------------------------------
+
+def _shell_function(script: Path, name: str) -> str:
+    text = script.read_text()
+    start = text.index(f"{name}() {{")
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+def _fake_root(root: Path, user="packer") -> Path:
+    """/etc as the installer leaves it: the build user with a hash, in the sudo group."""
+    etc = root / "etc"
+    (etc / "sudoers.d").mkdir(parents=True)
+    (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/bash\n{user}:x:1000:1000:Packer:/home/{user}:/bin/bash\n")
+    (etc / "shadow").write_text(f"root:*:20000:0:99999:7:::\n{user}:{FAKE_HASH}:20000:0:99999:7:::\n")
+    (etc / "shadow-").write_text((etc / "shadow").read_text())
+    (etc / "group").write_text(f"root:x:0:\nadm:x:4:syslog,{user}\nsudo:x:27:{user}\n{user}:x:1000:\n")
+    (etc / "gshadow").write_text(f"root:*::\nadm:*::syslog,{user}\nsudo:*::{user}\n{user}:!::\n")
+    (etc / "login.defs").write_text("USERGROUPS_ENAB yes\n")
+    (etc / "sudoers.d" / "90-bakery-build").write_text(f"{user} ALL=(ALL) NOPASSWD:ALL\n")
+    home = root / "home" / user
+    home.mkdir(parents=True)
+    (home / ".profile").write_text("")
+    for path in (home, home / ".profile"):
+        os.chown(path, 1000, 1000)
+    return root
+
+
+def _need_root_tools():
+    if os.geteuid() != 0:
+        pytest.skip("usermod/userdel --prefix write a copy of /etc only as root (CI runs as root)")
+    return need("usermod"), need("userdel")
+
+
+def _entries(root: Path, name: str) -> dict:
+    return {line.split(":")[0]: line.split(":") for line in (root / "etc" / name).read_text().splitlines()}
+
+
+@pytest.mark.parametrize("name", ["ubuntu-24.04", "debian-12"])
+def test_seal_leaves_no_password_hash_and_no_group(render, tmp_path, name):
+    """Run the seal's own disarm_build_user against a copy of /etc."""
+    _need_root_tools()
+    seal = packer_dir(render, name) / "scripts" / "90-seal.sh"
+    root = _fake_root(tmp_path / "root")
+    prog = "set -euo pipefail\n" + _shell_function(seal, "disarm_build_user") + 'disarm_build_user "$1" packer\n'
+    r = subprocess.run(["bash", "-c", prog, "x", str(root)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _entries(root, "shadow")["packer"][1] == "*"
+    for f in (root / "etc").rglob("*"):
+        if f.is_file():
+            assert FAKE_HASH not in f.read_text(), f"the old hash is left in {f}"
+    for gname, fields in _entries(root, "group").items():
+        assert "packer" not in fields[3].split(","), f"still in group {gname}"
+    # still there for Packer to finish with: the account and its sudo rule
+    assert "packer" in _entries(root, "passwd")
+    assert (root / "etc" / "sudoers.d" / "90-bakery-build").exists()
+
+
+def test_first_boot_removes_the_build_user(render, tmp_path):
+    """The image's removal script, run as its unit runs it, against a sealed copy of /etc."""
+    _need_root_tools()
+    from bakery import packer
+
+    pdir = packer_dir(render, "ubuntu-24.04")
+    script = pdir / "files" / packer.REMOVE_USER_SCRIPT.lstrip("/")
+    r = subprocess.run([need("shellcheck"), "--severity=style", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    root = _fake_root(tmp_path / "root")
+    marker = root / packer.REMOVE_USER_MARKER.lstrip("/")
+    marker.parent.mkdir(parents=True)
+    # the marker as the seal writes it
+    seal = (pdir / "scripts" / "90-seal.sh").read_text()
+    assert f"printf '%s\\n' \"$BUILD_USER\" >{packer.REMOVE_USER_MARKER}\n" in seal
+    marker.write_text("packer\n")
+    r = subprocess.run(["sh", str(script), str(root)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for f in ("passwd", "shadow", "group", "gshadow"):
+        assert "packer" not in _entries(root, f), f
+        assert not [g for g, fields in _entries(root, f).items() if "packer" in fields[-1].split(",")], f
+    assert not (root / "home" / "packer").exists()
+    assert not (root / "etc" / "sudoers.d" / "90-bakery-build").exists() and not marker.exists()
+    r = subprocess.run(["sh", str(script), str(root)], capture_output=True, text=True)
+    assert r.returncode == 0, "a second boot finds nothing to do"
+    # a marker that is not a login name removes nothing
+    root2 = _fake_root(tmp_path / "root2")
+    (root2 / packer.REMOVE_USER_MARKER.lstrip("/")).parent.mkdir(parents=True)
+    (root2 / packer.REMOVE_USER_MARKER.lstrip("/")).write_text("packer; rm -rf /\n")
+    r = subprocess.run(["sh", str(script), str(root2)], capture_output=True, text=True)
+    assert r.returncode == 1 and "packer" in _entries(root2, "passwd")
+
+
+def test_build_user_removal_unit_runs_before_cloud_init_and_is_enabled(render):
+    import configparser
+
+    from bakery import packer
+
+    pdir = packer_dir(render, "debian-12")
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read_string((pdir / "files" / packer.REMOVE_USER_UNIT.lstrip("/")).read_text())
+    assert unit["Service"]["Type"] == "oneshot"
+    assert unit["Service"]["ExecStart"] == packer.REMOVE_USER_SCRIPT
+    assert unit["Unit"]["ConditionPathExists"] == packer.REMOVE_USER_MARKER
+    assert "cloud-init-local.service" in unit["Unit"]["Before"].split()
+    assert unit["Unit"]["DefaultDependencies"] == "no"
+    assert unit["Install"]["WantedBy"] == "sysinit.target"
+    seal = _script_commands(pdir / "scripts" / "90-seal.sh")
+    assert ["systemctl", "enable", packer.REMOVE_USER_UNIT_NAME, ">/dev/null"] in seal
+    # the unit and its script are installed before the staged files go
+    installed = [c[5] for c in seal if c[:2] == ["install", "-D"]]
+    assert {packer.REMOVE_USER_SCRIPT, packer.REMOVE_USER_UNIT} <= set(installed)
+    last_install = max(i for i, c in enumerate(seal) if c[:2] == ["install", "-D"])
+    assert last_install < next(i for i, c in enumerate(seal) if c[:2] == ["rm", "-rf"] and "/tmp/bakery" in c)
 
 
 # --- containerd and crictl ---------------------------------------------------------------
