@@ -31,6 +31,19 @@ STAGE = f"{STAGE_ROOT}/files"
 CACHE_DIR = "/var/cache/bakery"
 SUDOERS_FILE = "/etc/sudoers.d/90-bakery-build"  # the build user's grant, removed last
 INSTALL_HOSTNAME = "bakery-build"
+# The build user leaves in two steps. The seal replaces its password hash with '*' (no
+# password matches; sudo NOPASSWD and Packer's open SSH session keep working, so the
+# shutdown_command or the drop-build-sudo provisioner still runs) and drops the /etc/shadow-
+# backup that would keep the old hash. The account itself cannot be deleted during the bake:
+# Packer is logged in as it, and runs more commands as it after the seal (the shell
+# provisioner's script cleanup, shutdown_command). So a oneshot unit deletes it at each
+# node's first boot, before cloud-init, named by a marker the seal writes (the user comes
+# from var.build_user at build time). A userdel in shutdown_command would cover VirtualBox
+# and QEMU only; Proxmox stops the VM through its API.
+REMOVE_USER_SCRIPT = "/usr/local/sbin/bakery-remove-build-user"
+REMOVE_USER_UNIT_NAME = "bakery-remove-build-user.service"
+REMOVE_USER_UNIT = f"/etc/systemd/system/{REMOVE_USER_UNIT_NAME}"
+REMOVE_USER_MARKER = "/var/lib/bakery/build-user"
 
 KERNEL_MODULES = ("overlay", "br_netfilter")
 SYSCTLS = (("net.ipv4.ip_forward", "1"),
@@ -71,6 +84,32 @@ CLOUD_INIT_GLOBS = (
     "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg",
     "/etc/netplan/00-installer-config*.yaml",
 )
+
+# Linux keeps the hardware clock in UTC; packer-plugin-virtualbox defaults rtc_time_base to
+# "local" (`--rtcuseutc off`), which starts every guest off by the host's UTC offset. Its
+# allowed values are exactly "UTC" and "local" (v1.1.5 builder/virtualbox/iso/builder.go;
+# step_create_vm.go turns "UTC" into `modifyvm --rtcuseutc on`).
+VIRTUALBOX_RTC_TIME_BASE = "UTC"
+
+# Packer names each build `<build block name>.<source type>.<source name>` and matches
+# `packer build -only=GLOB` against that full name (hashicorp/packer
+# hcl2template/types.packer_config.go; packer/build.go CoreBuild.Name). Provisioner-level
+# `only` lists take `<source type>.<source name>` instead.
+BUILD_NAME = "node"
+SOURCE_NAME = "node"
+
+# What each builder's build needs besides PKR_VAR_build_password, and what it makes.
+BUILDER_NOTES = {
+    "virtualbox-iso": "VirtualBox on this machine; makes an OVA",
+    "qemu": "QEMU (with /dev/kvm, or qemu_accelerator=tcg); makes a qcow2",
+    "proxmox-iso": "the Proxmox VE API (PKR_VAR_proxmox_token, spec.image.proxmox); makes a template",
+}
+
+
+def build_names(builders) -> list[str]:
+    """The names `packer build -only=` matches, one per source of the build block."""
+    return [f"{BUILD_NAME}.{b}.{SOURCE_NAME}" for b in builders]
+
 
 PLUGIN_SOURCES = {"virtualbox": "github.com/hashicorp/virtualbox",
                   "proxmox": "github.com/hashicorp/proxmox",
@@ -128,6 +167,10 @@ def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
     if plan.package_source == "dl.k8s.io":
         files += [ImageFile(KUBELET_UNIT, "kubelet.service.j2"),
                   ImageFile(KUBEADM_DROPIN, "10-kubeadm.conf.j2")]
+    removal = {"marker": REMOVE_USER_MARKER, "script": REMOVE_USER_SCRIPT, "unit_name": REMOVE_USER_UNIT_NAME,
+               "sudoers_file": SUDOERS_FILE}
+    files += [ImageFile(REMOVE_USER_SCRIPT, "remove-build-user.sh.j2", "0755", context=removal),
+              ImageFile(REMOVE_USER_UNIT, "remove-build-user.service.j2", context=removal)]
     # The node check (issue 9): the program itself, verbatim, and what it expects.
     files += [
         ImageFile(planmod.NODE_CHECK, "", "0755", content=node_check_source()),
@@ -209,7 +252,9 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "node_check": planmod.NODE_CHECK, "expected": planmod.NODE_CHECK_EXPECTED}),
         Step(SEAL, "seal the image: no machine identity, no host keys, no open account", {
             "family": osr.family, "cloud_init_leftovers": CLOUD_INIT_LEFTOVERS,
-            "cloud_init_globs": CLOUD_INIT_GLOBS},
+            "cloud_init_globs": CLOUD_INIT_GLOBS, "files": installs(REMOVE_USER_SCRIPT, REMOVE_USER_UNIT),
+            "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
+            "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER)},
             env=(("BAKERY_BUILD_USER", "var.build_user"),)),
     ]
     return steps
@@ -300,8 +345,14 @@ def http_files(cluster: Cluster, plan: ImagePlan) -> tuple[dict[str, str], list[
         content = [("/user-data", f'templatefile("${{path.root}}/http/user-data.pkrtpl", {tpl_vars})'),
                    ("/meta-data", 'file("${path.root}/http/meta-data")')]
         # GRUB (BIOS and UEFI) command line; `\;` keeps GRUB from splitting the seed address.
+        # The installer's arguments go before `---`: curtin copies whatever follows it into
+        # the installed system's GRUB_CMDLINE_LINUX_DEFAULT (curtin/commands/install_grub.py,
+        # get_carryover_params), and every node would boot with them. `ds=nocloud` with an
+        # http seed fetches over the network (cloud-init >= 23.2 picks the mode from the
+        # seedfrom scheme, DataSourceNoCloud.load_cmdline_data); `nocloud-net` is deprecated
+        # since 24.1.
         boot = ["c<wait>",
-                f"linux /casper/vmlinuz --- autoinstall ds=nocloud-net\\;s={seed}<enter><wait>",
+                f"linux /casper/vmlinuz autoinstall ds=nocloud\\;s={seed} ---<enter><wait>",
                 "initrd /casper/initrd<enter><wait>",
                 "boot<enter>"]
     else:
@@ -329,7 +380,8 @@ class Variable:
 def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
     img = cluster.image
     out = [
-        Variable("build_user", "string", "User the installer creates and Packer connects as (password locked at the end).",
+        Variable("build_user", "string", "User the installer creates and Packer connects as (its password hash is "
+                 "removed by the seal, the account at each node's first boot).",
                  plan.build_user or img.build_user,
                  validation=('can(regex("^[a-z_][a-z0-9_-]{0,31}$", var.build_user))',
                              "build_user must be a lower-case login name.")),
@@ -338,7 +390,9 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
                  has_default=False, sensitive=True,
                  validation=("length(var.build_password) >= 8",
                              "Set PKR_VAR_build_password to a password of at least 8 characters.")),
-        Variable("iso_url", "string", f"Installer ISO for {plan.os}.", plan.iso_url),
+        Variable("iso_urls", "list(string)", f"Installer ISO for {plan.os}: the same file at each URL, "
+                 "tried in order.", list(plan.iso_urls),
+                 validation=("length(var.iso_urls) > 0", "iso_urls needs at least one URL.")),
         Variable("iso_checksum", "string", "Checksum of the ISO (sha256:<hex> or file:<SHA256SUMS URL>).",
                  plan.iso_checksum),
         Variable("cpus", "number", "vCPUs of the build VM.", img.cpus),
@@ -394,7 +448,7 @@ def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[d
         out.append({"type": "shell", "attrs": attrs})
     if "proxmox-iso" in cluster.image.builders:
         out.append({"type": "shell", "attrs": [
-            ("name", q("drop-build-sudo")), ("only", '["proxmox-iso.node"]'),
+            ("name", q("drop-build-sudo")), ("only", f'["proxmox-iso.{SOURCE_NAME}"]'),
             ("inline", f'["sudo -n rm -f {SUDOERS_FILE}"]')]})
     return out
 
@@ -427,15 +481,16 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         execute_command="sudo -n env {{ .Vars }} bash '{{ .Path }}'",
         shutdown_command=f"sudo -n sh -c 'rm -f {SUDOERS_FILE} && shutdown -P now'"))
     add("sources.pkr.hcl", render_template(
-        "packer/sources.pkr.hcl.j2", **common, builders=builders, os_name=plan.os, installer=osr.installer,
-        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type},
+        "packer/sources.pkr.hcl.j2", **common, builders=builders, source_name=SOURCE_NAME, os_name=plan.os,
+        installer=osr.installer,
+        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type, "rtc_time_base": VIRTUALBOX_RTC_TIME_BASE},
         proxmox={"description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
                                 f"bakery fingerprint {plan.fingerprint}"}))
 
     steps = bake_steps(cluster, plan)
     add("build.pkr.hcl", render_template(
-        "packer/build.pkr.hcl.j2", **common,
-        sources=[f"source.{b}.node" for b in builders],
+        "packer/build.pkr.hcl.j2", **common, build_name=BUILD_NAME,
+        sources=[f"source.{b}.{SOURCE_NAME}" for b in builders],
         provisioners=provisioners(cluster, plan, steps),
         manifest_data=[("image_name", plan.image_name), ("bake_fingerprint", plan.fingerprint),
                        ("kubernetes_version", plan.kubernetes_version), ("os", plan.os),
@@ -450,5 +505,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
                "cache_dir": CACHE_DIR, **step.context}
         add(step.path, render_template(f"packer/scripts/{step.name}.sh.j2", **common, **ctx), executable=True)
     add("README.md", render_template("packer/README.md.j2", **common, image_name=plan.image_name,
-                                     builders=builders, proxmox="proxmox-iso" in builders))
+                                     builds=[(b, name, BUILDER_NOTES[b])
+                                             for b, name in zip(builders, build_names(builders))],
+                                     proxmox="proxmox-iso" in builders))
     return out

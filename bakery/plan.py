@@ -63,9 +63,9 @@ class ImagePlan:
     calico_manifests: tuple[tuple[str, str], ...]  # (file name, URL)
     kube_vip_image: str | None
     # What else decides the bytes of the image (issue 3): the installer ISO, the disk, the
-    # build user the installer creates (locked at the end), and the bakery release whose
+    # build user the installer creates (removed again, see packer.REMOVE_USER_SCRIPT), and the bakery release whose
     # scripts bake it. Build-VM sizing (cpus, memory) is not an input: it changes no byte.
-    iso_url: str = ""
+    iso_urls: tuple[str, ...] = ()  # one file, tried at each location in order
     iso_checksum: str = ""
     disk_size_mib: int = 0
     build_user: str = ""
@@ -109,7 +109,9 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         calico_version=calico.version,
         calico_manifests=tuple((name, calico.manifest_url(name)) for name in calico.manifests()),
         kube_vip_image=kube_vip,
-        iso_url=cluster.image.iso_url or versions.OS_RELEASES[cluster.os].iso_url,
+        # A URL from cluster.yaml is the one place to fetch from; the catalog's release
+        # may be at two (versions.ubuntu_live_server_urls).
+        iso_urls=((cluster.image.iso_url,) if cluster.image.iso_url else versions.OS_RELEASES[cluster.os].iso_urls),
         iso_checksum=cluster.image.iso_checksum or versions.OS_RELEASES[cluster.os].iso_checksum,
         disk_size_mib=cluster.image.disk_size_mib,
         build_user=cluster.image.build_user,

@@ -158,32 +158,61 @@ def describe_containerd(k8s: KubernetesMinor) -> str:
 
 
 # --- Node image bake (issue 3) ---
-# Installer ISOs per spec.os: versioned URLs (Ubuntu moves superseded point releases to
-# old-releases, Debian keeps every point release under cdimage/archive) with Packer's
-# `file:<SHA256SUMS URL>` checksum form, so a download is always verified.
+# Installer ISOs per spec.os. Packer tries `iso_urls` in order and verifies whichever it
+# gets against one checksum (packer-plugin-sdk multistep/commonsteps/iso_config.go: "All
+# URLs must point to the same file (same checksum)"; iso_url and iso_urls are mutually
+# exclusive). A `file:` checksum is fetched when the template is prepared, so it must live
+# where the ISO never moves from.
+ARCH = "amd64"  # the only architecture the bake supports for now
+
+
 @dataclass(frozen=True)
 class OsRelease:
     name: str  # spec.os
     family: str  # "ubuntu" | "debian"
     installer: str  # "autoinstall" (subiquity) | "preseed" (debian-installer)
     point_release: str
-    iso_url: str
+    iso_urls: tuple[str, ...]  # the same file at each location, tried in order
     iso_checksum: str
     virtualbox_guest_os_type: str
+
+
+def ubuntu_live_server_urls(point: str) -> tuple[str, ...]:
+    """releases.ubuntu.com serves only the current point release of a series; a superseded
+    one moves to old-releases.ubuntu.com/releases/<version>/ (FACTS.md; e.g. 22.04.4 lives
+    at old-releases.ubuntu.com/releases/22.04.4/ since 22.04.5). Both, so the pin keeps
+    working after the next point release. Its SHA256SUMS moves too: pin the hash."""
+    name = f"ubuntu-{point}-live-server-{ARCH}.iso"
+    return (f"https://releases.ubuntu.com/{point}/{name}",
+            f"https://old-releases.ubuntu.com/releases/{point}/{name}")
+
+
+def debian_netinst_urls(point: str, current_stable: bool) -> tuple[str, ...]:
+    """cdimage.debian.org keeps every point release for good under cdimage/archive/<v>/; only
+    the current stable point release is (also) under cdimage/release/<v>/, until the next
+    one replaces it. An oldstable release such as bookworm (since trixie, 13, in 2025) is
+    published under archive/ only (cdimage/archive/latest-oldstable/ points there)."""
+    tail = f"{point}/{ARCH}/iso-cd/debian-{point}-{ARCH}-netinst.iso"
+    archive = f"https://cdimage.debian.org/cdimage/archive/{tail}"
+    return (f"https://cdimage.debian.org/cdimage/release/{tail}", archive) if current_stable else (archive,)
 
 
 OS_RELEASES: dict[str, OsRelease] = {
     r.name: r
     for r in [
-        OsRelease("ubuntu-22.04", "ubuntu", "autoinstall", "22.04.5",
-                  "https://releases.ubuntu.com/22.04.5/ubuntu-22.04.5-live-server-amd64.iso",
-                  "file:https://releases.ubuntu.com/22.04.5/SHA256SUMS", "Ubuntu_64"),
-        OsRelease("ubuntu-24.04", "ubuntu", "autoinstall", "24.04.4",
-                  "https://releases.ubuntu.com/24.04.4/ubuntu-24.04.4-live-server-amd64.iso",
-                  "file:https://releases.ubuntu.com/24.04.4/SHA256SUMS", "Ubuntu_64"),
-        OsRelease("debian-12", "debian", "preseed", "12.12.0",
-                  "https://cdimage.debian.org/cdimage/archive/12.12.0/amd64/iso-cd/debian-12.12.0-amd64-netinst.iso",
-                  "file:https://cdimage.debian.org/cdimage/archive/12.12.0/amd64/iso-cd/SHA256SUMS", "Debian_64"),
+        # 22.04.5 (2024-09) is jammy's last point release. sha256 of the live-server ISO
+        # from releases.ubuntu.com/22.04.5/SHA256SUMS.
+        OsRelease("ubuntu-22.04", "ubuntu", "autoinstall", "22.04.5", ubuntu_live_server_urls("22.04.5"),
+                  "sha256:9bc6028870aef3f74f4e16b900008179e78b130e6b0b9a140635434a46aa98b0", "Ubuntu_64"),
+        # 24.04.5 (2026-09, ubuntu/ubuntu-release-notes docs/24.04/5.md "Changes in Ubuntu
+        # 24.04.5"; schedule.md) supersedes 24.04.4. sha256 from
+        # releases.ubuntu.com/24.04.5/SHA256SUMS.
+        OsRelease("ubuntu-24.04", "ubuntu", "autoinstall", "24.04.5", ubuntu_live_server_urls("24.04.5"),
+                  "sha256:97f3d7ffb032c3eb3b23d2c8be9cc76e60c2c1f2c0146ba5ba9fe01cafae0fd8", "Ubuntu_64"),
+        # Debian 12 is oldstable: 12.15.0 is its newest point release (cdimage/archive/
+        # latest-oldstable). The archive never moves, so its SHA256SUMS can be the checksum.
+        OsRelease("debian-12", "debian", "preseed", "12.15.0", debian_netinst_urls("12.15.0", current_stable=False),
+                  "file:https://cdimage.debian.org/cdimage/archive/12.15.0/amd64/iso-cd/SHA256SUMS", "Debian_64"),
     ]
 }
 
@@ -197,8 +226,7 @@ PACKER_PLUGINS: dict[str, tuple[str, str]] = {  # builder -> (plugin name, versi
 }
 
 # Release downloads the bake verifies by sha256 (each project publishes a checksum file
-# beside the artifact). ARCH is the only architecture the bake supports for now.
-ARCH = "amd64"
+# beside the artifact), for ARCH.
 
 
 def containerd_download(version: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@ by shellcheck and run by bash against stand-in VBoxManage/qm/pvesm that keep sta
 idempotency and the values that reach the hypervisor are checked where they are used."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -191,6 +192,31 @@ elif cmd == "showvminfo":
     if "--machinereadable" in args:
         for i, (name, typ) in enumerate(vm["controllers"]):
             print(f'storagecontrollername{i}="{name}"'); print(f'storagecontrollertype{i}="{typ}"')
+elif cmd == "modifyvm":
+    # VBoxManage's contract for the options create-vms.sh uses: a registered VM, known
+    # options, each with a valid value (on/off switches take exactly on or off).
+    vm = state["vms"].get(args[1]) if len(args) > 1 else None
+    if vm is None:
+        print(f"VBoxManage: error: Could not find a registered machine named '{args[1:2]}'", file=sys.stderr)
+        sys.exit(1)
+    nic = {"none", "null", "nat", "natnetwork", "bridged", "intnet", "hostonly", "generic"}
+    onoff = {"on", "off"}
+    valid = {"--nic1": nic.__contains__, "--nic2": nic.__contains__, "--hostonlyadapter2": bool,
+             "--macaddress2": lambda v: v == "auto" or (len(v) == 12 and all(c in "0123456789ABCDEFabcdef" for c in v)),
+             "--cableconnected2": onoff.__contains__, "--rtcuseutc": onoff.__contains__}
+    opts = args[2:]
+    if len(opts) % 2:
+        print(f"VBoxManage: error: Missing argument to '{opts[-1]}'", file=sys.stderr)
+        sys.exit(1)
+    for key, val in zip(opts[::2], opts[1::2]):
+        if key not in valid:
+            print(f"VBoxManage: error: Invalid parameter '{key}'", file=sys.stderr)
+            sys.exit(1)
+        if not valid[key](val):
+            print(f"VBoxManage: error: Invalid {key} argument '{val}'", file=sys.stderr)
+            sys.exit(1)
+        vm.setdefault("settings", {})[key.lstrip("-")] = val
+    save()
 elif cmd == "import":
     name = args[args.index("--vmname") + 1]
     state["vms"][name] = {"controllers": [["SATA Controller", "IntelAhci"]], "running": False}; save()
@@ -213,8 +239,6 @@ def vbox_env(tmp_path):
 
 
 def calls(state: Path) -> list[list[str]]:
-    import json
-
     return [json.loads(line) for line in (state / "log").read_text().splitlines()]
 
 
@@ -257,6 +281,10 @@ def test_create_vms_runs_and_is_idempotent(tmp_path):
         assert c[c.index("--nic2") + 1] == "hostonly" and c[c.index("--hostonlyadapter2") + 1] == "vboxnet0"
         want = mac if n.name == "k8s-node1" else deliver.stable_mac("lab", n.name)
         assert c[c.index("--macaddress2") + 1] == want.replace(":", "").upper()
+    # the stand-in's state: every guest keeps its RTC in UTC
+    vms = json.loads((state / "state.json").read_text())["vms"]
+    assert {n.name: vms[n.name]["settings"].get("rtcuseutc") for n in cluster.nodes} == {
+        n.name: "on" for n in cluster.nodes}
     attach = {c[1]: c for c in log if c[0] == "storageattach"}
     for n in cluster.nodes:
         medium = Path(attach[n.name][attach[n.name].index("--medium") + 1])
@@ -271,6 +299,24 @@ def test_create_vms_runs_and_is_idempotent(tmp_path):
     again = calls(state)
     assert not [c for c in again if c[0] in ("import", "modifyvm", "startvm", "hostonlyif")], again
     assert "k8s-node2: exists, left alone" in r.stdout
+
+
+def test_vboxmanage_stand_in_enforces_modifyvm(tmp_path):
+    env, state = vbox_env(tmp_path)
+    vbox = str(tmp_path / "bin" / "VBoxManage")
+
+    def run(*args):
+        return subprocess.run([vbox, *args], capture_output=True, text=True, env=env).returncode
+    assert run("modifyvm", "ghost", "--rtcuseutc", "on") == 1, "no such VM"
+    assert run("import", "x.ova", "--vsys", "0", "--vmname", "vm") == 0
+    assert run("modifyvm", "vm", "--rtcuseutc", "on") == 0
+    assert run("modifyvm", "vm", "--rtcuseutc", "UTC") == 1, "on|off only"
+    assert run("modifyvm", "vm", "--rtc-time-base", "on") == 1, "unknown option"
+    assert run("modifyvm", "vm", "--nic1", "natt") == 1
+    assert run("modifyvm", "vm", "--macaddress2", "08:00:27:aa:bb:cc") == 1, "VBoxManage takes 12 hex digits"
+    assert run("modifyvm", "vm", "--cableconnected2") == 1
+    vm = json.loads((state / "state.json").read_text())["vms"]["vm"]
+    assert vm["settings"] == {"rtcuseutc": "on"}
 
 
 def test_create_vms_without_ova_fails_clearly(tmp_path):

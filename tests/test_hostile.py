@@ -142,9 +142,13 @@ def test_every_output_parses_and_user_values_stay_intact(bundle, tmp_path_factor
                 defaults = {k.strip('"'): b.get("default") for v in parsed["variable"] for k, b in v.items()}
                 # each URL reads back exactly as Packer will see it: HCL's $${ and %%{ are a
                 # literal ${ and %{, so no user text becomes a template
-                for var, want in (("iso_url", data["spec"]["image"]["iso"]["url"]),
+                for var, want in (("iso_urls", data["spec"]["image"]["iso"]["url"]),
                                   ("proxmox_url", data["spec"]["image"]["proxmox"]["url"])):
-                    raw = defaults[var][1:-1]
+                    raw = defaults[var]
+                    if var == "iso_urls":  # a user URL is the one location: a list of one
+                        assert isinstance(raw, list) and len(raw) == 1, raw
+                        raw = raw[0]
+                    raw = raw[1:-1]
                     assert not re.search(r"(?<![$%])[$%]\{", raw.replace("$${", "").replace("%%{", "")), (var, raw)
                     assert raw.replace("$${", "${").replace("%%{", "%{") == want, (var, raw)
     for name, text in shell_texts(files):
