@@ -180,7 +180,9 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
         rows = []
     for name, cn, end, days in rows:
         click.echo(f"{name:14} {cn:22} expires {end} ({days} days)")
-    bundle, _ = sec.obtain(model, path, rotate_token=False, create=False)
+    bundle, _, notes = sec.obtain(model, path, rotate_token=False, create=False)
+    for note in notes:
+        click.echo(note)
     ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after kubeadm init"
     click.echo(f"{'token':14} {bundle.token_id + '.****':22} {ttl}")
     click.echo(f"{path}: usable")
