@@ -122,9 +122,12 @@ class Deployer:
         return {i["volid"] for i in items}
 
     def upload_seed(self, name: str) -> str:
-        """Upload nodes/<name>/seed.iso as ISO content (named by its hash, so a changed seed
-        is a new file and an unchanged one is not sent again); returns its volume id."""
-        iso = self.out / "nodes" / name / "seed.iso"
+        """Upload the node's Proxmox seed ISO, proxmox/seeds/<name>.iso, as ISO content (named
+        by its hash, so a changed seed is a new file and an unchanged one is not sent again);
+        returns its volume id."""
+        from .deliver import proxmox_seed_iso
+
+        iso = self.out / proxmox_seed_iso(name)
         if not iso.is_file():
             raise EnvError(f"{iso} is missing; run `bakery render` first")
         data = iso.read_bytes()
