@@ -516,6 +516,54 @@ def test_ci_workflow_shape():
     assert "Bake fingerprint" in steps
 
 
+def pip_requirements(script: str) -> list[str]:
+    """The requirement arguments of every `pip install` in a shell script (options and
+    local paths left out)."""
+    import shlex
+
+    reqs = []
+    for line in script.splitlines():
+        words = shlex.split(line, comments=True)
+        for i in range(len(words) - 1):
+            if words[i] in ("pip", "pip3") and words[i + 1] == "install" or \
+                    words[i].endswith("python") and words[i + 1:i + 4] == ["-m", "pip", "install"]:
+                args = words[i + 2:] if words[i + 1] == "install" else words[i + 4:]
+                for a in args:
+                    if a in ("&&", "||", ";", "|"):
+                        break
+                    if not a.startswith(("-", ".", "/")):
+                        reqs.append(a)
+    return reqs
+
+
+def test_ci_workflow_installs_this_project_at_its_version():
+    """`pip install bakery` installs someone else's project: every pip install in the example
+    names this project's distribution (pyproject.toml) at this release (the version that
+    renders what render --check compares)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from bakery import __version__
+
+    root = CI.parent.parent.parent
+    dist = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    assert canonicalize_name(dist) != "bakery"
+    wf = yaml.safe_load(CI.read_text())
+    reqs = [r for job in wf["jobs"].values() for s in job["steps"] for r in pip_requirements(s.get("run", ""))]
+    assert len(reqs) == 2  # one per job that runs bakery
+    for text in reqs:
+        req = Requirement(text)
+        assert canonicalize_name(req.name) == canonicalize_name(dist), text
+        assert str(req.specifier) == f"=={__version__}", text
+    # the README's install instructions too
+    readme_reqs = pip_requirements("\n".join(re.findall(r"`([^`]*pip install[^`]*)`", (root / "README.md").read_text())
+                                             + re.findall(r"^pip install.*$", (root / "README.md").read_text(), re.M)))
+    assert readme_reqs and all(canonicalize_name(Requirement(r).name) == canonicalize_name(dist) for r in readme_reqs)
+    assert pip_requirements("pip install bakery && python -m pip install -e '.[test]'") == ["bakery"]  # the helper sees it
+
+
 def test_ci_workflow_scripts_pass_shellcheck_and_read_the_fingerprint(tmp_path):
     """Each run: script through shellcheck (GitHub expressions stood in by a word), and the
     fingerprint step run for real with jq against a rendered manifest.json."""
