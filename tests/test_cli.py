@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -167,24 +168,57 @@ def test_unwritable_output_is_an_environment_error(tmp_path):
     assert "Traceback" not in r.stderr and "error" in r.stderr
 
 
+def fresh_venv_seeing_our_dependencies(env_dir: Path) -> tuple[Path, dict]:
+    """A new virtual environment whose own site-packages is empty, that sees the packages of
+    the interpreter running the tests (through a .pth file naming its site-packages), and the
+    environment to run it in (no PYTHONPATH, no VIRTUAL_ENV). `venv --system-site-packages`
+    would see the base interpreter's packages instead: inside an active virtual environment
+    those are not the ones installed there."""
+    import site
+    import sysconfig
+
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    if site.ENABLE_USER_SITE:
+        ours.append(site.getusersitepackages())
+    # Lines of a .pth name folders to append to sys.path; the .pth files inside those folders
+    # (such as an editable install of this checkout) are not processed, so only the wheel
+    # installed into the new environment provides `bakery`.
+    Path(purelib, "_test_parent_site.pth").write_text("".join(f"{d}\n" for d in dict.fromkeys(ours)))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return py, env
+
+
 @pytest.mark.skipif(os.environ.get("BAKERY_SKIP_INSTALL_TEST") == "1", reason="BAKERY_SKIP_INSTALL_TEST=1")
 def test_non_editable_install_renders_from_another_folder(tmp_path):
     """pip install . (a wheel, not editable), then bakery render from elsewhere: the schema
-    and templates must ship inside the wheel."""
+    and templates must ship inside the wheel. Passes inside a virtual environment and outside."""
+    import tomllib
+
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
-    py = env_dir / "bin" / "python"
+    py, env = fresh_venv_seeing_our_dependencies(env_dir)
     r = subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", str(ROOT)],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0 and ("No matching distribution" in r.stderr or "Could not find" in r.stderr):
         pytest.skip("the build backend cannot be fetched here: " + r.stderr.strip().splitlines()[-1])
     assert r.returncode == 0, r.stderr
     work = tmp_path / "elsewhere"
     work.mkdir()
-    r = subprocess.run([env_dir / "bin" / "bakery", "render", str(LAB)], capture_output=True, text=True, cwd=work)
+    r = subprocess.run([env_dir / "bin" / "bakery", "render", str(LAB)], capture_output=True, text=True, cwd=work,
+                       env=env)
     assert r.returncode == 0, r.stderr
     assert (work / "outputs" / "lab" / "manifest.json").is_file()
-    installed = subprocess.run([py, "-c", "import bakery, pathlib; print(pathlib.Path(bakery.__file__).parent)"],
-                               capture_output=True, text=True, cwd=work).stdout.strip()
-    assert "site-packages" in installed
+    dist = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
+    probe = ("import bakery, importlib.metadata, pathlib; print(pathlib.Path(bakery.__file__).parent); "
+             f"print(importlib.metadata.version({dist!r}))")
+    installed, version = subprocess.run([py, "-c", probe], capture_output=True, text=True, cwd=work, env=env,
+                                        check=True).stdout.split()
+    # the package imported is the wheel's copy in the new environment, not this checkout
+    assert Path(installed).is_relative_to(env_dir) and "site-packages" in installed, installed
+    assert version == __version__  # the installed distribution has the project's name and version
+    r = subprocess.run([env_dir / "bin" / "bakery", "--version"], capture_output=True, text=True, env=env)
+    assert r.stdout.strip() == f"bakery {__version__}"
     assert (os.path.isfile(os.path.join(installed, "_data", "schemas", "cluster.schema.json")))
