@@ -6,8 +6,9 @@ Per node: put its cloud-init seed on the Proxmox storage, clone the baked templa
 A VM id that exists already with the node's name is left alone and reported.
 
 The seed: Proxmox's upload API takes only iso, vztmpl and import content, not snippets
-(pve-storage's upload method; Proxmox bugzilla 2208), so by default the node's seed.iso (the
-same NoCloud seed VirtualBox gets) is uploaded as an ISO and attached as a CD-ROM, and the
+(pve-storage's upload method; Proxmox bugzilla 2208), so by default the node's Proxmox seed,
+proxmox/seeds/<node>.iso (the snippets' content: a network-config for the clone's one NIC,
+not VirtualBox's), is uploaded as an ISO and attached as a CD-ROM, and the
 template's own cloud-init drive is removed from the clone so cloud-init sees one seed only.
 With --cicustom the snippets must already be on the snippet storage (copied by
 proxmox/deploy.sh, or a shared storage); they are checked, then given with --cicustom.
