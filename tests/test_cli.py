@@ -112,7 +112,7 @@ def test_init_never_takes_or_shows_a_private_key(tmp_path):
     private, _ = openssh_key("ed25519", "me@laptop")
     _, ec_pub = openssh_key("ecdsa", "ec@laptop")
     env = home_env(tmp_path / "home", {"id_ed25519.pub": private, "id_ecdsa.pub": ec_pub})
-    r, data, users = init_render(tmp_path, env)
+    r, data, _ = init_render(tmp_path, env)
     assert "~/.ssh/id_ed25519.pub does not hold one OpenSSH public key line" in r.stdout
     assert data["spec"]["access"]["sshAuthorizedKeys"] == [ec_pub.decode().strip()]
     body = private.decode().splitlines()[1]

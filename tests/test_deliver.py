@@ -559,7 +559,7 @@ def test_ci_workflow_installs_this_project_at_its_version():
         assert str(req.specifier) == f"=={__version__}", text
     # the README's install instructions too
     readme_reqs = pip_requirements("\n".join(re.findall(r"`([^`]*pip install[^`]*)`", (root / "README.md").read_text())
-                                             + re.findall(r"^pip install.*$", (root / "README.md").read_text(), re.M)))
+                                             + re.findall(r"^pip install.*$", (root / "README.md").read_text(), re.MULTILINE)))
     assert readme_reqs and all(canonicalize_name(Requirement(r).name) == canonicalize_name(dist) for r in readme_reqs)
     assert pip_requirements("pip install bakery && python -m pip install -e '.[test]'") == ["bakery"]  # the helper sees it
 

@@ -380,7 +380,7 @@ def test_cli_deploy_of_a_virtualbox_and_proxmox_cluster_attaches_a_seed_for_the_
         cfg = vm["config"]
         mac = re.fullmatch(r"virtio=([0-9A-F:]{17}),bridge=vmbr0", cfg["net0"]).group(1)
         volid = cfg["ide2"].split(",")[0]
-        content, iso_bytes = server.storage["local"][volid]
+        _, iso_bytes = server.storage["local"][volid]
         iso = pycdlib.PyCdlib()
         iso.open_fp(io.BytesIO(iso_bytes))
         buf = io.BytesIO()
