@@ -330,21 +330,6 @@ def _containerd(ctx: Ctx) -> Iterator[Diagnostic]:
                       f"use {versions.describe_containerd(k8s)}")
 
 
-@check("proxmox-nic-name")
-def _proxmox_nic(ctx: Ctx) -> Iterator[Diagnostic]:
-    """A Proxmox-only cluster that matches the node NIC by VirtualBox's name finds no NIC."""
-    net = ctx.spec["network"]
-    if ctx.spec["image"]["builders"] != ["proxmox-iso"] or net["nodeInterface"] != "enp0s8":
-        return
-    unmatched = [n["name"] for n in ctx.spec["nodes"] if not n.get("mac") and not n.get("interface")]
-    if unmatched:
-        yield ctx.warn("proxmox-nic-name", ("spec", "network"),
-                       f"{len(unmatched)} node{'s' if len(unmatched) > 1 else ''} (e.g. {unmatched[0]}) match "
-                       "the NIC by the name enp0s8, "
-                       "VirtualBox's second NIC; a Proxmox VM's first virtio NIC is ens18",
-                       "set network.nodeInterface: ens18 and natInterface: null, or give each node a mac")
-
-
 @check("token-ttl-never")
 def _token_ttl(ctx: Ctx) -> Iterator[Diagnostic]:
     text = ctx.spec["bootstrap"]["tokenTTL"]
@@ -389,11 +374,20 @@ def _labels(ctx: Ctx) -> Iterator[Diagnostic]:
 @check("no-default-route")
 def _default_route(ctx: Ctx) -> Iterator[Diagnostic]:
     net = ctx.spec["network"]
-    if net["natInterface"] is None and not net["gateway"]:
+    if net["gateway"]:
+        return
+    if net["natInterface"] is None:
         yield ctx.err("no-default-route", ("spec", "network"),
                       "with natInterface: null and no gateway, the nodes have no default route: the host "
                       "cannot reach service IPs (kube-proxy needs a route to 10.96.0.1 and friends)",
                       "set network.gateway, or keep a NAT interface")
+    elif "proxmox-iso" in ctx.spec["image"]["builders"]:
+        # The Proxmox seed configures the clone's one NIC only (deliver.proxmox_seed): the
+        # NAT NIC is VirtualBox's.
+        yield ctx.err("no-default-route", ("spec", "network"),
+                      "with no gateway, the Proxmox VMs have no default route: a Proxmox clone has one NIC, "
+                      "the node network's, and no NAT NIC; the host cannot reach service IPs",
+                      "set network.gateway (the Proxmox bridge's router)")
 
 
 @check("interface-clash")

@@ -133,17 +133,21 @@ def schema() -> None:
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=str))
 @click.option("--force", is_flag=True, help="Overwrite an existing cluster.yaml.")
 def init(directory: str, force: bool) -> None:
-    """Write an example cluster.yaml into DIRECTORY (default: here)."""
+    """Write an example cluster.yaml into DIRECTORY (default: here), with your SSH public key
+    (~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, the first found) if there is one."""
     from pathlib import Path
 
-    from .resources import data_dir
+    from . import scaffold
 
     target = Path(directory) / "cluster.yaml"
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to overwrite it", check="init-exists")
-    example = (data_dir("templates") / "init" / "cluster.yaml").read_text()
+    key = scaffold.find_public_key(Path.home())
+    example = scaffold.cluster_yaml(key)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(example)
+    for line in scaffold.describe(key):
+        click.echo(line)
     click.echo(f"wrote {target}; next: bakery validate {target}")
 
 
@@ -180,7 +184,9 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
         rows = []
     for name, cn, end, days in rows:
         click.echo(f"{name:14} {cn:22} expires {end} ({days} days)")
-    bundle, _ = sec.obtain(model, path, rotate_token=False, create=False)
+    bundle, _, notes = sec.obtain(model, path, rotate_token=False, create=False)
+    for note in notes:
+        click.echo(note)
     ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after kubeadm init"
     click.echo(f"{'token':14} {bundle.token_id + '.****':22} {ttl}")
     click.echo(f"{path}: usable")

@@ -166,7 +166,7 @@ def deploy() -> None:
 @SECRETS_OPTION
 @click.option("--cicustom", is_flag=True,
               help="Give the seeds as cicustom snippets (already copied to the snippet storage, e.g. by "
-                   "proxmox/deploy.sh) instead of uploading each node's seed.iso.")
+                   "proxmox/deploy.sh) instead of uploading each node's proxmox/seeds/<node>.iso.")
 @click.option("--timeout", type=int, default=900, show_default=True, help="Seconds to wait for each task.")
 def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, cicustom: bool,
                        timeout: int) -> None:

@@ -3,12 +3,17 @@
 - nodes/<node>/seed.iso: the node's NoCloud seed (ISO 9660, volume id CIDATA, Joliet and
   Rock Ridge) made with pycdlib, byte for byte the same on every render;
 - virtualbox/create-vms.sh: VBoxManage commands that make one VM per node from the OVA;
-- proxmox/snippets/*.yaml and proxmox/deploy.sh: the same seeds as cicustom snippets and
-  the `qm` commands that clone the template into one VM per node;
+- proxmox/snippets/*.yaml, proxmox/seeds/<node>.iso and proxmox/deploy.sh: each node's
+  Proxmox seed (as cicustom snippets, and as an ISO for `bakery deploy proxmox`) and the
+  `qm` commands that clone the template into one VM per node;
 - README.md: `bakery explain` as Markdown, with a Mermaid diagram.
 
 render_delivery() reads the seed files the other renderers made (it is handed every file
-rendered so far) and never changes them.
+rendered so far) and never changes them. Those seeds are VirtualBox's: a NAT NIC and the
+host-only NIC. A Proxmox clone has one NIC, net0, whose guest name (ens18 for virtio) is not
+VirtualBox's, so the Proxmox seed has its own network-config, matching that NIC by the MAC
+both Proxmox hand-offs set on it (node_mac), and its own meta-data (whose instance-id
+follows the network-config); its user-data is the node's.
 """
 from __future__ import annotations
 
@@ -146,8 +151,27 @@ def node_delivery(cluster, node_plan, seed: dict[str, OutputFile]) -> NodeDelive
     )
 
 
+def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, OutputFile]:
+    """The node's seed for a Proxmox clone: the node's user-data; a network-config that
+    matches the clone's one NIC (net0) by the MAC deploy.sh and `bakery deploy proxmox` set
+    on it (node_mac) and names it node.interface, as the rest of first boot expects (kube-vip's
+    interface), with no NAT NIC (a Proxmox clone has none); meta-data to match."""
+    from . import firstboot
+
+    if "user-data" not in seed:
+        return {}
+    user_data = seed["user-data"]
+    network = firstboot.network_config(cluster, node, mac=node_mac(cluster, node), nat=False)
+    meta = firstboot.meta_data(cluster, node, user_data.content.decode(), network)
+    common = {"kind": "proxmox", "node": node.name, "role": node.role}
+    return {"user-data": user_data,
+            "network-config": OutputFile("", network.encode(), **common),
+            "meta-data": OutputFile("", meta.encode(), **common)}
+
+
 def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFile]:
-    """One node's delivery files, from its seed files: seed.iso and the Proxmox snippets."""
+    """One node's delivery files, from its seed files: seed.iso, and with Proxmox the
+    Proxmox seed as snippets and as an ISO."""
     node = node_plan.node
     out: list[OutputFile] = []
     secret = any(f.secret for f in seed.values())
@@ -156,12 +180,22 @@ def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFi
         out.append(OutputFile(f"nodes/{node.name}/seed.iso", iso, kind="seed", node=node.name,
                               role=node.role, secret=secret))
     if "proxmox-iso" in cluster.image.builders:
+        px_seed = proxmox_seed(cluster, node, seed)
         for part, seed_name in SNIPPET_PARTS:
-            f = seed.get(seed_name)
+            f = px_seed.get(seed_name)
             if f is not None:
                 out.append(OutputFile(f"proxmox/snippets/{snippet_name(cluster, node.name, part)}", f.content,
                                       kind="proxmox", node=node.name, role=node.role, secret=f.secret))
+        if px_seed:
+            iso = seed_iso({name: f.content for name, f in px_seed.items()})
+            out.append(OutputFile(proxmox_seed_iso(node.name), iso, kind="seed", node=node.name,
+                                  role=node.role, secret=any(f.secret for f in px_seed.values())))
     return out
+
+
+def proxmox_seed_iso(node_name: str) -> str:
+    """Where the node's Proxmox seed ISO is, relative to the output folder."""
+    return f"proxmox/seeds/{node_name}.iso"
 
 
 def host_only_address(cluster) -> str:

@@ -86,7 +86,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     _refuse_foreign(dest)
     with locked(dest, lock_timeout):
         clean_stale(dest)
-        bundle, changed = secrets.obtain(cluster, bundle_path, rotate_token=rotate_token)
+        bundle, changed, notes = secrets.obtain(cluster, bundle_path, rotate_token=rotate_token)
         if changed and not bundle_in_tree:
             # the bundle outside the tree is written first: outputs never refer to a lost bundle
             bundle_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -101,8 +101,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
         write_tree(dest, counted())
     result = RenderResult(dest, count)
     result.messages.append(f"wrote {count} files to {dest}")
-    if changed and not rotate_token:
-        result.messages.append(f"created the secrets bundle {bundle_path} (keep it: it is the cluster's root of trust)")
+    result.messages += notes
     if rotate_token:
         result.messages.append("new bootstrap token; on a running cluster register it with:")
         result.messages.append(f"  {bundle.token_create_command(cluster)}")
@@ -134,7 +133,7 @@ def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool
     if not bundle_path.exists():
         raise InputError(f"no secrets bundle at {bundle_path}: nothing was rendered there yet; "
                          "run `bakery render` first", check="check-no-bundle")
-    bundle, _ = secrets.obtain(cluster, bundle_path, rotate_token=False, create=False)
+    bundle, _, notes = secrets.obtain(cluster, bundle_path, rotate_token=False, create=False)
     changed, wanted = [], set()
     for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree):
         wanted.add(f.path)
@@ -149,5 +148,6 @@ def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool
         result.messages += [f"  {'+' if p not in have else '-' if p not in wanted else '~'} {p}" for p in changed]
     else:
         result.messages.append(f"{dest} is up to date ({len(wanted)} files)")
+    result.messages += notes
     return result
 

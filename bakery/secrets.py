@@ -5,6 +5,10 @@ keys), the service-account key pair, the bootstrap token and the admin client
 certificate. Every render reuses it, so outputs are byte-identical from one render to the
 next; nothing here ever rotates a CA. ``--rotate-token`` replaces only the token.
 
+The one exception: a bundle made by an older bakery holds an admin certificate in the
+group ``system:masters``. The next render reissues that one leaf (same key, same CA) in
+``kubeadm:cluster-admins`` and says so; CAs, keys and token stay as they were.
+
 Keys are generated once per cluster (five), never per node. Key and certificate
 encodings follow kubeadm's own files (PKCS#1 "RSA PRIVATE KEY" / SEC1 "EC PRIVATE KEY",
 PKIX "PUBLIC KEY" for sa.pub), so the files can be dropped into /etc/kubernetes/pki.
@@ -47,8 +51,18 @@ KUBEADM_ALGORITHM = {"rsa-2048": "RSA-2048", "rsa-3072": "RSA-3072", "rsa-4096":
 
 # (bundle field, common name) of the three CAs, as kubeadm names them.
 CAS = (("ca", "kubernetes"), ("etcdCa", "etcd-ca"), ("frontProxyCa", "front-proxy-ca"))
+# The everyday admin credential as kubeadm >= 1.29 issues it for admin.conf: CN
+# kubernetes-admin in the group kubeadm:cluster-admins, which `kubeadm init` binds to the
+# cluster-admin ClusterRole with a ClusterRoleBinding of the same name, near its end
+# (kubernetes/kubernetes cmd/kubeadm/app/phases/kubeconfig/kubeconfig.go,
+# getKubeConfigSpecsBase and EnsureAdminClusterRoleBindingImpl;
+# cmd/kubeadm/app/constants/constants.go, ClusterAdminsGroupAndClusterRoleBinding).
+# system:masters (constants.SystemPrivilegedGroup) is kept for super-admin.conf, the
+# break-glass credential that kubeadm writes on the init node only. Every Kubernetes
+# minor in the versions catalog is 1.29 or later (versions.KubernetesMinor.super_admin_conf).
 ADMIN_CN = "kubernetes-admin"
-ADMIN_ORG = "system:masters"
+ADMIN_ORG = "kubeadm:cluster-admins"
+LEGACY_ADMIN_ORG = "system:masters"  # what bakery before this change put in the bundle
 
 
 def go_duration(seconds: int) -> str:
@@ -217,15 +231,16 @@ def _make_ca(common_name: str, algorithm: str, days: int, now: datetime.datetime
     return KeyPair(_cert_pem(cert), _key_pem(key))
 
 
-def _make_admin(ca: KeyPair, algorithm: str, days: int, now: datetime.datetime) -> KeyPair:
-    """The admin client certificate (CN kubernetes-admin, O system:masters), signed by the CA."""
+def _make_admin(ca: KeyPair, algorithm: str, days: int, now: datetime.datetime, key=None) -> KeyPair:
+    """The admin client certificate (CN kubernetes-admin, O kubeadm:cluster-admins), signed
+    by the CA; with a new key unless ``key`` (a private key object) is given."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     ca_cert = _cert(ca.certificate)
     ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
-    key = _new_key(algorithm)
+    key = key or _new_key(algorithm)
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ORG),
                          x509.NameAttribute(NameOID.COMMON_NAME, ADMIN_CN)])
@@ -413,6 +428,38 @@ def expiry_report(data: bytes, now: datetime.datetime | None = None) -> list[tup
     return rows
 
 
+def _admin_subject_ok(bundle: Bundle) -> bool:
+    """Whether the admin certificate is exactly O=kubeadm:cluster-admins, CN=kubernetes-admin."""
+    from cryptography.x509.oid import NameOID
+
+    subject = _cert(bundle.admin.certificate).subject
+    attrs = sorted((a.oid.dotted_string, a.value) for a in subject)
+    return attrs == sorted([(NameOID.ORGANIZATION_NAME.dotted_string, ADMIN_ORG),
+                            (NameOID.COMMON_NAME.dotted_string, ADMIN_CN)])
+
+
+def reissue_admin_note(bundle: Bundle) -> str | None:
+    """What an older bundle's admin certificate needs, in one line; None if nothing."""
+    if _admin_subject_ok(bundle):
+        return None
+    from cryptography import x509
+
+    cert = _cert(bundle.admin.certificate)
+    groups = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)]
+    return (f"the admin certificate is in {', '.join(groups) or 'no group'}, not {ADMIN_ORG}; a render reissues it "
+            f"(same key, same CA; CAs, keys and token unchanged). Copies of the old admin.conf keep their "
+            f"{', '.join(groups) or 'old'} rights until {cert.not_valid_after_utc:%Y-%m-%d}: delete them")
+
+
+def _reissue_admin(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
+    """The bundle with its admin certificate reissued in kubeadm:cluster-admins: same key,
+    same CA, a new validity period; nothing else changes."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    key = _load_key(bundle.admin.key, "admin")
+    cert = _make_admin(bundle.ca, bundle.key_algorithm, cluster.admin_cert_validity_days, now, key=key)
+    return replace(bundle, admin=KeyPair(cert.certificate, bundle.admin.key))
+
+
 def _is_ca(cert) -> bool:
     from cryptography import x509
 
@@ -422,9 +469,12 @@ def _is_ca(cert) -> bool:
         return False
 
 
-def obtain(cluster, path: Path, *, rotate_token: bool, create: bool = True) -> tuple[Bundle, bool]:
-    """The bundle at ``path`` (checked), or a new one. Returns (bundle, changed): changed
-    when the bundle was created or its token replaced, i.e. when it must be written."""
+def obtain(cluster, path: Path, *, rotate_token: bool,
+           create: bool = True) -> tuple[Bundle, bool, list[str]]:
+    """The bundle at ``path`` (checked), or a new one. Returns (bundle, changed, notes):
+    changed when the bundle was created, its token replaced or its admin certificate
+    reissued, i.e. when it must be written; notes say what happened, one line each, and
+    never quote a secret."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"the secrets bundle {path} is a folder; give the path of a file",
@@ -433,7 +483,8 @@ def obtain(cluster, path: Path, *, rotate_token: bool, create: bool = True) -> t
         if not create:
             raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
                              check="secrets-bundle")
-        return new_bundle(cluster), True
+        note = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
+        return new_bundle(cluster), True, [note]
     try:
         bundle = parse(path.read_bytes())
     except _Bad as exc:
@@ -451,10 +502,15 @@ def obtain(cluster, path: Path, *, rotate_token: bool, create: bool = True) -> t
                          f"spec.secrets.keyAlgorithm is {cluster.key_algorithm}; bakery never rotates a CA: "
                          f"set keyAlgorithm: {bundle.key_algorithm}, or move the bundle away to build a new "
                          "cluster", check="secrets-key-algorithm")
+    changed, notes = False, []
+    note = reissue_admin_note(bundle)
+    if note:
+        bundle, changed = _reissue_admin(bundle, cluster), True
+        # create=False: a caller that writes nothing (render --check, secrets info)
+        notes.append(f"{path}: {note if not create else note.replace('a render reissues it', 'reissued it', 1)}")
     if rotate_token:
-        bundle = replace(bundle, token=_fresh_token_unlike(bundle.token))
-        return bundle, True
-    return bundle, False
+        bundle, changed = replace(bundle, token=_fresh_token_unlike(bundle.token)), True
+    return bundle, changed, notes
 
 
 def _fresh_token_unlike(old: str) -> str:
@@ -464,4 +520,4 @@ def _fresh_token_unlike(old: str) -> str:
             return token
 
 
-__all__ = ["Bundle", "KeyPair", "obtain", "new_bundle", "parse", "go_duration"]
+__all__ = ["Bundle", "KeyPair", "obtain", "new_bundle", "parse", "go_duration", "reissue_admin_note"]

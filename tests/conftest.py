@@ -22,6 +22,15 @@ def need(tool: str):
     return shutil.which(tool)
 
 
+def net_convert(path: Path, out: Path, distro: str, kind: str) -> Path:
+    """cloud-init's own renderer: network-config at `path` -> `kind` files under `out`."""
+    need("cloud-init")
+    r = subprocess.run(["cloud-init", "devel", "net-convert", "-p", str(path), "-k", "yaml", "-d", str(out),
+                        "-D", distro, "-O", kind], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 @pytest.fixture
 def lab_text():
     return LAB.read_text()

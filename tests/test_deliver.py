@@ -21,7 +21,7 @@ from bakery.pipeline import load_cluster
 from bakery.plan import image_plan
 from bakery.writer import OutputFile, write_tree
 
-from conftest import LAB, need, run_bakery
+from conftest import LAB, need, net_convert, run_bakery
 
 
 def lab(tmp_path, edit=None):
@@ -405,13 +405,18 @@ def test_deploy_sh_runs_and_is_idempotent(tmp_path):
         assert cicustom == {"user": f"local:snippets/lab-{n.name}-user.yaml",
                             "network": f"local:snippets/lab-{n.name}-network.yaml",
                             "meta": f"local:snippets/lab-{n.name}-meta.yaml"}
-        # the snippet the VM will read is the node's seed, byte for byte
-        for part, seed in (("user", "user-data"), ("network", "network-config"), ("meta", "meta-data")):
-            installed = state / "storage" / "local" / "snippets" / f"lab-{n.name}-{part}.yaml"
-            assert installed.read_bytes() == by_path(seeds)[f"nodes/{n.name}/{seed}"].content
-            assert stat.S_IMODE(installed.stat().st_mode) == 0o600
+        # the snippets the VM will read: the node's user-data byte for byte; a network-config
+        # for the one NIC the clone has, matched by the MAC set on net0
         net0 = c[c.index("--net0") + 1]
         assert net0 == f"virtio={deliver.stable_mac('lab', n.name).upper()},bridge=vmbr0"
+        snippets = state / "storage" / "local" / "snippets"
+        assert (snippets / f"lab-{n.name}-user.yaml").read_bytes() == by_path(seeds)[f"nodes/{n.name}/user-data"].content
+        network = yaml.safe_load((snippets / f"lab-{n.name}-network.yaml").read_text())["network"]
+        assert [e["match"] for e in network["ethernets"].values()] == [{"macaddress": deliver.stable_mac("lab", n.name)}]
+        meta = yaml.safe_load((snippets / f"lab-{n.name}-meta.yaml").read_text())
+        assert meta["local-hostname"] == n.name and meta["instance-id"].startswith(f"lab-{n.name}-")
+        for part in ("user", "network", "meta"):
+            assert stat.S_IMODE((snippets / f"lab-{n.name}-{part}.yaml").stat().st_mode) == 0o600
         assert c[c.index("--memory") + 1] == str(n.memory_mib) and c[c.index("--cores") + 1] == str(n.cpus)
     # a cloud-init drive is added because the template has none
     assert sum(1 for c in log if c[:2] == ["qm", "set"] and "--ide2" in c) == 3
@@ -422,6 +427,63 @@ def test_deploy_sh_runs_and_is_idempotent(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not [c for c in calls(state) if c[:2] in (["qm", "clone"], ["qm", "start"], ["qm", "set"])]
     assert "k8s-node1: VM 9101 exists" in r.stdout
+
+
+def proxmox_nic_is_configured(network_config: Path, mac: str, address: str, gateway: str, tmp: Path) -> None:
+    """What cloud-init makes of a Proxmox seed's network-config, on a clone whose only NIC
+    (net0, virtio) has `mac` and the kernel's name ens18: the node address lands on that
+    NIC, and nothing is configured for a NIC the clone does not have."""
+    mac = mac.lower()
+    netplan = yaml.safe_load((net_convert(network_config, tmp / "np", "ubuntu", "netplan")
+                              / "etc/netplan/50-cloud-init.yaml").read_text())["network"]
+    (eth,) = netplan["ethernets"].values()  # a Proxmox clone has one NIC
+    assert eth["match"] in ({"macaddress": mac}, {"name": "ens18"}), eth["match"]
+    assert eth["addresses"] == [address]
+    assert [r["via"] for r in eth.get("routes", []) if r["to"] in ("0.0.0.0/0", "default")] == [gateway]
+    nd = net_convert(network_config, tmp / "nd", "debian", "networkd")
+    (unit,) = sorted((nd / "etc/systemd/network").glob("*.network"))
+    text = unit.read_text()
+    assert f"MACAddress={mac}" in text.splitlines() or "Name=ens18" in text.splitlines(), text
+    assert f"Address={address}" in text.splitlines()
+
+
+def test_proxmox_seed_of_a_virtualbox_and_proxmox_cluster_matches_the_proxmox_nic(tmp_path):
+    """The lab bakes for VirtualBox and Proxmox: deploy.sh's clones get a network-config that
+    configures the NIC deploy.sh creates (net0, virtio, the MAC it sets), not VirtualBox's
+    enp0s8/enp0s3; VirtualBox keeps its own."""
+    bash = need("bash")
+    data = yaml.safe_load(LAB.read_text())
+    assert {"virtualbox-iso", "proxmox-iso"} <= set(data["spec"]["image"]["builders"])
+    out = tmp_path / "out"
+    r = run_bakery("render", LAB, "--out", out)
+    assert r.returncode == 0, r.stderr
+    env, state = pve_env(tmp_path)
+    r = subprocess.run([bash, str(out / "proxmox/deploy.sh")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    sets = {c[2]: c for c in calls(state) if c[:2] == ["qm", "set"] and "--net0" in c}
+    gateway = data["spec"]["network"]["gateway"]
+    for node in data["spec"]["nodes"]:
+        (c,) = [c for c in sets.values()
+                if c[c.index("--cicustom") + 1].startswith(f"user=local:snippets/lab-{node['name']}-")]
+        model_mac = re.fullmatch(r"virtio=([0-9A-F:]{17}),bridge=vmbr0", c[c.index("--net0") + 1]).group(1)
+        cicustom = dict(kv.split("=", 1) for kv in c[c.index("--cicustom") + 1].split(","))
+        installed = state / "storage" / "local" / cicustom["network"].split(":", 1)[1]
+        address = f"{node['address']}/{data['spec']['network']['nodeCidr'].split('/')[1]}"
+        proxmox_nic_is_configured(installed, model_mac, address, gateway, tmp_path / f"px-{node['name']}")
+        # `bakery deploy proxmox` attaches proxmox/seeds/<node>.iso: the same seed
+        if shutil.which("xorriso"):
+            dest = tmp_path / f"iso-{node['name']}"
+            subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(out / "proxmox/seeds" / f"{node['name']}.iso"),
+                            "-extract", "/", str(dest)], capture_output=True, check=True)
+            for name, part in (("network-config", "network"), ("meta-data", "meta"), ("user-data", "user")):
+                snippet = state / "storage" / "local" / cicustom[part].split(":", 1)[1]
+                assert (dest / name).read_bytes() == snippet.read_bytes()
+        # VirtualBox's seed still names its own NICs: host-only enp0s8 (static), NAT enp0s3 (DHCP)
+        vbox_dir = net_convert(out / "nodes" / node["name"] / "network-config", tmp_path / f"vb-{node['name']}",
+                               "ubuntu", "netplan")
+        vbox = yaml.safe_load((vbox_dir / "etc/netplan/50-cloud-init.yaml").read_text())
+        eths = vbox["network"]["ethernets"]
+        assert eths["enp0s8"]["match"] == {"name": "enp0s8"} and eths["enp0s3"]["dhcp4"] is True
 
 
 def test_deploy_sh_refuses_a_foreign_vm(tmp_path):
@@ -498,6 +560,54 @@ def test_ci_workflow_shape():
     assert cache["with"]["key"].endswith("${{ needs.check.outputs.fingerprint }}")
     assert any("bakery build" in s.get("run", "") and "--only qemu" in s["run"] for s in bake["steps"])
     assert "Bake fingerprint" in steps
+
+
+def pip_requirements(script: str) -> list[str]:
+    """The requirement arguments of every `pip install` in a shell script (options and
+    local paths left out)."""
+    import shlex
+
+    reqs = []
+    for line in script.splitlines():
+        words = shlex.split(line, comments=True)
+        for i in range(len(words) - 1):
+            if words[i] in ("pip", "pip3") and words[i + 1] == "install" or \
+                    words[i].endswith("python") and words[i + 1:i + 4] == ["-m", "pip", "install"]:
+                args = words[i + 2:] if words[i + 1] == "install" else words[i + 4:]
+                for a in args:
+                    if a in ("&&", "||", ";", "|"):
+                        break
+                    if not a.startswith(("-", ".", "/")):
+                        reqs.append(a)
+    return reqs
+
+
+def test_ci_workflow_installs_this_project_at_its_version():
+    """`pip install bakery` installs someone else's project: every pip install in the example
+    names this project's distribution (pyproject.toml) at this release (the version that
+    renders what render --check compares)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from bakery import __version__
+
+    root = CI.parent.parent.parent
+    dist = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    assert canonicalize_name(dist) != "bakery"
+    wf = yaml.safe_load(CI.read_text())
+    reqs = [r for job in wf["jobs"].values() for s in job["steps"] for r in pip_requirements(s.get("run", ""))]
+    assert len(reqs) == 2  # one per job that runs bakery
+    for text in reqs:
+        req = Requirement(text)
+        assert canonicalize_name(req.name) == canonicalize_name(dist), text
+        assert str(req.specifier) == f"=={__version__}", text
+    # the README's install instructions too
+    readme_reqs = pip_requirements("\n".join(re.findall(r"`([^`]*pip install[^`]*)`", (root / "README.md").read_text())
+                                             + re.findall(r"^pip install.*$", (root / "README.md").read_text(), re.MULTILINE)))
+    assert readme_reqs and all(canonicalize_name(Requirement(r).name) == canonicalize_name(dist) for r in readme_reqs)
+    assert pip_requirements("pip install bakery && python -m pip install -e '.[test]'") == ["bakery"]  # the helper sees it
 
 
 def test_ci_workflow_scripts_pass_shellcheck_and_read_the_fingerprint(tmp_path):

@@ -35,7 +35,7 @@ from bakery.plan import image_plan
 from bakery.writer import write_tree
 
 from conftest import LAB, run_bakery
-from test_deliver import lab, seed_files
+from test_deliver import lab, proxmox_nic_is_configured, seed_files
 
 TOKEN_ID = "root@pam!bakery"
 SECRET = "0b1f6c1e-3c1a-4f57-9d4c-8f7a2b5e9d10"
@@ -249,8 +249,8 @@ def test_deploy_creates_each_vm(tmp_path, server):
         ("k8s-master", 9100, "created"), ("k8s-node1", 9101, "created"), ("k8s-node2", 9102, "created")]
     reqs = server.requests
     for n in cluster.nodes:
-        iso = (out / "nodes" / n.name / "seed.iso").read_bytes()
-        # the seed on the ISO storage is the node's seed.iso, byte for byte
+        iso = (out / "proxmox" / "seeds" / f"{n.name}.iso").read_bytes()
+        # the seed on the ISO storage is the node's Proxmox seed, byte for byte
         uploaded = [v for v in server.storage["local"].items() if f"lab-{n.name}-seed-" in v[0]]
         assert len(uploaded) == 1 and uploaded[0][1] == ("iso", iso)
         volid = uploaded[0][0]
@@ -354,3 +354,38 @@ def test_cli_deploy_proxmox(tmp_path, server):
     assert r.stdout.splitlines() == ["k8s-master: VM 9100 created (running)", "k8s-node1: VM 9101 created (running)",
                                      "k8s-node2: VM 9102 created (running)"]
     assert SECRET not in r.stdout + r.stderr
+
+
+def test_cli_deploy_of_a_virtualbox_and_proxmox_cluster_attaches_a_seed_for_the_proxmox_nic(tmp_path, server):
+    """Through the API: the seed ISO attached to each clone configures the NIC the API call
+    created (net0, virtio, with the MAC it set), although the cluster bakes for VirtualBox too."""
+    import io
+
+    import pycdlib
+    import yaml
+
+    text = LAB.read_text().replace(
+        "    builders: [virtualbox-iso, proxmox-iso, qemu]",
+        f"    builders: [virtualbox-iso, proxmox-iso]\n    proxmox: {{url: '{server.url}', tokenId: '{TOKEN_ID}'}}")
+    cluster_yaml = tmp_path / "c.yaml"
+    cluster_yaml.write_text(text)
+    data = yaml.safe_load(text)
+    out = tmp_path / "out"
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.cert), "PROXMOX_TOKEN_SECRET": SECRET}
+    r = run_bakery("deploy", "proxmox", cluster_yaml, "--out", out, env=env)
+    assert r.returncode == 0, r.stderr
+    prefix = data["spec"]["network"]["nodeCidr"].split("/")[1]
+    for node in data["spec"]["nodes"]:
+        (vm,) = [v for v in server.vms.values() if v["name"] == node["name"]]
+        cfg = vm["config"]
+        mac = re.fullmatch(r"virtio=([0-9A-F:]{17}),bridge=vmbr0", cfg["net0"]).group(1)
+        volid = cfg["ide2"].split(",")[0]
+        _, iso_bytes = server.storage["local"][volid]
+        iso = pycdlib.PyCdlib()
+        iso.open_fp(io.BytesIO(iso_bytes))
+        buf = io.BytesIO()
+        iso.get_file_from_iso_fp(buf, rr_path="/network-config")
+        iso.close()
+        (tmp_path / f"{node['name']}-network-config").write_bytes(buf.getvalue())
+        proxmox_nic_is_configured(tmp_path / f"{node['name']}-network-config", mac, f"{node['address']}/{prefix}",
+                                  data["spec"]["network"]["gateway"], tmp_path / node["name"])

@@ -118,10 +118,87 @@ def test_admin_certificate_is_verified_by_openssl(lab_bundle, tmp_path):
     (tmp_path / "admin.crt").write_text(lab_bundle["admin"]["certificate"])
     out = openssl("verify", "-CAfile", str(tmp_path / "ca.crt"), str(tmp_path / "admin.crt")).decode()
     assert out.strip().endswith("OK")
-    subject = openssl("x509", "-noout", "-subject", "-in", str(tmp_path / "admin.crt")).decode()
-    assert re.search(r"O ?= ?system:masters", subject) and re.search(r"CN ?= ?kubernetes-admin", subject)
+    assert subject_of(lab_bundle["admin"]["certificate"]) == ADMIN_SUBJECT
     text = openssl("x509", "-noout", "-text", "-in", str(tmp_path / "admin.crt")).decode()
     assert "TLS Web Client Authentication" in text and "CA:FALSE" in text
+
+
+# kubeadm >= 1.29 issues admin.conf as CN kubernetes-admin in kubeadm:cluster-admins, bound
+# by the ClusterRoleBinding that init creates; system:masters is super-admin.conf's
+# (kubernetes/kubernetes cmd/kubeadm/app/phases/kubeconfig/kubeconfig.go, getKubeConfigSpecsBase).
+ADMIN_SUBJECT = [("O", "kubeadm:cluster-admins"), ("CN", "kubernetes-admin")]
+
+
+def subject_of(pem: str) -> list[tuple[str, str]]:
+    """The certificate's subject as openssl prints it (RFC 2253, one RDN per item), in
+    certificate order."""
+    line = openssl("x509", "-noout", "-subject", "-nameopt", "RFC2253", input=pem.encode()).decode().strip()
+    rdns = line.split("=", 1)[1].split(",")  # RFC 2253 lists the last RDN first
+    return [tuple(r.split("=", 1)) for r in reversed(rdns)]
+
+
+def admin_conf_cert(out: Path) -> str:
+    import base64
+
+    conf = yaml.safe_load((out / "admin.conf").read_text())
+    (user,) = conf["users"]
+    ctx = next(c for c in conf["contexts"] if c["name"] == conf["current-context"])
+    assert ctx["context"]["user"] == user["name"]
+    return base64.b64decode(user["user"]["client-certificate-data"]).decode()
+
+
+def test_admin_conf_is_in_kubeadm_cluster_admins_not_system_masters(lab):
+    """Where kubectl reads it: the client certificate of admin.conf's current context."""
+    assert subject_of(admin_conf_cert(lab)) == ADMIN_SUBJECT
+
+
+def _legacy_admin(bundle: dict, tmp_path: Path) -> str:
+    """An admin certificate as older bakery made it (O=system:masters), made by openssl
+    from the bundle's own CA and admin key."""
+    for name, text in (("ca.crt", bundle["ca"]["certificate"]), ("ca.key", bundle["ca"]["key"]),
+                       ("admin.key", bundle["admin"]["key"])):
+        (tmp_path / name).write_text(text)
+    (tmp_path / "ext").write_text("basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    csr = openssl("req", "-new", "-key", str(tmp_path / "admin.key"), "-subj", "/O=system:masters/CN=kubernetes-admin")
+    return openssl("x509", "-req", "-CA", str(tmp_path / "ca.crt"), "-CAkey", str(tmp_path / "ca.key"),
+                   "-set_serial", "7", "-days", "300", "-extfile", str(tmp_path / "ext"), input=csr).decode()
+
+
+def test_an_older_bundle_gets_its_admin_certificate_reissued_once(tmp_path):
+    out = tmp_path / "lab"
+    assert render(LAB, out).returncode == 0
+    bundle = load_bundle(out / "secrets.yaml")
+    bundle["admin"]["certificate"] = _legacy_admin(bundle, tmp_path)
+    (out / "secrets.yaml").write_text(yaml.safe_dump(bundle))
+    old = load_bundle(out / "secrets.yaml")
+    assert subject_of(old["admin"]["certificate"]) == [("O", "system:masters"), ("CN", "kubernetes-admin")]
+
+    check = run_bakery("render", LAB, "--out", out, "--check")
+    assert check.returncode == 1 and "admin.conf" in check.stdout and "a render reissues it" in check.stdout
+    assert load_bundle(out / "secrets.yaml") == old  # --check writes nothing
+    info = run_bakery("secrets", "check", LAB, "--secrets", out / "secrets.yaml")
+    assert info.returncode == 0 and "a render reissues it" in info.stdout
+    assert load_bundle(out / "secrets.yaml") == old
+
+    r = render(LAB, out)
+    assert r.returncode == 0, r.stderr
+    assert "reissued it" in r.stdout and "system:masters" in r.stdout
+    new = load_bundle(out / "secrets.yaml")
+    # only the admin certificate changed: CAs, every key and the token are kept
+    assert {k: v for k, v in new.items() if k != "admin"} == {k: v for k, v in old.items() if k != "admin"}
+    assert new["admin"]["key"] == old["admin"]["key"]
+    assert subject_of(new["admin"]["certificate"]) == ADMIN_SUBJECT
+    assert subject_of(admin_conf_cert(out)) == ADMIN_SUBJECT
+    (tmp_path / "admin.crt").write_text(new["admin"]["certificate"])
+    assert openssl("verify", "-CAfile", str(tmp_path / "ca.crt"), str(tmp_path / "admin.crt")).strip().endswith(b"OK")
+    assert openssl("x509", "-noout", "-pubkey", input=new["admin"]["certificate"].encode()) == \
+        openssl("pkey", "-pubout", input=new["admin"]["key"].encode())
+
+    # from then on the bundle is stable again, byte for byte, and says nothing more
+    first = tree(out)
+    again = render(LAB, out)
+    assert again.returncode == 0 and "reissued" not in again.stdout
+    assert tree(out) == first
 
 
 def test_admin_certificate_is_not_verified_by_another_ca(lab_bundle, tmp_path):

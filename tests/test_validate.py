@@ -178,12 +178,19 @@ def test_a_pasted_private_key_is_not_echoed(tmp_path):
     assert "b3BlbnNzaC1rZXk" not in r.stderr and "looks like a private key (not shown)" in r.stderr
 
 
-def test_proxmox_only_cluster_is_told_about_nic_names(tmp_path):
-    text = LAB.read_text().replace("builders: [virtualbox-iso, proxmox-iso, qemu]", "builders: [proxmox-iso]")
+def test_proxmox_needs_a_gateway_even_when_virtualbox_has_nat(tmp_path):
+    """A Proxmox clone has one NIC: with no gateway its node has no default route, whatever
+    VirtualBox's NAT NIC does. Its NIC name no longer matters: its seed matches by MAC."""
+    text = LAB.read_text().replace("    gateway: 192.168.56.1          # optional\n", "")
     f = tmp_path / "pve.yaml"
     f.write_text(text)
     r = run_bakery("validate", f)
-    assert r.returncode == 0 and "warning[proxmox-nic-name]" in r.stderr and "ens18" in r.stderr
-    f.write_text(text.replace("dnsDomain: cluster.local", "dnsDomain: cluster.local\n    nodeInterface: ens18\n    natInterface: null"))
+    assert r.returncode == 2 and "error[no-default-route]" in r.stderr and "Proxmox" in r.stderr, r.stderr
+    f.write_text(text.replace("builders: [virtualbox-iso, proxmox-iso, qemu]", "builders: [virtualbox-iso, qemu]"))
+    r = run_bakery("validate", f)
+    assert r.returncode == 0 and "no-default-route" not in r.stderr, r.stderr
+    f.write_text(LAB.read_text().replace("builders: [virtualbox-iso, proxmox-iso, qemu]", "builders: [proxmox-iso]"))
     r = run_bakery("validate", f)
     assert r.returncode == 0 and "proxmox-nic-name" not in r.stderr, r.stderr
+
+
