@@ -162,7 +162,7 @@ def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, Output
         return {}
     user_data = seed["user-data"]
     network = firstboot.network_config(cluster, node, mac=node_mac(cluster, node), nat=False)
-    meta = firstboot.meta_data(cluster, node, user_data.content.decode(), network)
+    meta = firstboot.meta_data(cluster, node)
     common = {"kind": "proxmox", "node": node.name, "role": node.role}
     return {"user-data": user_data,
             "network-config": OutputFile("", network.encode(), **common),
