@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, LAB, ROOT, need, run_bakery
+from conftest import EXAMPLES, LAB, ROOT, need, net_convert, run_bakery
 
 SPECS = ROOT / "tests" / "data" / "specs"
 CLUSTERS = {"lab": LAB, "single": EXAMPLES / "single" / "cluster.yaml", "ha": EXAMPLES / "ha" / "cluster.yaml"}
@@ -884,14 +884,6 @@ def test_missing_values_file_fails_clearly(rendered, tmp_path):
 
 
 # -- network-config ---------------------------------------------------------------------
-
-def net_convert(path: Path, out: Path, distro: str, kind: str) -> Path:
-    need("cloud-init")
-    r = subprocess.run(["cloud-init", "devel", "net-convert", "-p", str(path), "-k", "yaml", "-d", str(out),
-                        "-D", distro, "-O", kind], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return out
-
 
 def networkd_units(folder: Path) -> dict[str, dict[str, list[str]]]:
     """{file: {section.key: [values]}}; networkd allows repeated keys and sections."""
