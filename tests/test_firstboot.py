@@ -485,6 +485,7 @@ def stage_script(text: str, values: str, tmp: Path, release: str = "v3.32.1", **
              "SENTINEL": tmp / "var/node-ready", "NODE_CHECK": tmp / "no-node-check",
              "KUBE_VIP_MANIFEST": tmp / "manifests/kube-vip.yaml", "STEPS_DIR": tmp / "var/steps",
              "LOG_FILE": tmp / "log/firstboot.log", "RETRY_PAUSE": 1}
+    kubeadm_config = getattr(values, "kubeadm_config", None)  # the seed's own, when known
     node_values = {"ADMIN_USER": "bakery-test-no-such-user"}
     for name, value in overrides.items():
         (paths if name in paths else node_values)[name] = value
@@ -509,7 +510,7 @@ def stage_script(text: str, values: str, tmp: Path, release: str = "v3.32.1", **
     (tmp / "pki" / "ca.crt").write_text("stand-in\n")
     (tmp / "pki" / "ca.key").write_text("stand-in key\n")
     action = re.search(r"^ACTION='?([a-z-]+)", values, re.M).group(1)
-    (tmp / "etc/kubeadm.yaml").write_text(
+    (tmp / "etc/kubeadm.yaml").write_text(kubeadm_config or 
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: " + ("InitConfiguration" if action == "init"
                                                        else "JoinConfiguration") + "\n"
         + ("controlPlane: {}\n" if action == "join-control-plane" else ""))
@@ -566,10 +567,17 @@ def free_port() -> int:
     return port
 
 
+class Values(str):
+    """A node's values file, carrying the kubeadm configuration its seed writes beside it."""
+    kubeadm_config: str
+
+
 def node_script(rendered, cluster: str, node: str) -> tuple[str, str]:
     out, _ = rendered[cluster]
     files = written(user_data(out, node))
-    return files[SCRIPT]["content"], files[VALUES]["content"]
+    values = Values(files[VALUES]["content"])
+    values.kubeadm_config = files[KUBEADM_CONFIG]["content"]
+    return files[SCRIPT]["content"], values
 
 
 def kubectl_sends(tmp: Path) -> list[str]:
@@ -664,6 +672,8 @@ def test_the_api_standin_refuses_what_the_api_server_refuses(tmp_path):
     assert kubectl("wait", "--for=condition=established", "crd/nosuch.example.com").returncode == 1
     assert "refused" in kubectl("get", "--raw=/readyz", KUBECONFIG=str(tmp_path / "nosuch")).stderr
     assert "refused" in kubectl("get", "--raw=/readyz", STANDIN_API_DOWN_CALLS="1000").stderr
+    assert "certificate-authority" in kubectl("--server", "https://192.0.2.1:6443", "--certificate-authority",
+                                              tmp_path / "nosuch.crt", "get", "--raw=/readyz").stderr
 
 
 def test_the_kubeadm_standin_refuses_what_kubeadm_refuses(tmp_path):
@@ -683,6 +693,17 @@ def test_the_kubeadm_standin_refuses_what_kubeadm_refuses(tmp_path):
     assert kubeadm("reset", "--force").returncode == 0
     assert not (tmp_path / "pki/ca.key").exists()  # reset empties the certificates folder
     assert "no such file" in kubeadm("join", "--config", tmp_path / "nosuch.yaml").stderr
+    other = tmp_path / "other.yaml"
+    other.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\n"
+                     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    assert "unknown kind" in kubeadm("init", "--config", other).stderr
+    join = tmp_path / "join.yaml"
+    join.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ncontrolPlane: {}\n")
+    (tmp_path / "manifests/kube-vip.yaml").write_text("static pod\n")
+    assert "DirAvailable--etc-kubernetes-manifests" in kubeadm("join", "--config", join).stderr
+    join.write_text(join.read_text() + "nodeRegistration: {ignorePreflightErrors: "
+                    "[DirAvailable--etc-kubernetes-manifests]}\n")
+    assert kubeadm("join", "--config", join).returncode == 0
 
 
 def test_a_rerun_of_the_api_steps_changes_nothing(rendered, tmp_path):
@@ -818,6 +839,9 @@ def test_control_plane_nodes_join_one_after_another(rendered, tmp_path, listener
             assert "JOIN_AFTER=''" in written(user_data(out, n["name"]))[VALUES]["content"]
     script = stage_script(*node_script(rendered, "ha", cps[2]["name"]), tmp_path,
                           ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests/kube-vip.yaml").write_text(written(user_data(out, cps[2]["name"]))[
+        "/etc/kubernetes/manifests/kube-vip.yaml"]["content"])  # in place before kubeadm, as with the seed
     r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1")  # cp2 not ready at the first look
     assert r.returncode == 0, r.stderr
     assert "waiting for the control-plane node" in r.stderr

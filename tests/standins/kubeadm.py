@@ -7,10 +7,12 @@ Enforces, for the calls the first-boot script makes, what kubeadm does (kubernet
   (`apis/kubeadm/validation/validation.go`, ``ValidateMixedArguments``/``isAllowedFlag``:
   ``skip-*`` flags, ignore-preflight-errors, dry-run, kubeconfig, node-name, …); the file must
   exist and hold an InitConfiguration (init) or JoinConfiguration (join);
+- the config holds only kubeadm's, the kubelet's and kube-proxy's kinds;
 - preflight: init refuses a node that has an API server manifest or admin.conf already
   (``FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml``), join one that has
   kubelet.conf (``FileAvailable--etc-kubernetes-kubelet.conf``): a half-done try must be reset
-  first. init needs the cluster CA that bakery wrote in the certificates folder (the real one
+  first; a control-plane join refuses a non-empty manifests folder unless the config waives
+  ``DirAvailable--etc-kubernetes-manifests``. init needs the cluster CA that bakery wrote in the certificates folder (the real one
   would silently make a new CA, and no node could join);
 - ``reset --force`` removes what init or join wrote and empties the certificates folder.
 
@@ -29,6 +31,10 @@ import yaml
 
 ROOT = Path(os.environ.get("STANDIN_ROOT", "."))
 STATE_DIR = Path(os.environ.get("STANDIN_DIR", "."))
+KNOWN_KINDS = {(f"kubeadm.k8s.io/{v}", k) for v in ("v1beta3", "v1beta4")
+               for k in ("InitConfiguration", "ClusterConfiguration", "JoinConfiguration")} | {
+    ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
+    ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")}
 ALLOWED_WITH_CONFIG = {"config", "ignore-preflight-errors", "dry-run", "kubeconfig", "node-name",
                        "kubeconfig-dir", "upload-certs", "print-join-command", "rootfs", "v", "log-file", "yes"}
 
@@ -71,6 +77,10 @@ def read_config(path: str, kind: str) -> list[dict]:
     if not os.path.isfile(path):
         fail(f"unable to read config from {path!r}: no such file")
     docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+    for d in docs:
+        if (d.get("apiVersion"), d.get("kind")) not in KNOWN_KINDS:
+            fail(f"{path}: unknown kind {d.get('kind')!r} of {d.get('apiVersion')!r} (kubeadm reads only "
+                 "its own, the kubelet's and kube-proxy's configuration kinds)")
     if not any(d.get("kind") == kind for d in docs):
         fail(f"no {kind} found in {path} (stand-in)")
     return docs
@@ -114,6 +124,14 @@ def main(argv: list[str]) -> None:
     elif (ROOT / "kubelet.conf").exists():
         fail("[preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: "
              "/etc/kubernetes/kubelet.conf already exists")
+    else:
+        (join,) = [d for d in read_config(str(flags["config"]), "JoinConfiguration") if d["kind"] == "JoinConfiguration"]
+        ignored = {i.lower() for i in (join.get("nodeRegistration") or {}).get("ignorePreflightErrors") or []}
+        # a control-plane join needs an empty manifests folder (preflight DirAvailable), unless waived
+        if join.get("controlPlane") is not None and manifests.is_dir() and any(manifests.iterdir()) \
+                and "dirAvailable--etc-kubernetes-manifests".lower() not in ignored and "all" not in ignored:
+            fail("[preflight] Some fatal errors occurred:\n\t[ERROR DirAvailable--etc-kubernetes-manifests]: "
+                 "/etc/kubernetes/manifests is not empty")
     if bump(verb) <= int(os.environ.get("STANDIN_KUBEADM_FAIL", "0")):
         manifests.mkdir(parents=True, exist_ok=True)
         (manifests / "kube-apiserver.yaml").write_text("# stand-in: a half-done try\n")

@@ -149,6 +149,10 @@ def main(argv: list[str]) -> None:
 
     # -- the API server connection
     state = load_state()
+    ca = flags.get("--certificate-authority")
+    if ca is not None and not os.path.isfile(ca):
+        fail(f"error: unable to read certificate-authority {ca} for cluster due to open {ca}: "
+             "no such file or directory")
     if "--server" not in flags:
         cfg = flags.get("--kubeconfig") or os.environ.get("KUBECONFIG", "")
         if not cfg or not os.path.isfile(cfg):
