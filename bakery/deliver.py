@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import threading
 import time as _time
 from dataclasses import dataclass

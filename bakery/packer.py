@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import __version__, plan as planmod, versions
+from . import __version__, versions
+from . import plan as planmod
 from .model import Cluster
 from .plan import ImagePlan
 from .templating import dump_yaml, render_template

@@ -20,8 +20,8 @@ passed on).
 from __future__ import annotations
 
 import base64
-import functools
 import datetime
+import functools
 import hashlib
 import re
 import secrets as _random
@@ -266,7 +266,7 @@ def new_token() -> str:
 
 def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
     """A fresh bundle: three CAs, the service-account key, the admin certificate, a token."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     alg = cluster.key_algorithm
     cas = {field: _make_ca(cn, alg, cluster.ca_validity_days, now) for field, cn in CAS}
     sa_key = _new_key(alg)
@@ -343,7 +343,7 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     """Parse and check a bundle. Raises _Bad with a one-line reason that quotes no secret."""
     import yaml
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     try:
         doc = yaml.safe_load(data)
     except yaml.YAMLError as exc:
@@ -411,7 +411,7 @@ def expiry_report(data: bytes, now: datetime.datetime | None = None) -> list[tup
     import yaml
     from cryptography import x509
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     doc = yaml.safe_load(data)
     rows = []
     for name in ("ca", "etcdCa", "frontProxyCa", "admin"):
@@ -454,7 +454,7 @@ def reissue_admin_note(bundle: Bundle) -> str | None:
 def _reissue_admin(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
     """The bundle with its admin certificate reissued in kubeadm:cluster-admins: same key,
     same CA, a new validity period; nothing else changes."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     key = _load_key(bundle.admin.key, "admin")
     cert = _make_admin(bundle.ca, bundle.key_algorithm, cluster.admin_cert_validity_days, now, key=key)
     return replace(bundle, admin=KeyPair(cert.certificate, bundle.admin.key))

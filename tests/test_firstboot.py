@@ -434,8 +434,8 @@ def test_firstboot_script_passes_shellcheck(rendered, tmp_path):
 def test_firstboot_values(rendered):
     for name, out, data, node in all_nodes(rendered):
         files = written(user_data(out, node["name"]))
-        values = subprocess.run(["bash", "-c", f'. /dev/stdin; echo "$NODE_NAME|$NODE_ROLE|$ACTION|$NODE_ADDRESS|'
-                                 f'$ENDPOINT_HOST:$ENDPOINT_PORT|${{CALICO_MANIFESTS[*]}}"'],
+        values = subprocess.run(["bash", "-c", '. /dev/stdin; echo "$NODE_NAME|$NODE_ROLE|$ACTION|$NODE_ADDRESS|'
+                                 '$ENDPOINT_HOST:$ENDPOINT_PORT|${CALICO_MANIFESTS[*]}"'],
                                 input=files[VALUES]["content"], capture_output=True, text=True).stdout.strip()
         first = nodes_of(data)[0]
         action = "init" if node is first else ("join-control-plane" if node["role"] == "control-plane"

@@ -1,6 +1,6 @@
 """Issue 6: a highly available control plane with kube-vip."""
-import yaml
 import pytest
+import yaml
 
 from conftest import EXAMPLES, run_bakery
 from test_firstboot import calls, run_script, stage_script, user_data, written
@@ -71,8 +71,9 @@ def test_every_env_name_is_one_kube_vip_reads(ha):
     must be one of the constants of kube-vip's config_envvar.go at the pinned tag."""
     import json
 
-    from conftest import ROOT
     from bakery import versions
+
+    from conftest import ROOT
 
     spec = json.loads((ROOT / "tests/data/specs/kube-vip-env-v1.0.0.json").read_text())
     assert spec["source"]["tag"] == versions.KUBE_VIP_VERSION

@@ -38,6 +38,7 @@ import pytest
 import yaml
 
 from bakery import plan as P
+
 from conftest import LAB, run_bakery
 from vm.disk import Disk, baseline_private_keys
 from vm.disk import standin_calls as _all_standin_calls
