@@ -260,7 +260,8 @@ def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
         workers = {n["address"]: n["name"] for n in ctx.spec["nodes"] if n["role"] == "worker"}
         if str(ip) in workers:
             yield ctx.err("endpoint-host", path,
-                          f"the endpoint {cp['endpoint']} points at worker {workers[str(ip)]}, which runs no API server",
+                          f"the endpoint {cp['endpoint']} points at worker {workers[str(ip)]}, "
+                          "which runs no API server",
                           "use a control-plane node's address or set controlPlane.vip")
         elif net and ip not in net:
             yield ctx.err("endpoint-host", path,

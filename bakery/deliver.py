@@ -104,7 +104,7 @@ def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
             iso.write_fp(out)
             iso.close()
         finally:
-            for m, t in zip(modules, saved):
+            for m, t in zip(modules, saved, strict=True):
                 m.time = t
     return out.getvalue()
 
@@ -249,7 +249,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
         for n in nodes:
             names = [snippet_name(cluster, n.name, part) for part, _ in SNIPPET_PARTS]
             volumes = [f"{part}={px.snippet_storage}:snippets/{name}"
-                       for (part, _), name in zip(SNIPPET_PARTS, names)]
+                       for (part, _), name in zip(SNIPPET_PARTS, names, strict=True)]
             rows.append((n, names, ",".join(volumes)))
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,

@@ -11,6 +11,7 @@ parent process alone ignores it) and packer is given the time it needs to remove
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -376,10 +377,8 @@ class PackerProcess:
             return
         self.interrupts += 1
         sig = signal.SIGKILL if self.interrupts >= 3 else signal.SIGINT
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def events(self, poll: float = 0.2) -> Iterator[Event | None]:
         """Events as they come; None every `poll` seconds when nothing came (time to redraw).

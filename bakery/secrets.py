@@ -367,17 +367,17 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
                     etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
                     service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"))
 
-    for field, cn in CAS:
-        pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[field]
-        cert, key = _load_cert(pair.certificate, field), _load_key(pair.key, field)
+    for part, cn in CAS:
+        pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[part]
+        cert, key = _load_cert(pair.certificate, part), _load_key(pair.key, part)
         if not _same_key(cert, key):
-            raise _Bad(f"{field}.key does not belong to {field}.certificate")
+            raise _Bad(f"{part}.key does not belong to {part}.certificate")
         if _algorithm_of(cert.public_key()) != alg:
-            raise _Bad(f"{field} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
+            raise _Bad(f"{part} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
                        f"but keyAlgorithm says {alg}")
         if not _is_ca(cert):
-            raise _Bad(f"{field}.certificate is not a CA certificate")
-        _check_validity(cert, f"{field}.certificate ({cn})", now)
+            raise _Bad(f"{part}.certificate is not a CA certificate")
+        _check_validity(cert, f"{part}.certificate ({cn})", now)
 
     from cryptography.hazmat.primitives import serialization
 

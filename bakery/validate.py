@@ -117,7 +117,8 @@ def schema_diagnostics(doc: Document) -> list[Diagnostic]:
                 key = sub.instance
                 expected = sub.schema.get("x-expected", "a valid key")
                 path = tuple(err.absolute_path) + (key,)
-                found.append(Diagnostic("schema-format", f"key '{key}' in {_dotted(err.absolute_path)} is not {expected}",
+                found.append(Diagnostic("schema-format",
+                                        f"key '{key}' in {_dotted(err.absolute_path)} is not {expected}",
                                         doc.position(path, key=True)))
             continue
         found.extend(_schema_error(doc, err))
