@@ -1,4 +1,6 @@
 """Issue 6: a highly available control plane with kube-vip."""
+import contextlib
+
 import pytest
 import yaml
 
@@ -177,10 +179,8 @@ def test_a_retried_control_plane_join_keeps_kube_vip(ha, tmp_path):
     def serve():
         srv.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 srv.accept()[0].close()
-            except OSError:
-                pass
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     manifests = tmp_path / "manifests"

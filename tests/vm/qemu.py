@@ -16,6 +16,7 @@ calls it), so no qemu outlives the test.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -219,10 +220,8 @@ class VM:
     def kill(self) -> None:
         """Kill this VM's qemu by its own pid (never by name) and reap it."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=30)
         if self.proc is not None:
             _running.pop(self.proc.pid, None)
