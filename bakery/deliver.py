@@ -22,6 +22,7 @@ import io
 import threading
 import time as _time
 from dataclasses import dataclass
+from typing import Any
 
 from .writer import OutputFile
 
@@ -85,7 +86,7 @@ def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
     import pycdlib.pycdlib
     import pycdlib.utils
 
-    modules = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)
+    modules: tuple[Any, ...] = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)  # patched below
     fixed = _FixedTime(epoch)
     out = io.BytesIO()
     with _ISO_LOCK:  # the stand-in clock is module-wide for pycdlib

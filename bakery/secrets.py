@@ -28,6 +28,7 @@ import secrets as _random
 import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from .errors import InputError
 
@@ -236,10 +237,13 @@ def _make_admin(ca: KeyPair, algorithm: str, days: int, now: datetime.datetime, 
     by the CA; with a new key unless ``key`` (a private key object) is given."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     ca_cert = _cert(ca.certificate)
-    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    # an RSA or ECDSA key: parse() checked the CA's key against keyAlgorithm
+    ca_key = cast(CertificateIssuerPrivateKeyTypes,
+                  serialization.load_pem_private_key(ca.key.encode(), password=None))
     key = key or _new_key(algorithm)
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ORG),
@@ -483,8 +487,8 @@ def obtain(cluster, path: Path, *, rotate_token: bool,
         if not create:
             raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
                              check="secrets-bundle")
-        note = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
-        return new_bundle(cluster), True, [note]
+        created = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
+        return new_bundle(cluster), True, [created]
     try:
         bundle = parse(path.read_bytes())
     except _Bad as exc:
