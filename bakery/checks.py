@@ -17,7 +17,7 @@ from .loader import Document
 CHECKS: list[tuple[str, Callable]] = []
 
 # Private and shared ranges in which a pod network belongs (RFC 1918, RFC 6598 CGNAT).
-PRIVATE_V4 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+PRIVATE_V4 = [ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
 VIRTUALBOX_NAT = ipaddress.ip_network("10.0.2.0/24")
 
 
@@ -37,7 +37,7 @@ class Ctx:
         self.bad_cidr: set[str] = set()
         for key in ("nodeCidr", "podCidr", "serviceCidr"):
             try:
-                self.nets[key] = ipaddress.ip_network(net[key], strict=True)
+                self.nets[key] = ipaddress.IPv4Network(net[key], strict=True)  # the schema allows IPv4 only
             except ValueError:
                 self.bad_cidr.add(key)
 
@@ -260,7 +260,8 @@ def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
         workers = {n["address"]: n["name"] for n in ctx.spec["nodes"] if n["role"] == "worker"}
         if str(ip) in workers:
             yield ctx.err("endpoint-host", path,
-                          f"the endpoint {cp['endpoint']} points at worker {workers[str(ip)]}, which runs no API server",
+                          f"the endpoint {cp['endpoint']} points at worker {workers[str(ip)]}, "
+                          "which runs no API server",
                           "use a control-plane node's address or set controlPlane.vip")
         elif net and ip not in net:
             yield ctx.err("endpoint-host", path,

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import threading
 import time as _time
 from dataclasses import dataclass
+from typing import Any
 
 from .writer import OutputFile
 
@@ -86,7 +86,7 @@ def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
     import pycdlib.pycdlib
     import pycdlib.utils
 
-    modules = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)
+    modules: tuple[Any, ...] = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)  # patched below
     fixed = _FixedTime(epoch)
     out = io.BytesIO()
     with _ISO_LOCK:  # the stand-in clock is module-wide for pycdlib
@@ -105,7 +105,7 @@ def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
             iso.write_fp(out)
             iso.close()
         finally:
-            for m, t in zip(modules, saved):
+            for m, t in zip(modules, saved, strict=True):
                 m.time = t
     return out.getvalue()
 
@@ -250,7 +250,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
         for n in nodes:
             names = [snippet_name(cluster, n.name, part) for part, _ in SNIPPET_PARTS]
             volumes = [f"{part}={px.snippet_storage}:snippets/{name}"
-                       for (part, _), name in zip(SNIPPET_PARTS, names)]
+                       for (part, _), name in zip(SNIPPET_PARTS, names, strict=True)]
             rows.append((n, names, ",".join(volumes)))
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,

@@ -41,7 +41,7 @@ class Diagnostic:
         return text
 
     def as_dict(self) -> dict:
-        d = {
+        d: dict[str, object] = {
             "check": self.check,
             "severity": self.severity,
             "message": self.message,

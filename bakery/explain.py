@@ -79,14 +79,14 @@ def describe(cluster) -> Explanation:
 
 def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths))).rstrip() for r in rows]
+    return [(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip() for r in rows]
 
 
 def text(cluster) -> str:
     e = describe(cluster)
     lines = [f"cluster {e.cluster}: Kubernetes {e.kubernetes_version} on {e.os}, "
              f"{len(e.nodes)} node{'s' if len(e.nodes) != 1 else ''}", "", "networks"]
-    lines += _table([(l.name, l.cidr, f"owner: {l.owner}", f"({l.detail})") for l in e.layers])
+    lines += _table([(ly.name, ly.cidr, f"owner: {ly.owner}", f"({ly.detail})") for ly in e.layers])
     lines += ["", f"control-plane endpoint: {e.endpoint} ({e.endpoint_detail})", "", "nodes"]
     lines += _table([(n.name, n.role, n.address, f"first boot: {n.first_boot}") for n in e.nodes])
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ role gets which file is decided here, in one place per role: ``_init_documents``
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from . import kubevip
 from . import plan as P
@@ -179,7 +180,7 @@ def calico_installation(cluster: Cluster) -> dict:
         "nodeSelector": "all()",
         "blockSize": 26,
     }
-    network = {
+    network: dict[str, object] = {
         # Full VXLAN needs no BGP; IPIP and unencapsulated routing do.
         "bgp": "Disabled" if c.encapsulation == "VXLAN" else "Enabled",
         "ipPools": [pool],
@@ -377,7 +378,7 @@ def network_config(cluster: Cluster, node: Node, *, mac: str | None = None, nat:
         # line. With no NAT NIC this is the only default route, so no metric is needed.
         nic["gateway4"] = str(net.gateway)
     elif net.gateway is not None:
-        route = {"to": "0.0.0.0/0", "via": str(net.gateway)}
+        route: dict[str, object] = {"to": "0.0.0.0/0", "via": str(net.gateway)}
         if nat_interface is not None:
             # Egress stays on the NAT NIC (its DHCP route has metric 100); the node
             # network's gateway is the fallback.
@@ -409,7 +410,7 @@ def render_node(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: 
     nc = network_config(cluster, node)
     md = meta_data(cluster, node)
     base = f"nodes/{node.name}"
-    common = {"kind": "cloud-init", "node": node.name, "role": node.role}
+    common: dict[str, Any] = {"kind": "cloud-init", "node": node.name, "role": node.role}
     # Every user-data holds the token (workers) or keys too (control plane): 0600.
     return [OutputFile(f"{base}/user-data", ud.encode(), secret=True, **common),
             OutputFile(f"{base}/meta-data", md.encode(), **common),

@@ -144,10 +144,10 @@ def build(data: dict) -> Cluster:
     spec = data["spec"]
     net = spec["network"]
     network = Network(
-        node_cidr=ipaddress.ip_network(net["nodeCidr"]),
-        pod_cidr=ipaddress.ip_network(net["podCidr"]),
-        service_cidr=ipaddress.ip_network(net["serviceCidr"]),
-        gateway=ipaddress.ip_address(net["gateway"]) if net["gateway"] else None,
+        node_cidr=ipaddress.IPv4Network(net["nodeCidr"]),  # the schema allows IPv4 only
+        pod_cidr=ipaddress.IPv4Network(net["podCidr"]),
+        service_cidr=ipaddress.IPv4Network(net["serviceCidr"]),
+        gateway=ipaddress.IPv4Address(net["gateway"]) if net["gateway"] else None,
         nameservers=tuple(net["nameservers"]),
         dns_domain=net["dnsDomain"],
         node_interface=net["nodeInterface"],
@@ -175,7 +175,7 @@ def build(data: dict) -> Cluster:
         else:
             taints = ()  # a cluster without workers must schedule on its control plane
         nodes.append(Node(
-            index=i, name=n["name"], role=n["role"], address=ipaddress.ip_address(n["address"]),
+            index=i, name=n["name"], role=n["role"], address=ipaddress.IPv4Address(n["address"]),
             interface=n["interface"] or network.node_interface,
             mac=n["mac"].lower() if n["mac"] else None,
             labels=MappingProxyType(dict(sorted(n["labels"].items()))), taints=taints,
@@ -183,18 +183,20 @@ def build(data: dict) -> Cluster:
             vm_id=n["vmId"] or px["firstVmId"] + i, generation=n["generation"],
         ))
     cp = spec["controlPlane"]
-    vip = ipaddress.ip_address(cp["vip"]) if cp["vip"] else None
+    vip = ipaddress.IPv4Address(cp["vip"]) if cp["vip"] else None
     if cp["endpoint"]:
         host, _, port = cp["endpoint"].rpartition(":")
     else:
         first_cp = next(n for n in nodes if n.is_control_plane)
         host, port = str(vip or first_cp.address), "6443"
     k8s_version = spec["kubernetes"]["version"]
+    kubernetes = versions.kubernetes_minor(k8s_version)
+    assert kubernetes is not None, "validation admits only catalogued Kubernetes minors"
     sec = spec["secrets"]
     return Cluster(
         name=data["metadata"]["name"],
         kubernetes_version=k8s_version,
-        kubernetes=versions.kubernetes_minor(k8s_version),
+        kubernetes=kubernetes,
         package_source=spec["kubernetes"]["packageSource"],
         containerd_version=spec["containerd"]["version"],
         os=spec["os"],

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from . import __version__, plan as planmod, versions
+from . import __version__, versions
+from . import plan as planmod
 from .model import Cluster
 from .plan import ImagePlan
 from .templating import dump_yaml, render_template
@@ -498,7 +499,8 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
                        ("calico_version", plan.calico_version)]))
 
     for f in image_files(cluster, plan):
-        text = f.content if f.content is not None else render_template(f"packer/files/{f.template}", **common, **f.context)
+        text = (f.content if f.content is not None
+                else render_template(f"packer/files/{f.template}", **common, **f.context))
         add(f"files{f.path}", text, executable=f.mode == "0755")
     for step in steps:
         ctx = {"step": step.name, "summary": step.summary, "stage": STAGE, "stage_root": STAGE_ROOT,
@@ -506,6 +508,6 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         add(step.path, render_template(f"packer/scripts/{step.name}.sh.j2", **common, **ctx), executable=True)
     add("README.md", render_template("packer/README.md.j2", **common, image_name=plan.image_name,
                                      builds=[(b, name, BUILDER_NOTES[b])
-                                             for b, name in zip(builders, build_names(builders))],
+                                             for b, name in zip(builders, build_names(builders), strict=True)],
                                      proxmox="proxmox-iso" in builders))
     return out

@@ -11,6 +11,7 @@ parent process alone ignores it) and packer is given the time it needs to remove
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -20,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def satisfies(version: tuple[int, ...], constraint: str) -> bool:
         want = tuple((nums + [0, 0, 0])[:3])
         if op == "~>":
             if len(nums) == 1:
-                upper = (nums[0] + 1, 0, 0)
+                upper: tuple[int, ...] = (nums[0] + 1, 0, 0)
             else:
                 head = nums[:-1]
                 head[-1] += 1
@@ -275,7 +276,7 @@ def packer_version(binary: str) -> tuple[int, ...]:
     return v
 
 
-def preflight(folder: Path, *, binary: str | None = None, env: dict | None = None,
+def preflight(folder: Path, *, binary: str | None = None, env: Mapping[str, str] | None = None,
               required_env: Iterable[tuple[str, str]] = ()) -> tuple[str, tuple[int, ...]]:
     """Check everything packer needs before starting it: the binary, its version against the
     templates' required_version, and every variable without a default (PKR_VAR_<name>).
@@ -376,10 +377,8 @@ class PackerProcess:
             return
         self.interrupts += 1
         sig = signal.SIGKILL if self.interrupts >= 3 else signal.SIGINT
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def events(self, poll: float = 0.2) -> Iterator[Event | None]:
         """Events as they come; None every `poll` seconds when nothing came (time to redraw).

@@ -33,6 +33,7 @@ def load_cluster(path: str, *, strict: bool = False):
     failing = loaded.report.diagnostics if strict else loaded.report.errors
     if failing:
         raise InputError(failing)
+    assert loaded.data is not None  # no errors: the schema passed and filled the defaults
     from .model import build
 
     return build(loaded.data), loaded.report

@@ -99,6 +99,7 @@ def describe(key: FoundKey) -> list[str]:
     """What init says about the key, one line each (type and comment only)."""
     out = list(key.notes)
     if key.line:
+        assert key.path is not None  # a key line is only ever taken from a file
         kind, _, comment = (key.line.split(" ", 2) + [""])[:3]
         out.append(f"took the SSH public key ~/.ssh/{key.path.name} ({kind}{' ' + comment if comment else ''}) "
                    f"for spec.access.sshAuthorizedKeys: log in as kube@<node address>")

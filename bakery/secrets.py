@@ -20,14 +20,15 @@ passed on).
 from __future__ import annotations
 
 import base64
-import functools
 import datetime
+import functools
 import hashlib
 import re
 import secrets as _random
 import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from .errors import InputError
 
@@ -236,10 +237,13 @@ def _make_admin(ca: KeyPair, algorithm: str, days: int, now: datetime.datetime, 
     by the CA; with a new key unless ``key`` (a private key object) is given."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     ca_cert = _cert(ca.certificate)
-    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    # an RSA or ECDSA key: parse() checked the CA's key against keyAlgorithm
+    ca_key = cast(CertificateIssuerPrivateKeyTypes,
+                  serialization.load_pem_private_key(ca.key.encode(), password=None))
     key = key or _new_key(algorithm)
     not_after = min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc)
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_ORG),
@@ -266,7 +270,7 @@ def new_token() -> str:
 
 def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
     """A fresh bundle: three CAs, the service-account key, the admin certificate, a token."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     alg = cluster.key_algorithm
     cas = {field: _make_ca(cn, alg, cluster.ca_validity_days, now) for field, cn in CAS}
     sa_key = _new_key(alg)
@@ -343,7 +347,7 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     """Parse and check a bundle. Raises _Bad with a one-line reason that quotes no secret."""
     import yaml
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     try:
         doc = yaml.safe_load(data)
     except yaml.YAMLError as exc:
@@ -367,17 +371,17 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
                     etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
                     service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"))
 
-    for field, cn in CAS:
-        pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[field]
-        cert, key = _load_cert(pair.certificate, field), _load_key(pair.key, field)
+    for part, cn in CAS:
+        pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[part]
+        cert, key = _load_cert(pair.certificate, part), _load_key(pair.key, part)
         if not _same_key(cert, key):
-            raise _Bad(f"{field}.key does not belong to {field}.certificate")
+            raise _Bad(f"{part}.key does not belong to {part}.certificate")
         if _algorithm_of(cert.public_key()) != alg:
-            raise _Bad(f"{field} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
+            raise _Bad(f"{part} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
                        f"but keyAlgorithm says {alg}")
         if not _is_ca(cert):
-            raise _Bad(f"{field}.certificate is not a CA certificate")
-        _check_validity(cert, f"{field}.certificate ({cn})", now)
+            raise _Bad(f"{part}.certificate is not a CA certificate")
+        _check_validity(cert, f"{part}.certificate ({cn})", now)
 
     from cryptography.hazmat.primitives import serialization
 
@@ -411,7 +415,7 @@ def expiry_report(data: bytes, now: datetime.datetime | None = None) -> list[tup
     import yaml
     from cryptography import x509
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     doc = yaml.safe_load(data)
     rows = []
     for name in ("ca", "etcdCa", "frontProxyCa", "admin"):
@@ -454,7 +458,7 @@ def reissue_admin_note(bundle: Bundle) -> str | None:
 def _reissue_admin(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
     """The bundle with its admin certificate reissued in kubeadm:cluster-admins: same key,
     same CA, a new validity period; nothing else changes."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     key = _load_key(bundle.admin.key, "admin")
     cert = _make_admin(bundle.ca, bundle.key_algorithm, cluster.admin_cert_validity_days, now, key=key)
     return replace(bundle, admin=KeyPair(cert.certificate, bundle.admin.key))
@@ -483,8 +487,8 @@ def obtain(cluster, path: Path, *, rotate_token: bool,
         if not create:
             raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
                              check="secrets-bundle")
-        note = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
-        return new_bundle(cluster), True, [note]
+        created = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
+        return new_bundle(cluster), True, [created]
     try:
         bundle = parse(path.read_bytes())
     except _Bad as exc:

@@ -66,7 +66,7 @@ def _dumper():
 
     base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-    class _Dumper(base):
+    class _Dumper(base):  # type: ignore[valid-type,misc]  # CSafeDumper or SafeDumper, picked at run time
         def ignore_aliases(self, data):
             return True
 

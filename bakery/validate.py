@@ -89,8 +89,8 @@ def _schema_error(doc: Document, err) -> list[Diagnostic]:
     if v in ("enum", "const"):
         choices = schema["enum"] if v == "enum" else [schema["const"]]
         hint = _suggest(err.instance, choices)
-        allowed = ", ".join(str(c) for c in choices)
-        text = f"{where} is {_describe(err.instance)}, which is not one of: {allowed}"
+        one_of = ", ".join(str(c) for c in choices)
+        text = f"{where} is {_describe(err.instance)}, which is not one of: {one_of}"
         return [Diagnostic("schema-enum", text, pos, hint=hint)]
     if v == "pattern":
         expected = schema.get("x-expected", f"text matching {schema['pattern']}")
@@ -117,7 +117,8 @@ def schema_diagnostics(doc: Document) -> list[Diagnostic]:
                 key = sub.instance
                 expected = sub.schema.get("x-expected", "a valid key")
                 path = tuple(err.absolute_path) + (key,)
-                found.append(Diagnostic("schema-format", f"key '{key}' in {_dotted(err.absolute_path)} is not {expected}",
+                found.append(Diagnostic("schema-format",
+                                        f"key '{key}' in {_dotted(err.absolute_path)} is not {expected}",
                                         doc.position(path, key=True)))
             continue
         found.extend(_schema_error(doc, err))

@@ -75,7 +75,7 @@ def write_file_atomic(path: Path, content: bytes, mode: int) -> None:
 
 
 _RENAME_EXCHANGE = 2
-_libc = None
+_libc: ctypes.CDLL | bool | None = None  # None: not probed yet; False: unsupported
 
 
 def _load_libc():

@@ -75,7 +75,8 @@ def main() -> None:
             out = work / f"out{n}"
             rows.append(dict(measure(f"validate {n} nodes", bakery + ["validate", str(f)], work, args.runs), nodes=n))
             first = measure(f"render {n} nodes, first (makes keys)", bakery + ["render", str(f), "--out", str(out)],
-                            work, max(1, min(args.runs, 3)), prepare=lambda out=out: shutil.rmtree(out, ignore_errors=True))
+                            work, max(1, min(args.runs, 3)),
+                            prepare=lambda out=out: shutil.rmtree(out, ignore_errors=True))
             rows.append(dict(first, nodes=n))
             rows.append(dict(measure(f"render {n} nodes, again", bakery + ["render", str(f), "--out", str(out)],
                                      work, args.runs), nodes=n))

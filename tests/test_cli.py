@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LAB, ROOT, run_bakery
 from bakery import __version__
+
+from conftest import LAB, ROOT, run_bakery
 
 
 def test_version_and_help():

@@ -400,7 +400,7 @@ def test_deploy_sh_runs_and_is_idempotent(tmp_path):
     assert [(c[2], c[3], c[c.index("--name") + 1]) for c in clones] == [
         ("9000", "9100", "k8s-master"), ("9000", "9101", "k8s-node1"), ("9000", "9102", "k8s-node2")]
     sets = [c for c in log if c[:2] == ["qm", "set"] and "--cicustom" in c]
-    for n, c in zip(cluster.nodes, sets):
+    for n, c in zip(cluster.nodes, sets, strict=True):
         cicustom = dict(kv.split("=", 1) for kv in c[c.index("--cicustom") + 1].split(","))
         assert cicustom == {"user": f"local:snippets/lab-{n.name}-user.yaml",
                             "network": f"local:snippets/lab-{n.name}-network.yaml",
@@ -635,7 +635,7 @@ def test_ci_workflow_scripts_pass_shellcheck_and_read_the_fingerprint(tmp_path):
                        text=True, env={**os.environ, "CLUSTER": "cluster.yaml", "GITHUB_OUTPUT": str(out_file)})
     assert r.returncode == 0, r.stderr
     cluster, _ = load_cluster(str(LAB))
-    assert dict(l.split("=", 1) for l in out_file.read_text().splitlines()) == {
+    assert dict(ln.split("=", 1) for ln in out_file.read_text().splitlines()) == {
         "cluster": "lab", "fingerprint": image_plan(cluster).fingerprint}
 
 

@@ -14,16 +14,16 @@ def test_explain_cli_lists_layers_nodes_and_endpoint():
     r = run_bakery("explain", LAB)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    layers = {m[1]: (m[2], m[3]) for l in lines
-              if (m := re.match(r"\s+(node network|pod network|service network)\s+(\S+)\s+owner: (.+?)\s+\(", l))}
+    layers = {m[1]: (m[2], m[3]) for ln in lines
+              if (m := re.match(r"\s+(node network|pod network|service network)\s+(\S+)\s+owner: (.+?)\s+\(", ln))}
     assert layers == {"node network": ("192.168.56.0/24", "the OS"),
                       "pod network": ("20.96.0.0/12", "Calico v3.32.1"),
                       "service network": ("10.96.0.0/12", "kube-proxy")}
-    nodes = [l.split() for l in lines if re.match(r"\s+k8s-", l)]
+    nodes = [ln.split() for ln in lines if re.match(r"\s+k8s-", ln)]
     assert [(n[0], n[1], n[2]) for n in nodes] == [("k8s-master", "control-plane", "192.168.56.30"),
                                                    ("k8s-node1", "worker", "192.168.56.31"),
                                                    ("k8s-node2", "worker", "192.168.56.32")]
-    assert "first boot: kubeadm init" in lines[[l.split()[0] if l.strip() else "" for l in lines].index("k8s-master")]
+    assert "first boot: kubeadm init" in lines[[ln.split()[0] if ln.strip() else "" for ln in lines].index("k8s-master")]
     assert all("kubeadm join (worker) via 192.168.56.30:6443" in " ".join(n) for n in nodes[1:])
     assert "control-plane endpoint: 192.168.56.30:6443 (the API server of k8s-master)" in lines
 
@@ -53,13 +53,13 @@ def test_readme_has_mermaid_and_tables():
     diagram = blocks[0].splitlines()
     assert diagram[0] == "flowchart TB"
     # every node of the diagram is declared once, every edge refers to declared ids
-    declared = {m[1] for l in diagram if (m := re.match(r"\s+(\w+)[\[(]", l))}
+    declared = {m[1] for ln in diagram if (m := re.match(r"\s+(\w+)[\[(]", ln))}
     assert declared >= {"n0", "n1", "n2", "ep", "pods", "svcs"}
-    for l in diagram:
-        if m := re.match(r"\s+(\w+) (-->|---|-\. \"kubeadm join\" \.->) (\w+)$", l):
+    for ln in diagram:
+        if m := re.match(r"\s+(\w+) (-->|---|-\. \"kubeadm join\" \.->) (\w+)$", ln):
             assert {m[1], m[3]} <= declared | {"nodenet"}
-    assert sum(1 for l in diagram if l.strip() == "end") == sum(1 for l in diagram if l.strip().startswith("subgraph"))
-    rows = [l.split("|")[1:-1] for l in md.splitlines() if l.startswith("| k8s-")]
+    assert sum(1 for ln in diagram if ln.strip() == "end") == sum(1 for ln in diagram if ln.strip().startswith("subgraph"))
+    rows = [ln.split("|")[1:-1] for ln in md.splitlines() if ln.startswith("| k8s-")]
     assert [[c.strip() for c in r][:3] for r in rows] == [["k8s-master", "control-plane", "`192.168.56.30`"],
                                                           ["k8s-node1", "worker", "`192.168.56.31`"],
                                                           ["k8s-node2", "worker", "`192.168.56.32`"]]

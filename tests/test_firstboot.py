@@ -301,7 +301,7 @@ def test_every_kubeadm_document_matches_the_spec(rendered):
 
 
 def test_init_node_configuration(rendered):
-    for name, (out, data) in rendered.items():
+    for _name, (out, data) in rendered.items():
         first = next(n for n in nodes_of(data) if n["role"] == "control-plane")
         docs = kubeadm_docs(out, first["name"])
         assert set(docs) == {"InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"}
@@ -351,7 +351,7 @@ def test_control_planes_with_workers_are_tainted(rendered):
 
 def test_join_configurations(rendered):
     need("openssl")
-    for name, out, data, node in all_nodes(rendered):
+    for _name, out, data, node in all_nodes(rendered):
         docs = kubeadm_docs(out, node["name"])
         if "InitConfiguration" in docs:
             continue
@@ -407,7 +407,7 @@ def test_calico_installation(rendered):
 
 def scripts(rendered):
     """(node, script, values file) for every node."""
-    for name, out, _, node in all_nodes(rendered):
+    for _name, out, _, node in all_nodes(rendered):
         files = written(user_data(out, node["name"]))
         yield node["name"], files[SCRIPT]["content"], files[VALUES]["content"]
 
@@ -432,10 +432,10 @@ def test_firstboot_script_passes_shellcheck(rendered, tmp_path):
 
 
 def test_firstboot_values(rendered):
-    for name, out, data, node in all_nodes(rendered):
+    for _name, out, data, node in all_nodes(rendered):
         files = written(user_data(out, node["name"]))
-        values = subprocess.run(["bash", "-c", f'. /dev/stdin; echo "$NODE_NAME|$NODE_ROLE|$ACTION|$NODE_ADDRESS|'
-                                 f'$ENDPOINT_HOST:$ENDPOINT_PORT|${{CALICO_MANIFESTS[*]}}"'],
+        values = subprocess.run(["bash", "-c", '. /dev/stdin; echo "$NODE_NAME|$NODE_ROLE|$ACTION|$NODE_ADDRESS|'
+                                 '$ENDPOINT_HOST:$ENDPOINT_PORT|${CALICO_MANIFESTS[*]}"'],
                                 input=files[VALUES]["content"], capture_output=True, text=True).stdout.strip()
         first = nodes_of(data)[0]
         action = "init" if node is first else ("join-control-plane" if node["role"] == "control-plane"
@@ -831,7 +831,7 @@ def test_control_plane_nodes_join_one_after_another(rendered, tmp_path, listener
     own address, then joins; cp2 waits for the init node."""
     out, data = rendered["ha"]
     cps = [n for n in nodes_of(data) if n["role"] == "control-plane"]
-    for before, node in zip(cps, cps[1:]):
+    for before, node in zip(cps, cps[1:], strict=False):
         values = written(user_data(out, node["name"]))[VALUES]["content"]
         assert f"JOIN_AFTER={before['address']}" in values
     for n in nodes_of(data):
@@ -891,7 +891,7 @@ def test_the_unit_runs_the_script_until_the_sentinel_exists(rendered, tmp_path):
 
 def test_script_values_are_shell_quoted(rendered):
     """Every value line is NAME=word with no expansion: cluster.yaml can't inject shell."""
-    for node, script, values in scripts(rendered):
+    for node, _script, values in scripts(rendered):
         lines = [ln for ln in values.splitlines() if ln and not ln.startswith("#")]
         assert len(lines) == 13, node
         for line in lines:
@@ -927,7 +927,7 @@ def networkd_units(folder: Path) -> dict[str, dict[str, list[str]]]:
 
 
 def test_network_config_through_netplan_and_networkd(rendered, tmp_path):
-    for i, (name, out, data, node) in enumerate(all_nodes(rendered)):
+    for i, (_name, out, data, node) in enumerate(all_nodes(rendered)):
         net = data["spec"]["network"]
         prefix = net["nodeCidr"].split("/")[1]
         nic = node.get("interface") or net.get("nodeInterface", "enp0s8")
@@ -1033,7 +1033,7 @@ def test_admin_conf(rendered, tmp_path):
 
 def test_kubectl_loads_admin_conf(rendered):
     need("kubectl")
-    for name, (out, data) in rendered.items():
+    for _name, (out, data) in rendered.items():
         r = subprocess.run(["kubectl", "--kubeconfig", str(out / "admin.conf"), "config", "view", "--raw", "-o",
                             "jsonpath={.clusters[0].cluster.server} {.users[0].name} {.current-context}"],
                            capture_output=True, text=True, timeout=60)

@@ -1,6 +1,8 @@
 """Issue 6: a highly available control plane with kube-vip."""
-import yaml
+import contextlib
+
 import pytest
+import yaml
 
 from conftest import EXAMPLES, run_bakery
 from test_firstboot import calls, run_script, stage_script, user_data, written
@@ -71,8 +73,9 @@ def test_every_env_name_is_one_kube_vip_reads(ha):
     must be one of the constants of kube-vip's config_envvar.go at the pinned tag."""
     import json
 
-    from conftest import ROOT
     from bakery import versions
+
+    from conftest import ROOT
 
     spec = json.loads((ROOT / "tests/data/specs/kube-vip-env-v1.0.0.json").read_text())
     assert spec["source"]["tag"] == versions.KUBE_VIP_VERSION
@@ -176,10 +179,8 @@ def test_a_retried_control_plane_join_keeps_kube_vip(ha, tmp_path):
     def serve():
         srv.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(OSError):
                 srv.accept()[0].close()
-            except OSError:
-                pass
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     manifests = tmp_path / "manifests"

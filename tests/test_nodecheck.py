@@ -5,9 +5,8 @@ runs in-process against a System whose files are a temporary tree and whose comm
 canned outputs; the VM boot test runs it for real inside a booted VM.
 """
 import io
-import re
 import json
-import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bakery import nodecheck as nc
-from conftest import ROOT, need
+
+from conftest import ROOT
 
 CAP = ROOT / "tests" / "data" / "captured"
 
@@ -111,7 +111,7 @@ class FakeSystem(nc.System):
 
     def now(self):
         import datetime
-        return datetime.datetime(2026, 11, 27, tzinfo=datetime.timezone.utc)
+        return datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
 
 
 def healthy_tree(root: Path, exp: dict):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bakery.versions import OS_RELEASES
+
 from conftest import EXAMPLES, LAB, need, run_bakery
 from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, meta, value
 
@@ -557,7 +558,8 @@ def _bash_array(script: Path, name: str) -> list[str]:
 
 
 def test_images_pre_pulled_and_calico_manifests_stored(render):
-    from bakery import pipeline, plan as planmod
+    from bakery import pipeline
+    from bakery import plan as planmod
     from bakery.plan import image_plan
 
     script = packer_dir(render, "ubuntu-24.04") / "scripts" / "50-images.sh"
@@ -605,8 +607,8 @@ def test_swap_kernel_and_seal_steps(render):
     modules = (packer_dir(render, "ubuntu-24.04") / "files" / "etc" / "modules-load.d" / "k8s.conf").read_text()
     assert [m for m in modules.splitlines() if m and not m.startswith("#")] == ["overlay", "br_netfilter"]
     seal = _script_commands(sdir / "90-seal.sh")
-    assert ["cloud-init", "clean", "--logs", "--machine-id", "--seed"] == seal[
-        next(i for i, c in enumerate(seal) if c[:2] == ["cloud-init", "clean"])][:5]
+    clean = next(c for c in seal if c[:2] == ["cloud-init", "clean"])
+    assert clean[:5] == ["cloud-init", "clean", "--logs", "--machine-id", "--seed"]
     assert ["truncate", "-s", "0", "/etc/machine-id"] in seal
     assert ["rm", "-f", "/etc/ssh/ssh_host_*"] in seal
     assert ["disarm_build_user", "/", "$BUILD_USER"] in seal

@@ -99,7 +99,7 @@ def test_variables_without_default(tmp_path):
 # --- the real packer ---------------------------------------------------------------------------
 
 def test_build_streams_events_as_they_happen(tmp_path, packer):
-    folder = template(tmp_path / "t", ["echo first%s" % ", comma", "sleep 2", "echo second"], manifest=True)
+    folder = template(tmp_path / "t", ["echo first, comma", "sleep 2", "echo second"], manifest=True)
     arrivals = {}
 
     def on_event(ev, tracker):
@@ -224,7 +224,7 @@ def test_bakery_build_without_packer_is_one_line_exit_1(tmp_path):
     env = {**os.environ, "BAKERY_PACKER": str(tmp_path / "nope"), "PKR_VAR_build_password": "x" * 10}
     r = run_bakery("build", LAB, "--out", tmp_path / "out", env=env)
     assert r.returncode == 1, r.stdout + r.stderr
-    errors = [l for l in r.stderr.splitlines() if l.startswith("error")]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error")]
     assert len(errors) == 1 and "BAKERY_PACKER" in errors[0]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clusters import make_cluster
-from conftest import LAB, ROOT, run_bakery
+from conftest import LAB, run_bakery
 
 
 def snapshot(root: Path) -> dict:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, LAB, need, run_bakery
 from bakery import secrets
 from bakery.pipeline import load_cluster
+
+from conftest import EXAMPLES, LAB, need, run_bakery
 
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 BUNDLE_PEM_FIELDS = [("ca", "certificate"), ("ca", "key"), ("etcdCa", "certificate"), ("etcdCa", "key"),
@@ -342,7 +343,7 @@ def good_bundle(model):
 
 
 def expired_ca_bundle(model, good):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca = secrets._make_ca("kubernetes", "rsa-2048", 20, now)  # ends in 20 days
     admin = secrets._make_admin(ca, "rsa-2048", 365, now)
     return replace(good, ca=ca, admin=admin)
@@ -414,14 +415,14 @@ def test_key_algorithm_change_keeps_the_cas(good_bundle, tmp_path):
 
 
 def test_parse_rejects_expired_admin(model, good_bundle):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     admin = secrets._make_admin(good_bundle.ca, "rsa-2048", 365, now - datetime.timedelta(days=350))
     with pytest.raises(secrets._Bad, match="admin.certificate .* expires on"):
         secrets.parse(replace(good_bundle, admin=admin).to_bytes())
 
 
 def test_parse_rejects_admin_signed_by_another_ca(good_bundle):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     admin = secrets._make_admin(good_bundle.etcd_ca, "rsa-2048", 365, now)
     with pytest.raises(secrets._Bad, match="not signed by the cluster CA"):
         secrets.parse(replace(good_bundle, admin=admin).to_bytes())
@@ -482,7 +483,7 @@ def test_secrets_check_fails_on_a_soon_expiring_bundle(tmp_path):
 
     from conftest import LAB
     cluster, _ = load_cluster(str(LAB))
-    long_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3650 - 10)
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3650 - 10)
     path = tmp_path / "old.yaml"
     path.write_bytes(new_bundle(cluster, now=long_ago).to_bytes())
     r = run_bakery("secrets", "check", LAB, "--secrets", path)

@@ -38,9 +38,14 @@ import pytest
 import yaml
 
 from bakery import plan as P
+
 from conftest import LAB, run_bakery
 from vm.disk import Disk, baseline_private_keys
 from vm.disk import standin_calls as _all_standin_calls
+from vm.fixtures import TIMINGS, say, vm_factory, vm_image  # noqa: F401  (fixtures)
+from vm.image import BASE_HOSTNAME, CONSOLE_MARK, NODE_CHECK_IGNORED, STATE_DIR, _fake_baked_files
+from vm.qemu import Link, accel_name
+from vm.seed import seed_iso
 
 # Questions the node check asks the stand-ins (versions, image lists, CRI status) are not
 # actions on the node; the assertions below are about what first boot *did*.
@@ -50,10 +55,6 @@ QUERIES = {("kubeadm", "version"), ("kubeadm", "config"), ("kubectl", "version")
 
 def standin_calls(disk):
     return [c for c in _all_standin_calls(disk) if (c.tool, (c.argv or ("",))[0]) not in QUERIES]
-from vm.fixtures import TIMINGS, say, vm_factory, vm_image  # noqa: F401  (fixtures)
-from vm.image import BASE_HOSTNAME, CONSOLE_MARK, NODE_CHECK_IGNORED, STATE_DIR, _fake_baked_files
-from vm.qemu import Link, accel_name
-from vm.seed import seed_iso
 
 pytestmark = pytest.mark.vm
 
@@ -248,7 +249,7 @@ def check_basics(disk: Disk, rendered: Rendered, node: dict, vm) -> None:
             import warnings as w
             w.warn(f"{name}: no route via the node network's gateway {gateway} on enp0s8: Debian's "
                    "cloud-init ENI renderer writes it as `post-up route add` (needs net-tools) and drops "
-                   f"its metric; routes: {[(r.get('dst'), r.get('gateway'), r.get('dev')) for r in routes]}")
+                   f"its metric; routes: {[(r.get('dst'), r.get('gateway'), r.get('dev')) for r in routes]}", stacklevel=2)
 
 
 def kubeadm_docs(call, path) -> dict:

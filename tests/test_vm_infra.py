@@ -25,7 +25,7 @@ pytestmark = pytest.mark.vm
 MAC = "52:54:00:5a:01:08"
 ADDRESS = "10.77.5.10"
 
-USER_DATA = f"""#cloud-config
+USER_DATA = b"""#cloud-config
 hostname: infra-smoke
 write_files:
   - path: /etc/smoke/secret.txt
@@ -35,7 +35,7 @@ write_files:
 runcmd:
   - [/usr/bin/kubeadm, init, --config, /etc/smoke/secret.txt]
   - [/usr/bin/kubectl, apply, -f, /opt/bakery/calico/]
-""".encode()
+"""
 META_DATA = b"instance-id: infra-smoke-1\nlocal-hostname: infra-smoke\n"
 NETWORK_CONFIG = yaml.safe_dump({"version": 2, "ethernets": {"node": {
     "match": {"macaddress": MAC}, "set-name": "enp0s8", "addresses": [f"{ADDRESS}/24"]}}}).encode()

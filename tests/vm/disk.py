@@ -166,7 +166,7 @@ def private_key_blocks(raw: Path) -> list[tuple[int, bytes]]:
     return blocks
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def baseline_private_keys(base_raw: Path) -> frozenset[str]:
     """sha256 of each private key already in the base image: Debian's own (e.g. the self-test
     keys inside libgnutls), there before any seed. Cached beside the image."""

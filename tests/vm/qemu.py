@@ -16,6 +16,7 @@ calls it), so no qemu outlives the test.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -35,7 +36,7 @@ KVM = ("-accel", "kvm", "-cpu", "host")
 NAT_MAC = "52:54:00:12:34:56"
 
 _accel: tuple[str, ...] | None = None
-_running: dict[int, "VM"] = {}
+_running: dict[int, VM] = {}
 
 
 class VMTimeout(AssertionError):
@@ -81,9 +82,7 @@ def accel_args(image: BaseImage, workdir: Path) -> tuple[str, ...]:
     choice = os.environ.get("BAKERY_VM_ACCEL", "").lower()
     if choice == "tcg":
         _accel = TCG
-    elif choice == "kvm":
-        _accel = KVM
-    elif os.access("/dev/kvm", os.R_OK | os.W_OK) and _kvm_boots_kernel(image, workdir):
+    elif choice == "kvm" or (os.access("/dev/kvm", os.R_OK | os.W_OK) and _kvm_boots_kernel(image, workdir)):
         _accel = KVM
     else:
         _accel = TCG
@@ -116,7 +115,7 @@ class Link:
     remote_port: int
 
     @staticmethod
-    def pair() -> tuple["Link", "Link"]:
+    def pair() -> tuple[Link, Link]:
         a, b = free_udp_ports(2)
         return Link(a, b), Link(b, a)
 
@@ -186,7 +185,7 @@ class VM:
             "-monitor", f"unix:{self.monitor},server=on,wait=off",
         ]
 
-    def start(self) -> "VM":
+    def start(self) -> VM:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.overlay.exists():
             self.overlay.unlink()
@@ -221,10 +220,8 @@ class VM:
     def kill(self) -> None:
         """Kill this VM's qemu by its own pid (never by name) and reap it."""
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=30)
         if self.proc is not None:
             _running.pop(self.proc.pid, None)
@@ -264,7 +261,7 @@ class VM:
     def serial_tail(self, lines: int = 60) -> str:
         return "\n".join(self.serial_text().splitlines()[-lines:])
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         return self.start()
 
     def __exit__(self, *exc) -> None:
