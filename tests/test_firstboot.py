@@ -510,7 +510,7 @@ def stage_script(text: str, values: str, tmp: Path, release: str = "v3.32.1", **
     (tmp / "pki" / "ca.crt").write_text("stand-in\n")
     (tmp / "pki" / "ca.key").write_text("stand-in key\n")
     action = re.search(r"^ACTION='?([a-z-]+)", values, re.M).group(1)
-    (tmp / "etc/kubeadm.yaml").write_text(kubeadm_config or 
+    (tmp / "etc/kubeadm.yaml").write_text(kubeadm_config or
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: " + ("InitConfiguration" if action == "init"
                                                        else "JoinConfiguration") + "\n"
         + ("controlPlane: {}\n" if action == "join-control-plane" else ""))
