@@ -66,7 +66,7 @@ CLUSTER_ARG = click.argument("cluster", metavar="CLUSTER.yaml", type=click.Path(
               help="json: one document on stdout, for CI.")
 def validate(cluster: str, strict: bool, output: str) -> None:
     """Check CLUSTER.yaml against the schema and the semantic checks."""
-    from .pipeline import check_file
+    from .spec.pipeline import check_file
 
     try:
         loaded = check_file(cluster)
@@ -108,7 +108,7 @@ def validate(cluster: str, strict: bool, output: str) -> None:
 def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool, rotate_token: bool,
            check_only: bool, lock_timeout: float) -> None:
     """Write Packer templates and per-node cloud-init for CLUSTER.yaml."""
-    from .pipeline import load_cluster
+    from .spec.pipeline import load_cluster
     from .render import render_cluster
 
     model, report = load_cluster(cluster, strict=strict)
@@ -137,7 +137,7 @@ def init(directory: str, force: bool) -> None:
     (~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, the first found) if there is one."""
     from pathlib import Path
 
-    from . import scaffold
+    from .spec import scaffold
 
     target = Path(directory) / "cluster.yaml"
     if target.exists() and not force:
@@ -169,7 +169,7 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
     from pathlib import Path
 
     from . import secrets as sec
-    from .pipeline import load_cluster
+    from .spec.pipeline import load_cluster
     from .render import SECRETS_NAME, default_out
 
     model, _ = load_cluster(cluster)

@@ -19,7 +19,7 @@ SECRETS_OPTION = click.option("--secrets", "secrets_path", envvar="BAKERY_SECRET
 
 
 def _load(path: str):
-    from .pipeline import load_cluster
+    from .spec.pipeline import load_cluster
 
     model, report = load_cluster(path)
     for d in report.warnings:

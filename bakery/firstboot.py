@@ -18,7 +18,7 @@ import functools
 
 from . import kubevip
 from . import plan as P
-from .model import Cluster, Node
+from .spec.model import Cluster, Node
 from .secrets import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
 from .templating import dump_yaml, render_template
 from .writer import OutputFile

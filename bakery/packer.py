@@ -16,7 +16,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 from . import __version__, plan as planmod, versions
-from .model import Cluster
+from .spec.model import Cluster
 from .plan import ImagePlan
 from .templating import dump_yaml, render_template
 from .writer import OutputFile

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 
 from . import __version__, versions
-from .model import Cluster, Node
+from .spec.model import Cluster, Node
 
 # Where things live on the node (in the image, or written at first boot).
 BAKERY_DIR = "/opt/bakery"

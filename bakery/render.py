@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
-from .model import Cluster
+from .spec.model import Cluster
 from .writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
 
 SECRETS_NAME = "secrets.yaml"

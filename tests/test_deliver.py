@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bakery import deliver
-from bakery.pipeline import load_cluster
+from bakery.spec.pipeline import load_cluster
 from bakery.plan import image_plan
 from bakery.writer import OutputFile, write_tree
 

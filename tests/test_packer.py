@@ -427,7 +427,8 @@ def test_scripts_pass_shellcheck(render, name):
 
 
 def test_provisioners_run_scripts_in_order_and_seal_last(render):
-    from bakery import packer, pipeline
+    from bakery import packer
+    from bakery.spec import pipeline
     from bakery.plan import image_plan
 
     merged = merged_hcl(render, "ubuntu-24.04")
@@ -557,7 +558,8 @@ def _bash_array(script: Path, name: str) -> list[str]:
 
 
 def test_images_pre_pulled_and_calico_manifests_stored(render):
-    from bakery import pipeline, plan as planmod
+    from bakery.spec import pipeline
+    from bakery import plan as planmod
     from bakery.plan import image_plan
 
     script = packer_dir(render, "ubuntu-24.04") / "scripts" / "50-images.sh"
@@ -580,7 +582,7 @@ def test_images_pre_pulled_and_calico_manifests_stored(render):
 
 
 def test_versions_file_sources_to_the_plan(render):
-    from bakery import pipeline
+    from bakery.spec import pipeline
     from bakery.plan import image_plan
 
     f = packer_dir(render, "ubuntu-24.04") / "files" / "opt" / "bakery" / "versions.env"
@@ -956,7 +958,7 @@ def test_debian_seal_resets_the_installer_network(render):
 # --- fingerprint and image name ----------------------------------------------------------
 
 def _plan_for(tmp_path, **kw):
-    from bakery import pipeline
+    from bakery.spec import pipeline
     from bakery.plan import image_plan
 
     p = tmp_path / f"c{len(list(tmp_path.iterdir()))}.yaml"
@@ -986,7 +988,7 @@ def test_fingerprint_follows_bake_inputs_not_nodes(tmp_path):
 
 
 def test_image_name_and_manifest_post_processor(render):
-    from bakery import pipeline
+    from bakery.spec import pipeline
     from bakery.plan import image_plan
 
     merged = merged_hcl(render, "ubuntu-24.04")

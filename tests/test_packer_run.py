@@ -229,7 +229,7 @@ def test_bakery_build_without_packer_is_one_line_exit_1(tmp_path):
 
 
 def test_bakery_build_skips_a_recorded_fingerprint(tmp_path):
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
     from bakery.plan import image_plan
 
     cluster, _ = load_cluster(str(LAB))

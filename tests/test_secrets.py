@@ -18,7 +18,7 @@ import yaml
 
 from conftest import EXAMPLES, LAB, need, run_bakery
 from bakery import secrets
-from bakery.pipeline import load_cluster
+from bakery.spec.pipeline import load_cluster
 
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 BUNDLE_PEM_FIELDS = [("ca", "certificate"), ("ca", "key"), ("etcdCa", "certificate"), ("etcdCa", "key"),
@@ -450,7 +450,7 @@ def test_check_mode_without_bundle_is_input_error(tmp_path):
 
 def test_bundle_repr_shows_no_secret():
     """A traceback or a test report that prints the bundle must not print keys or the token."""
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
     from bakery.secrets import new_bundle
 
     from conftest import EXAMPLES
@@ -477,7 +477,7 @@ def test_secrets_check_reports_expiry_without_secrets(tmp_path):
 def test_secrets_check_fails_on_a_soon_expiring_bundle(tmp_path):
     import datetime
 
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
     from bakery.secrets import new_bundle
 
     from conftest import LAB

@@ -207,7 +207,7 @@ def _node_check_files() -> dict[str, tuple[bytes, int]]:
     import hashlib as _h
 
     from bakery import nodecheck, packer
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
 
     root = Path(__file__).resolve().parents[2]
     cluster, _ = load_cluster(str(root / "examples" / "lab" / "cluster.yaml"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError, Report
+from ..errors import InputError, Report
 from .loader import Document, load_file
 
 

@@ -10,8 +10,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 
-from . import versions
-from .errors import Diagnostic
+from .. import versions
+from ..errors import Diagnostic
 from .loader import Document
 
 CHECKS: list[tuple[str, Callable]] = []

@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import versions
+from .. import versions
 from .checks import parse_duration
 
 
