@@ -168,7 +168,7 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
     is unusable or a certificate expires within 30 days. Prints no secret."""
     from pathlib import Path
 
-    from . import secrets as sec
+    from .pki import bundle as sec
     from .spec.pipeline import load_cluster
     from .render import SECRETS_NAME, default_out
 

@@ -24,7 +24,7 @@ import threading
 import time as _time
 from dataclasses import dataclass
 
-from .writer import OutputFile
+from .output.writer import OutputFile
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
 VOLUME_ID = "CIDATA"

@@ -19,9 +19,9 @@ import functools
 from . import kubevip
 from . import plan as P
 from .spec.model import Cluster, Node
-from .secrets import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
+from .pki.bundle import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
 from .templating import dump_yaml, render_template
-from .writer import OutputFile
+from .output.writer import OutputFile
 
 KUBELET_API = "kubelet.config.k8s.io/v1beta1"
 CALICO_API = "operator.tigera.io/v1"

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 from .spec.model import Cluster
-from .writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
+from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
 
 SECRETS_NAME = "secrets.yaml"
 
@@ -76,7 +76,7 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
                    rotate_token: bool = False, check_only: bool = False,
                    lock_timeout: float = 60.0) -> RenderResult:
-    from . import secrets
+    from .pki import bundle as secrets
 
     dest = Path(out) if out else default_out(cluster)
     bundle_path = Path(secrets_path) if secrets_path else dest / SECRETS_NAME
@@ -128,7 +128,7 @@ def _refuse_foreign(dest: Path) -> None:
 
 
 def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool) -> RenderResult:
-    from . import secrets
+    from .pki import bundle as secrets
 
     if not bundle_path.exists():
         raise InputError(f"no secrets bundle at {bundle_path}: nothing was rendered there yet; "

@@ -19,7 +19,7 @@ import yaml
 from bakery import deliver
 from bakery.spec.pipeline import load_cluster
 from bakery.plan import image_plan
-from bakery.writer import OutputFile, write_tree
+from bakery.output.writer import OutputFile, write_tree
 
 from conftest import LAB, need, net_convert, run_bakery
 

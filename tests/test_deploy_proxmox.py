@@ -32,7 +32,7 @@ import pytest
 from bakery import deliver, deploy_proxmox
 from bakery.errors import EnvError
 from bakery.plan import image_plan
-from bakery.writer import write_tree
+from bakery.output.writer import write_tree
 
 from conftest import LAB, run_bakery
 from test_deliver import lab, proxmox_nic_is_configured, seed_files

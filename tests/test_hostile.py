@@ -105,7 +105,7 @@ def shell_texts(files):
 @pytest.fixture(scope="module")
 def bundle():
     from bakery.spec import model, validate
-    from bakery import secrets
+    from bakery.pki import bundle as secrets
     from bakery.spec.loader import load_text
 
     from conftest import LAB

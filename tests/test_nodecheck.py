@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery import nodecheck as nc
+from bakery.guest import nodecheck as nc
 from conftest import ROOT, need
 
 CAP = ROOT / "tests" / "data" / "captured"
@@ -298,7 +298,7 @@ def lab_packer(tmp_path_factory):
 
 def test_image_gets_the_check_verbatim_and_executable(lab_packer):
     f = lab_packer / "files/usr/local/sbin/bakery-node-check"
-    assert f.read_bytes() == (ROOT / "bakery/nodecheck.py").read_bytes()
+    assert f.read_bytes() == (ROOT / "bakery/guest/nodecheck.py").read_bytes()
     assert f.stat().st_mode & 0o111
 
 

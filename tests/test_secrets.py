@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, LAB, need, run_bakery
-from bakery import secrets
+from bakery.pki import bundle as secrets
 from bakery.spec.pipeline import load_cluster
 
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
@@ -451,7 +451,7 @@ def test_check_mode_without_bundle_is_input_error(tmp_path):
 def test_bundle_repr_shows_no_secret():
     """A traceback or a test report that prints the bundle must not print keys or the token."""
     from bakery.spec.pipeline import load_cluster
-    from bakery.secrets import new_bundle
+    from bakery.pki.bundle import new_bundle
 
     from conftest import EXAMPLES
     cluster, _ = load_cluster(str(EXAMPLES / "single" / "cluster.yaml"))
@@ -478,7 +478,7 @@ def test_secrets_check_fails_on_a_soon_expiring_bundle(tmp_path):
     import datetime
 
     from bakery.spec.pipeline import load_cluster
-    from bakery.secrets import new_bundle
+    from bakery.pki.bundle import new_bundle
 
     from conftest import LAB
     cluster, _ = load_cluster(str(LAB))

@@ -206,7 +206,8 @@ NODE_CHECK_IGNORED = ("kubernetes-version", "kubernetes-held", "images", "contai
 def _node_check_files() -> dict[str, tuple[bytes, int]]:
     import hashlib as _h
 
-    from bakery import nodecheck, packer
+    from bakery.guest import nodecheck
+    from bakery import packer
     from bakery.spec.pipeline import load_cluster
 
     root = Path(__file__).resolve().parents[2]

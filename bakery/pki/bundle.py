@@ -29,7 +29,7 @@ import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 API_VERSION = "bakery.dev/v1alpha1"
 KIND = "SecretsBundle"
@@ -147,7 +147,7 @@ class Bundle:
         }
 
     def to_bytes(self) -> bytes:
-        from .templating import dump_yaml
+        from ..templating import dump_yaml
 
         head = ("# bakery secrets bundle: the cluster's root of trust. Keep it private (0600) and keep it:\n"
                 "# every render reuses it; losing it means a new cluster.\n")
