@@ -62,7 +62,8 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
-    from . import deliver, packer_run
+    from . import deliver
+    from .build import runner as packer_run
     from .errors import EnvError, InputError
     from .plan import image_plan
 

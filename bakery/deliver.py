@@ -156,7 +156,7 @@ def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, Output
     matches the clone's one NIC (net0) by the MAC deploy.sh and `bakery deploy proxmox` set
     on it (node_mac) and names it node.interface, as the rest of first boot expects (kube-vip's
     interface), with no NAT NIC (a Proxmox clone has none); meta-data to match."""
-    from . import firstboot
+    from .seed import firstboot
 
     if "user-data" not in seed:
         return {}

@@ -42,7 +42,9 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str) -> OutputF
 def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[OutputFile]:
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
     a render holds one node's files at a time, whatever the cluster's size."""
-    from . import deliver, firstboot, packer
+    from . import deliver
+    from .seed import firstboot
+    from .image import packer
     from .plan import image_plan, node_plans
 
     plan = image_plan(cluster)

@@ -427,7 +427,7 @@ def test_scripts_pass_shellcheck(render, name):
 
 
 def test_provisioners_run_scripts_in_order_and_seal_last(render):
-    from bakery import packer
+    from bakery.image import packer
     from bakery.spec import pipeline
     from bakery.plan import image_plan
 
@@ -685,7 +685,7 @@ def test_seal_leaves_no_password_hash_and_no_group(render, tmp_path, name):
 def test_first_boot_removes_the_build_user(render, tmp_path):
     """The image's removal script, run as its unit runs it, against a sealed copy of /etc."""
     _need_root_tools()
-    from bakery import packer
+    from bakery.image import packer
 
     pdir = packer_dir(render, "ubuntu-24.04")
     script = pdir / "files" / packer.REMOVE_USER_SCRIPT.lstrip("/")
@@ -718,7 +718,7 @@ def test_first_boot_removes_the_build_user(render, tmp_path):
 def test_build_user_removal_unit_runs_before_cloud_init_and_is_enabled(render):
     import configparser
 
-    from bakery import packer
+    from bakery.image import packer
 
     pdir = packer_dir(render, "debian-12")
     unit = configparser.ConfigParser(strict=False, interpolation=None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery import packer_run
+from bakery.build import runner as packer_run
 from bakery.errors import EnvError
 
 from conftest import LAB, ROOT, need, run_bakery
@@ -148,7 +148,7 @@ def test_template_error_is_reported(tmp_path, packer):
 INTERRUPT_SCRIPT = """
 import sys, time
 from pathlib import Path
-from bakery import packer_run
+from bakery.build import runner as packer_run
 def on_event(ev, tracker):
     if ev is not None and ev.type == "ui" and ev.text.endswith("started"):
         print("STARTED", flush=True)
@@ -258,7 +258,7 @@ def test_bakery_build_only_must_be_a_configured_builder(tmp_path):
 
 
 def test_bakery_build_checks_packer_version_against_templates(tmp_path, packer):
-    from bakery import packer_run as pr
+    from bakery.build import runner as pr
 
     v = pr.packer_version(packer)
     r = run_bakery("build", LAB, "--out", tmp_path / "out", "--only", "qemu",

@@ -207,7 +207,7 @@ def _node_check_files() -> dict[str, tuple[bytes, int]]:
     import hashlib as _h
 
     from bakery.guest import nodecheck
-    from bakery import packer
+    from bakery.image import packer
     from bakery.spec.pipeline import load_cluster
 
     root = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ cluster-api-provider-vsphere's kube-vip-prepare.sh does the same.)
 """
 from __future__ import annotations
 
-from .spec.model import Cluster, Node
+from ..spec.model import Cluster, Node
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 SUPER_ADMIN_CONF = "/etc/kubernetes/super-admin.conf"

@@ -17,11 +17,11 @@ from __future__ import annotations
 import functools
 
 from . import kubevip
-from . import plan as P
-from .spec.model import Cluster, Node
-from .pki.bundle import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
-from .templating import dump_yaml, render_template
-from .output.writer import OutputFile
+from .. import plan as P
+from ..spec.model import Cluster, Node
+from ..pki.bundle import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
+from ..templating import dump_yaml, render_template
+from ..output.writer import OutputFile
 
 KUBELET_API = "kubelet.config.k8s.io/v1beta1"
 CALICO_API = "operator.tigera.io/v1"
@@ -346,7 +346,7 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
 
 
 def _renders_to_ifupdown(cluster: Cluster) -> bool:
-    from . import versions
+    from .. import versions
 
     return versions.OS_RELEASES[cluster.os].family == "debian"
 

@@ -15,11 +15,11 @@ import posixpath
 from pathlib import Path
 from dataclasses import dataclass, field
 
-from . import __version__, plan as planmod, versions
-from .spec.model import Cluster
-from .plan import ImagePlan
-from .templating import dump_yaml, render_template
-from .output.writer import OutputFile
+from .. import __version__, plan as planmod, versions
+from ..spec.model import Cluster
+from ..plan import ImagePlan
+from ..templating import dump_yaml, render_template
+from ..output.writer import OutputFile
 
 ROOT = "packer"
 KIND = "packer"
@@ -181,7 +181,7 @@ def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
 
 
 def node_check_source() -> str:
-    from .guest import nodecheck
+    from ..guest import nodecheck
 
     return Path(nodecheck.__file__).read_text()
 

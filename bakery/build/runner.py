@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EnvError
+from ..errors import EnvError
 
 COMMA = "%!(PACKER_COMMA)"
 INIT_SINCE = (1, 7, 0)  # `packer init` appeared in 1.7.0
