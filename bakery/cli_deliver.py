@@ -62,7 +62,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
-    from . import deliver
+    from .deliver import handoff as deliver
     from .build import runner as packer_run
     from .errors import EnvError, InputError
     from .plan import image_plan
@@ -179,7 +179,7 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
     """
     import os
 
-    from . import deploy_proxmox
+    from .deliver import proxmox_api as deploy_proxmox
     from .errors import EnvError, InputError
 
     model = _load(cluster)
@@ -211,7 +211,7 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
 @click.option("--markdown", is_flag=True, help="Print the Markdown README (with its Mermaid diagram) instead.")
 def explain(cluster: str, markdown: bool) -> None:
     """Describe the cluster: network layers and their owners, nodes, control-plane endpoint."""
-    from . import explain as ex
+    from .deliver import explain as ex
 
     model = _load(cluster)
     click.echo(ex.markdown(model) if markdown else ex.text(model), nl=False)

@@ -42,7 +42,7 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str) -> OutputF
 def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[OutputFile]:
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
     a render holds one node's files at a time, whatever the cluster's size."""
-    from . import deliver
+    from .deliver import handoff as deliver
     from .seed import firstboot
     from .image import packer
     from .plan import image_plan, node_plans

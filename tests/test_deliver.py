@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bakery import deliver
+from bakery.deliver import handoff as deliver
 from bakery.spec.pipeline import load_cluster
 from bakery.plan import image_plan
 from bakery.output.writer import OutputFile, write_tree
@@ -104,7 +104,7 @@ def test_seed_iso_is_byte_identical_across_renders_and_time_zones(tmp_path):
     assert deliver.seed_iso(files) == first
     code = textwrap.dedent("""
         import sys
-        from bakery.deliver import seed_iso
+        from bakery.deliver.handoff import seed_iso
         sys.stdout.buffer.write(seed_iso({"user-data": b"#cloud-config\\n", "meta-data": b"instance-id: a\\n",
                                            "network-config": b"version: 2\\n"}))
     """)

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from bakery import deliver, deploy_proxmox
+from bakery.deliver import handoff as deliver, proxmox_api as deploy_proxmox
 from bakery.errors import EnvError
 from bakery.plan import image_plan
 from bakery.output.writer import write_tree

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from bakery import explain
+from bakery.deliver import explain
 from bakery.spec.pipeline import load_cluster
 
 from conftest import LAB, run_bakery

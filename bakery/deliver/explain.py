@@ -44,7 +44,7 @@ class Explanation:
 
 
 def describe(cluster) -> Explanation:
-    from .plan import node_plans
+    from ..plan import node_plans
 
     net = cluster.network
     gw = f", gateway {net.gateway}" if net.gateway else ""
@@ -118,9 +118,9 @@ def mermaid(cluster) -> str:
 
 
 def markdown(cluster) -> str:
-    from . import deliver
-    from .plan import image_plan
-    from .templating import render_template
+    from . import handoff as deliver
+    from ..plan import image_plan
+    from ..templating import render_template
 
     plan = image_plan(cluster)
     return render_template("deliver/README.md.j2", e=describe(cluster), cluster=cluster, plan=plan,

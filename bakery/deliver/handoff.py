@@ -24,7 +24,7 @@ import threading
 import time as _time
 from dataclasses import dataclass
 
-from .output.writer import OutputFile
+from ..output.writer import OutputFile
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
 VOLUME_ID = "CIDATA"
@@ -156,7 +156,7 @@ def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, Output
     matches the clone's one NIC (net0) by the MAC deploy.sh and `bakery deploy proxmox` set
     on it (node_mac) and names it node.interface, as the rest of first boot expects (kube-vip's
     interface), with no NAT NIC (a Proxmox clone has none); meta-data to match."""
-    from .seed import firstboot
+    from ..seed import firstboot
 
     if "user-data" not in seed:
         return {}
@@ -231,7 +231,7 @@ def ova_name(plan) -> str:
 def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
     """The cluster's delivery files: create-vms.sh, deploy.sh and the README."""
     from . import explain
-    from .templating import render_template
+    from ..templating import render_template
 
     out: list[OutputFile] = []
     px = cluster.image.proxmox
@@ -264,7 +264,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
 def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
     """Files derived from a rendered tree held in memory: seed ISOs, VirtualBox and Proxmox
     hand-off, README. (A render streams node by node through node_files/cluster_files.)"""
-    from .plan import node_plans
+    from ..plan import node_plans
 
     by_path = {f.path: f for f in files}
     out: list[OutputFile] = []
