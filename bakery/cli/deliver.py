@@ -1,4 +1,5 @@
-"""Commands that take rendered outputs further (issue 5): build, deploy, explain.
+"""Commands that take rendered outputs further (issue 5): build, deploy, explain. bakery.cli
+adds COMMANDS to the group; this module does not import it.
 Keep imports light: click only at module level; everything else inside the commands, so
 `bakery --version` stays fast."""
 from __future__ import annotations
@@ -7,7 +8,7 @@ import sys
 
 import click
 
-from .cli import CLUSTER_ARG, cli
+from .commands import CLUSTER_ARG
 
 BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
 
@@ -19,7 +20,7 @@ SECRETS_OPTION = click.option("--secrets", "secrets_path", envvar="BAKERY_SECRET
 
 
 def _load(path: str):
-    from .spec.pipeline import load_cluster
+    from ..spec.pipeline import load_cluster
 
     model, report = load_cluster(path)
     for d in report.warnings:
@@ -29,8 +30,8 @@ def _load(path: str):
 
 def _ensure_rendered(model, out: str | None, secrets_path: str | None):
     """Render when the output folder is missing or differs from a fresh render."""
-    from .errors import InputError
-    from .render import default_out, render_cluster
+    from ..errors import InputError
+    from ..render import default_out, render_cluster
 
     try:
         stale = render_cluster(model, out=out, secrets_path=secrets_path, check_only=True).exit_code != 0
@@ -45,7 +46,7 @@ def _ensure_rendered(model, out: str | None, secrets_path: str | None):
     return Path(out).absolute() if out else default_out(model)
 
 
-@cli.command()
+@click.command()
 @CLUSTER_ARG
 @click.option("--only", type=click.Choice(BUILDERS), default=None,
               help="Bake with this builder only. Default: every builder in spec.image.builders.")
@@ -62,10 +63,10 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
-    from .deliver import handoff as deliver
-    from .build import runner as packer_run
-    from .errors import EnvError, InputError
-    from .plan import image_plan
+    from ..deliver import handoff as deliver
+    from ..build import runner as packer_run
+    from ..errors import EnvError, InputError
+    from ..plan import image_plan
 
     model = _load(cluster)
     wanted = [only] if only else list(model.image.builders)
@@ -156,7 +157,7 @@ def _build_with_progress(packer_run, binary, folder, builders, force, variables,
                             on_event=on_plain)
 
 
-@cli.group()
+@click.group()
 def deploy() -> None:
     """Create the cluster's VMs on a hypervisor from the baked image."""
 
@@ -179,8 +180,8 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
     """
     import os
 
-    from .deliver import proxmox_api as deploy_proxmox
-    from .errors import EnvError, InputError
+    from ..deliver import proxmox_api as deploy_proxmox
+    from ..errors import EnvError, InputError
 
     model = _load(cluster)
     px = model.image.proxmox
@@ -206,12 +207,15 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
         click.echo(f"{r.name}: VM {r.vm_id} {r.state}{f' ({r.detail})' if r.detail else ''}")
 
 
-@cli.command()
+@click.command()
 @CLUSTER_ARG
 @click.option("--markdown", is_flag=True, help="Print the Markdown README (with its Mermaid diagram) instead.")
 def explain(cluster: str, markdown: bool) -> None:
     """Describe the cluster: network layers and their owners, nodes, control-plane endpoint."""
-    from .deliver import explain as ex
+    from ..deliver import explain as ex
 
     model = _load(cluster)
     click.echo(ex.markdown(model) if markdown else ex.text(model), nl=False)
+
+
+COMMANDS = (build, deploy, explain)
