@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FIRST_BOOT = {
-    "init": "kubeadm init, then installs Calico",
-    "join-control-plane": "kubeadm join --control-plane",
-    "join-worker": "kubeadm join (worker)",
-}
+from ..plan.nodes import FIRST_BOOT
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import time as _time
 from dataclasses import dataclass
 
 from ..output.writer import OutputFile
+from ..plan.nodes import FIRST_BOOT
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
 VOLUME_ID = "CIDATA"
@@ -241,7 +242,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
             "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes,
             ova=ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
             host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
-            first_boot=explain.FIRST_BOOT,
+            first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("virtualbox/create-vms.sh", script.encode(), kind="virtualbox",
                               executable=True))
@@ -254,7 +255,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
             rows.append((n, names, ",".join(volumes)))
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
-            nodes=rows, first_boot=explain.FIRST_BOOT,
+            nodes=rows, first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
     out.append(OutputFile("README.md", explain.markdown(cluster).encode(), kind="docs"))
