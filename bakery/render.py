@@ -10,10 +10,8 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 from .spec.model import Cluster
+from .output.layout import SECRETS_NAME, default_out
 from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
-
-SECRETS_NAME = "secrets.yaml"
-
 
 @dataclass
 class RenderResult:
@@ -21,10 +19,6 @@ class RenderResult:
     count: int
     messages: list[str] = field(default_factory=list)
     exit_code: int = 0
-
-
-def default_out(cluster: Cluster) -> Path:
-    return Path.cwd() / "outputs" / cluster.name
 
 
 def _entry(f: OutputFile) -> dict:

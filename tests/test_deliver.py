@@ -19,7 +19,9 @@ import yaml
 from bakery.deliver import handoff as deliver
 from bakery.spec.pipeline import load_cluster
 from bakery.plan import image_plan
+from bakery.output.layout import images_dir
 from bakery.output.writer import OutputFile, write_tree
+from bakery.providers import virtualbox
 
 from conftest import LAB, need, net_convert, run_bakery
 
@@ -643,7 +645,7 @@ def test_create_vms_default_ova_is_where_bakery_build_puts_it(tmp_path):
     bash = need("bash")
     cluster = lab(tmp_path)
     out = write_out(tmp_path, cluster, seed_files(cluster))
-    ova = deliver.images_dir(out) / deliver.ova_name(image_plan(cluster))
+    ova = images_dir(out) / virtualbox.ova_name(image_plan(cluster))
     ova.parent.mkdir(parents=True)
     ova.write_bytes(b"ova")
     env, state = vbox_env(tmp_path)

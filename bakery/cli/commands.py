@@ -167,7 +167,7 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
 
     from ..pki import bundle as sec
     from ..spec.pipeline import load_cluster
-    from ..render import SECRETS_NAME, default_out
+    from ..output.layout import SECRETS_NAME, default_out
 
     model, _ = load_cluster(cluster)
     path = Path(secrets_path) if secrets_path else default_out(model) / SECRETS_NAME

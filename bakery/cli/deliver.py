@@ -8,9 +8,8 @@ import sys
 
 import click
 
+from ..providers import BUILDERS, proxmox
 from .commands import CLUSTER_ARG
-
-BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
 
 OUT_OPTION = click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
                           help="Output folder. Default: outputs/<metadata.name>/ under the current folder.")
@@ -31,7 +30,8 @@ def _load(path: str):
 def _ensure_rendered(model, out: str | None, secrets_path: str | None):
     """Render when the output folder is missing or differs from a fresh render."""
     from ..errors import InputError
-    from ..render import default_out, render_cluster
+    from ..output.layout import default_out
+    from ..render import render_cluster
 
     try:
         stale = render_cluster(model, out=out, secrets_path=secrets_path, check_only=True).exit_code != 0
@@ -63,7 +63,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
-    from ..deliver import handoff as deliver
+    from ..output.layout import images_dir
     from ..build import runner as packer_run
     from ..errors import EnvError, InputError
     from ..plan import image_plan
@@ -75,7 +75,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
                          f"{', '.join(model.image.builders)})", check="build-only")
     dest = _ensure_rendered(model, out, secrets_path)
     plan = image_plan(model)
-    images = deliver.images_dir(dest)
+    images = images_dir(dest)
     recorded = packer_run.recorded_builds(images / "manifest.json", plan.fingerprint)
     todo = wanted if force else [b for b in wanted if b not in recorded]
     for b in wanted:
@@ -86,7 +86,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
         return
     env = dict(os.environ)
     required = []
-    if "proxmox-iso" in todo:
+    if proxmox.BUILDER in todo:
         if not env.get("PKR_VAR_proxmox_token") and env.get("PROXMOX_TOKEN_SECRET"):
             env["PKR_VAR_proxmox_token"] = env["PROXMOX_TOKEN_SECRET"]
         required.append(("PKR_VAR_proxmox_token", f"secret of the API token {model.image.proxmox.token_id}"))
@@ -185,7 +185,7 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
 
     model = _load(cluster)
     px = model.image.proxmox
-    if "proxmox-iso" not in model.image.builders:
+    if proxmox.BUILDER not in model.image.builders:
         raise InputError(f"{cluster} does not build for Proxmox (add proxmox-iso to spec.image.builders)",
                          check="deploy-proxmox")
     url = px.url or os.environ.get(deploy_proxmox.URL_ENV)

@@ -24,8 +24,10 @@ import threading
 import time as _time
 from dataclasses import dataclass
 
+from ..output.layout import IMAGES_SUFFIX
 from ..output.writer import OutputFile
 from ..plan.nodes import FIRST_BOOT
+from ..providers import proxmox, virtualbox
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
 VOLUME_ID = "CIDATA"
@@ -180,7 +182,7 @@ def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFi
         iso = seed_iso({name: f.content for name, f in seed.items()})
         out.append(OutputFile(f"nodes/{node.name}/seed.iso", iso, kind="seed", node=node.name,
                               role=node.role, secret=secret))
-    if "proxmox-iso" in cluster.image.builders:
+    if proxmox.BUILDER in cluster.image.builders:
         px_seed = proxmox_seed(cluster, node, seed)
         for part, seed_name in SNIPPET_PARTS:
             f = px_seed.get(seed_name)
@@ -209,24 +211,6 @@ def host_only_address(cluster) -> str:
     return str(next(h for h in net.node_cidr.hosts() if h not in used))
 
 
-IMAGES_SUFFIX = "-images"
-
-
-def images_dir(out):
-    """Where `bakery build` has Packer put its artifacts and manifest.json: beside the output
-    folder, not in it, because every render replaces outputs/<cluster>/ as a whole."""
-    from pathlib import Path
-
-    out = Path(out).absolute()
-    return out.parent / f"{out.name}{IMAGES_SUFFIX}"
-
-
-def ova_name(plan) -> str:
-    """The OVA of the virtualbox-iso build, relative to images_dir() (packer.py: output_directory
-    ${var.output_dir}/virtualbox-iso, vm_name = image_name, format ova)."""
-    return f"virtualbox-iso/{plan.image_name}.ova"
-
-
 # --- the renderer --------------------------------------------------------------------------
 
 def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
@@ -237,16 +221,16 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
     out: list[OutputFile] = []
     px = cluster.image.proxmox
     builders = cluster.image.builders
-    if "virtualbox-iso" in builders:
+    if virtualbox.BUILDER in builders:
         script = render_template(
             "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes,
-            ova=ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
+            ova=virtualbox.ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
             host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
             first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("virtualbox/create-vms.sh", script.encode(), kind="virtualbox",
                               executable=True))
-    if "proxmox-iso" in builders:
+    if proxmox.BUILDER in builders:
         rows = []
         for n in nodes:
             names = [snippet_name(cluster, n.name, part) for part, _ in SNIPPET_PARTS]

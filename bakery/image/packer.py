@@ -15,11 +15,13 @@ import posixpath
 from pathlib import Path
 from dataclasses import dataclass, field
 
-from .. import __version__, plan as planmod, versions
+from .. import __version__, plan as planmod, providers, versions
 from ..spec.model import Cluster
 from ..plan import ImagePlan
 from ..templating import dump_yaml, render_template
+from ..output.layout import images_folder_name
 from ..output.writer import OutputFile
+from ..providers import proxmox, qemu, virtualbox
 
 ROOT = "packer"
 KIND = "packer"
@@ -85,12 +87,6 @@ CLOUD_INIT_GLOBS = (
     "/etc/netplan/00-installer-config*.yaml",
 )
 
-# Linux keeps the hardware clock in UTC; packer-plugin-virtualbox defaults rtc_time_base to
-# "local" (`--rtcuseutc off`), which starts every guest off by the host's UTC offset. Its
-# allowed values are exactly "UTC" and "local" (v1.1.5 builder/virtualbox/iso/builder.go;
-# step_create_vm.go turns "UTC" into `modifyvm --rtcuseutc on`).
-VIRTUALBOX_RTC_TIME_BASE = "UTC"
-
 # Packer names each build `<build block name>.<source type>.<source name>` and matches
 # `packer build -only=GLOB` against that full name (hashicorp/packer
 # hcl2template/types.packer_config.go; packer/build.go CoreBuild.Name). Provisioner-level
@@ -98,22 +94,9 @@ VIRTUALBOX_RTC_TIME_BASE = "UTC"
 BUILD_NAME = "node"
 SOURCE_NAME = "node"
 
-# What each builder's build needs besides PKR_VAR_build_password, and what it makes.
-BUILDER_NOTES = {
-    "virtualbox-iso": "VirtualBox on this machine; makes an OVA",
-    "qemu": "QEMU (with /dev/kvm, or qemu_accelerator=tcg); makes a qcow2",
-    "proxmox-iso": "the Proxmox VE API (PKR_VAR_proxmox_token, spec.image.proxmox); makes a template",
-}
-
-
 def build_names(builders) -> list[str]:
     """The names `packer build -only=` matches, one per source of the build block."""
     return [f"{BUILD_NAME}.{b}.{SOURCE_NAME}" for b in builders]
-
-
-PLUGIN_SOURCES = {"virtualbox": "github.com/hashicorp/virtualbox",
-                  "proxmox": "github.com/hashicorp/proxmox",
-                  "qemu": "github.com/hashicorp/qemu"}
 
 
 @dataclass(frozen=True)
@@ -405,9 +388,9 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
         # relative to packer/ where `packer build .` runs: outputs/<cluster>-images/, the
         # folder `bakery build` uses too.
         Variable("output_dir", "string", "Folder for build artifacts and manifest.json (outside the rendered "
-                 "tree, which every render replaces).", f"../../{cluster.name}-images"),
+                 "tree, which every render replaces).", f"../../{images_folder_name(cluster.name)}"),
     ]
-    if "proxmox-iso" in img.builders:
+    if proxmox.BUILDER in img.builders:
         px = img.proxmox
         out += [
             Variable("proxmox_url", "string", "Proxmox VE API URL (https://host:8006/api2/json).", px.url or ""),
@@ -426,7 +409,7 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
             Variable("proxmox_cpu_type", "string",
                      "CPU type of the template (clones inherit it; Calico's images need x86-64-v2).", "host"),
         ]
-    if "qemu" in img.builders:
+    if qemu.BUILDER in img.builders:
         out.append(Variable("qemu_accelerator", "string", "QEMU accelerator: kvm, or tcg where /dev/kvm is missing.",
                             img.qemu_accelerator))
     return out
@@ -446,9 +429,9 @@ def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[d
         if step.env:
             attrs.append(("environment_vars", "[" + ", ".join(f'"{k}=${{{v}}}"' for k, v in step.env) + "]"))
         out.append({"type": "shell", "attrs": attrs})
-    if "proxmox-iso" in cluster.image.builders:
+    if proxmox.BUILDER in cluster.image.builders:
         out.append({"type": "shell", "attrs": [
-            ("name", q("drop-build-sudo")), ("only", f'["proxmox-iso.{SOURCE_NAME}"]'),
+            ("name", q("drop-build-sudo")), ("only", f'["{proxmox.BUILDER}.{SOURCE_NAME}"]'),
             ("inline", f'["sudo -n rm -f {SUDOERS_FILE}"]')]})
     return out
 
@@ -464,13 +447,13 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
 
     plugins = []
     for b in builders:
-        name, version = versions.PACKER_PLUGINS[b]
-        plugins.append({"name": name, "version": f">= {version}", "source": PLUGIN_SOURCES[name]})
+        p = providers.BY_BUILDER[b]
+        plugins.append({"name": p.PLUGIN, "version": f">= {p.PLUGIN_VERSION}", "source": p.PLUGIN_SOURCE})
     add("plugins.pkr.hcl", render_template("packer/plugins.pkr.hcl.j2", **common, plugins=plugins,
                                            required_version=f">= {versions.PACKER_VERSION}"))
     add("variables.pkr.hcl", render_template("packer/variables.pkr.hcl.j2", **common,
                                              variables=variables(cluster, plan),
-                                             proxmox="proxmox-iso" in builders))
+                                             proxmox=proxmox.BUILDER in builders))
 
     http, http_content, boot = http_files(cluster, plan)
     for name, text in http.items():
@@ -483,7 +466,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
     add("sources.pkr.hcl", render_template(
         "packer/sources.pkr.hcl.j2", **common, builders=builders, source_name=SOURCE_NAME, os_name=plan.os,
         installer=osr.installer,
-        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type, "rtc_time_base": VIRTUALBOX_RTC_TIME_BASE},
+        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type, "rtc_time_base": virtualbox.RTC_TIME_BASE},
         proxmox={"description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
                                 f"bakery fingerprint {plan.fingerprint}"}))
 
@@ -505,7 +488,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
                "cache_dir": CACHE_DIR, **step.context}
         add(step.path, render_template(f"packer/scripts/{step.name}.sh.j2", **common, **ctx), executable=True)
     add("README.md", render_template("packer/README.md.j2", **common, image_name=plan.image_name,
-                                     builds=[(b, name, BUILDER_NOTES[b])
+                                     builds=[(b, name, providers.BY_BUILDER[b].NOTES)
                                              for b, name in zip(builders, build_names(builders))],
-                                     proxmox="proxmox-iso" in builders))
+                                     proxmox=proxmox.BUILDER in builders))
     return out
