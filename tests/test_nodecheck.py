@@ -279,7 +279,7 @@ def test_control_plane_port_in_use(tmp_path):
 def test_runs_standalone_with_only_the_stdlib(tmp_path):
     """The image gets this file verbatim: it must run without bakery or any third-party module."""
     script = tmp_path / "bakery-node-check"
-    script.write_text((ROOT / "bakery" / "nodecheck.py").read_text())
+    script.write_text((ROOT / "bakery" / "guest" / "nodecheck.py").read_text())
     r = subprocess.run([sys.executable, "-S", "-I", str(script), "--expected", str(tmp_path / "none.json")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "FAIL setup" in r.stdout, r.stderr
