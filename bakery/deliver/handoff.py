@@ -8,9 +8,8 @@
   `qm` commands that clone the template into one VM per node;
 - README.md: `bakery explain` as Markdown, with a Mermaid diagram.
 
-render_delivery() reads the seed files the other renderers made (it is handed every file
-rendered so far) and never changes them. Those seeds are VirtualBox's: a NAT NIC and the
-host-only NIC. A Proxmox clone has one NIC, net0, whose guest name (ens18 for virtio) is not
+node_files() reads the seed files firstboot made for the node and never changes them.
+Those seeds are VirtualBox's: a NAT NIC and the host-only NIC. A Proxmox clone has one NIC, net0, whose guest name (ens18 for virtio) is not
 VirtualBox's, so the Proxmox seed has its own network-config, matching that NIC by the MAC
 both Proxmox hand-offs set on it (node_mac), and its own meta-data (whose instance-id
 follows the network-config); its user-data is the node's.
@@ -244,19 +243,3 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
     out.append(OutputFile("README.md", explain.markdown(cluster).encode(), kind="docs"))
     return out
-
-
-def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
-    """Files derived from a rendered tree held in memory: seed ISOs, VirtualBox and Proxmox
-    hand-off, README. (A render streams node by node through node_files/cluster_files.)"""
-    from ..plan import node_plans
-
-    by_path = {f.path: f for f in files}
-    out: list[OutputFile] = []
-    nodes = []
-    for np_ in node_plans(cluster):
-        seed = {name: by_path[f"nodes/{np_.node.name}/{name}"] for name in SEED_FILES
-                if f"nodes/{np_.node.name}/{name}" in by_path}
-        out += node_files(cluster, np_, seed)
-        nodes.append(node_delivery(cluster, np_, seed))
-    return out + cluster_files(cluster, plan, nodes)

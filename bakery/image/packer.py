@@ -247,12 +247,6 @@ SEAL = "90-seal"
 NODE_CHECK_STEP = "80-node-check"
 
 
-def insert_before_seal(steps: list[Step], step: Step) -> list[Step]:
-    """A copy of steps with `step` run right before sealing (e.g. the node check)."""
-    i = next(i for i, s in enumerate(steps) if s.name == SEAL)
-    return [*steps[:i], step, *steps[i:]]
-
-
 # --- installer ---------------------------------------------------------------------------
 
 def _templatefile_escape(text: str) -> str:

@@ -13,10 +13,6 @@ class Loaded:
     report: Report
     data: dict | None
 
-    @property
-    def ok(self) -> bool:
-        return not self.report.errors
-
 
 def check_file(path: str) -> Loaded:
     """Load and validate; file-level problems raise InputError, findings go in the report."""
