@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from .. import versions
 from ..errors import Diagnostic
 from ..providers import proxmox, virtualbox
+from .durations import parse_duration
 from .loader import Document
 
 CHECKS: list[tuple[str, Callable]] = []
@@ -469,15 +470,3 @@ def _durations(ctx: Ctx) -> Iterator[Diagnostic]:
         yield ctx.err("join-timeout", ("spec", "bootstrap", "joinTimeout"),
                       f"joinTimeout {ctx.spec['bootstrap']['joinTimeout']} is too short for a node to join",
                       "use at least 30s; 15m suits VMs that boot together")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration like 1h30m or 45s ('' or '0' is 0)."""
-    total, num = 0, ""
-    for ch in text:
-        if ch.isdigit():
-            num += ch
-        else:
-            total += int(num) * {"h": 3600, "m": 60, "s": 1}[ch]
-            num = ""
-    return total

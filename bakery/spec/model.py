@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .. import versions
-from .checks import parse_duration
+from .durations import parse_duration
 
 
 @dataclass(frozen=True)
