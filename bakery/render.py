@@ -37,6 +37,7 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[Ou
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
     a render holds one node's files at a time, whatever the cluster's size."""
     from .deliver import handoff as deliver
+    from .pki import kubeconfig
     from .seed import firstboot
     from .image import packer
     from .plan import image_plan, node_plans
@@ -53,7 +54,7 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[Ou
             yield from seed_files
             yield from deliver.node_files(cluster, node_plan, seed)
             nodes.append(deliver.node_delivery(cluster, node_plan, seed))
-        yield from firstboot.render_cluster_files(cluster, bundle)
+        yield from kubeconfig.render_cluster_files(cluster, bundle)
         yield from deliver.cluster_files(cluster, plan, nodes)
         if bundle_in_tree:
             yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)

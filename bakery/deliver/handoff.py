@@ -158,13 +158,14 @@ def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, Output
     matches the clone's one NIC (net0) by the MAC deploy.sh and `bakery deploy proxmox` set
     on it (node_mac) and names it node.interface, as the rest of first boot expects (kube-vip's
     interface), with no NAT NIC (a Proxmox clone has none); meta-data to match."""
-    from ..seed import firstboot
+    from ..seed.metadata import meta_data
+    from ..seed.network import network_config
 
     if "user-data" not in seed:
         return {}
     user_data = seed["user-data"]
-    network = firstboot.network_config(cluster, node, mac=node_mac(cluster, node), nat=False)
-    meta = firstboot.meta_data(cluster, node)
+    network = network_config(cluster, node, mac=node_mac(cluster, node), nat=False)
+    meta = meta_data(cluster, node)
     common = {"kind": "proxmox", "node": node.name, "role": node.role}
     return {"user-data": user_data,
             "network-config": OutputFile("", network.encode(), **common),
