@@ -30,7 +30,7 @@ class ImagePlan:
     calico_manifests: tuple[tuple[str, str], ...]  # (file name, URL)
     kube_vip_image: str | None
     # What else decides the bytes of the image (issue 3): the installer ISO, the disk, the
-    # build user the installer creates (removed again, see packer.REMOVE_USER_SCRIPT), and the bakery release whose
+    # build user the installer creates (removed again, see image.steps.REMOVE_USER_SCRIPT), and the bakery release whose
     # scripts bake it. Build-VM sizing (cpus, memory) is not an input: it changes no byte.
     iso_urls: tuple[str, ...] = ()  # one file, tried at each location in order
     iso_checksum: str = ""
