@@ -87,7 +87,7 @@ def image_plan(cluster: Cluster) -> ImagePlan:
 
 
 def node_check_expectations(plan: ImagePlan) -> dict:
-    """What the node check (bakery/nodecheck.py) expects of the image, from the same plan
+    """What the node check (bakery/guest/nodecheck.py) expects of the image, from the same plan
     the bake scripts are rendered from: they cannot disagree."""
     return {
         "kubernetesVersion": plan.kubernetes_version,

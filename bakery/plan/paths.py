@@ -13,7 +13,7 @@ SENTINEL = "/var/lib/bakery/node-ready"
 CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 # On the init node, kube-vip starts with super-admin.conf; this admin.conf variant replaces
-# it once kubeadm init has finished (see bakery/kubevip.py for why).
+# it once kubeadm init has finished (see bakery/seed/kubevip.py for why).
 KUBE_VIP_AFTER_INIT = "/etc/bakery/kube-vip.admin.yaml"
 PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
@@ -26,7 +26,7 @@ FIRSTBOOT_STEPS = "/var/lib/bakery/steps"  # one file per finished step of the f
 FIRSTBOOT_LOG = "/var/log/bakery/firstboot.log"  # the script's lines and kubeadm's output (root only)
 FIRSTBOOT_ENV = f"{FIRSTBOOT_DIR}/firstboot.env"  # this node's values for the script (shell-quoted)
 FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
-# The node check (issue 9, bakery/nodecheck.py) in the image; first boot runs it with
+# The node check (issue 9, bakery/guest/nodecheck.py) in the image; first boot runs it with
 # `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when
 # it fails.
 NODE_CHECK = "/usr/local/sbin/bakery-node-check"
