@@ -63,6 +63,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
+    from ..image import packer
     from ..output.layout import images_dir
     from ..build import runner as packer_run
     from ..errors import EnvError, InputError
@@ -93,7 +94,9 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
         if not model.image.proxmox.url:
             required.append(("PKR_VAR_proxmox_url", "the API URL, since image.proxmox.url is not set"))
     folder = dest / "packer"
-    binary, version = packer_run.preflight(folder, env=env, required_env=required)
+    binary, version = packer_run.preflight(
+        folder, env=env, required_env=required, required_version=packer.required_version(),
+        variables=[v.name for v in packer.variables(model, plan) if not v.has_default])
     images.mkdir(parents=True, exist_ok=True)
     click.echo(f"baking {plan.image_name} with {', '.join(todo)} (Packer {'.'.join(map(str, version))}); "
                f"artifacts in {images}", err=True)

@@ -137,6 +137,11 @@ def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[d
     return out
 
 
+def required_version() -> str:
+    """The Packer core the templates need (the packer block's required_version)."""
+    return f">= {versions.PACKER_VERSION}"
+
+
 def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
     osr = _os(plan)
     builders = list(cluster.image.builders)
@@ -151,7 +156,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         p = providers.BY_BUILDER[b]
         plugins.append({"name": p.PLUGIN, "version": f">= {p.PLUGIN_VERSION}", "source": p.PLUGIN_SOURCE})
     add("plugins.pkr.hcl", render_template("packer/plugins.pkr.hcl.j2", **common, plugins=plugins,
-                                           required_version=f">= {versions.PACKER_VERSION}"))
+                                           required_version=required_version()))
     add("variables.pkr.hcl", render_template("packer/variables.pkr.hcl.j2", **common,
                                              variables=variables(cluster, plan),
                                              proxmox=proxmox.BUILDER in builders))
