@@ -116,10 +116,11 @@ def mermaid(cluster) -> str:
 def markdown(cluster) -> str:
     from ..output.layout import images_folder_name
     from ..plan import image_plan
-    from ..providers import virtualbox
+    from ..providers import proxmox, virtualbox
     from ..templating import render_template
 
     plan = image_plan(cluster)
     return render_template("deliver/README.md.j2", e=describe(cluster), cluster=cluster, plan=plan,
                            diagram=mermaid(cluster), px=cluster.image.proxmox,
+                           virtualbox=virtualbox.BUILDER, proxmox=proxmox.BUILDER,
                            ova=f"../{images_folder_name(cluster.name)}/{virtualbox.ova_name(plan)}")

@@ -172,8 +172,10 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
     add("sources.pkr.hcl", render_template(
         "packer/sources.pkr.hcl.j2", **common, builders=builders, source_name=SOURCE_NAME, os_name=plan.os,
         installer=osr.installer,
-        virtualbox={"guest_os_type": osr.virtualbox_guest_os_type, "rtc_time_base": virtualbox.RTC_TIME_BASE},
-        proxmox={"description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
+        virtualbox={"builder": virtualbox.BUILDER, "guest_os_type": osr.virtualbox_guest_os_type,
+                    "rtc_time_base": virtualbox.RTC_TIME_BASE},
+        qemu={"builder": qemu.BUILDER},
+        proxmox={"builder": proxmox.BUILDER, "description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
                                 f"bakery fingerprint {plan.fingerprint}"}))
 
     steps = bake_steps(cluster, plan)
