@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..plan.nodes import FIRST_BOOT
+from ..plan.nodes import FIRST_BOOT, Action
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class NodeLine:
     name: str
     role: str
     address: str
-    action: str
+    action: Action
     first_boot: str
 
 
@@ -66,7 +66,7 @@ def describe(cluster) -> Explanation:
     nodes = []
     for p in node_plans(cluster):
         text = FIRST_BOOT[p.action]
-        if p.action != "init":
+        if p.action != Action.INIT:
             text += f" via {cp.endpoint}"
         nodes.append(NodeLine(p.node.name, p.node.role, str(p.node.address), p.action, text))
     return Explanation(cluster.name, cluster.kubernetes_version, cluster.os, layers,
@@ -104,7 +104,7 @@ def mermaid(cluster) -> str:
         if n.role == "control-plane":
             out.append(f"  ep --> {ids[n.name]}")
     for n in e.nodes:
-        if n.action != "init":
+        if n.action != Action.INIT:
             out.append(f'  {ids[n.name]} -. "kubeadm join" .-> ep')
     out.append(f'  pods["{pod_net.name} {pod_net.cidr}<br/>owner: {pod_net.owner}"]')
     out.append(f'  svcs["{svc_net.name} {svc_net.cidr}<br/>owner: {svc_net.owner}"]')

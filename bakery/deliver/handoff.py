@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..output.layout import IMAGES_SUFFIX
 from ..output.writer import OutputFile
-from ..plan.nodes import FIRST_BOOT
+from ..plan.nodes import FIRST_BOOT, Action
 from ..providers import proxmox, virtualbox
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
@@ -118,7 +118,7 @@ def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
 class NodeDelivery:
     name: str
     role: str
-    action: str
+    action: Action
     address: str
     mac: str  # aa:bb:cc:dd:ee:ff
     cpus: int

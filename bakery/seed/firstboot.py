@@ -19,6 +19,7 @@ import functools
 
 from . import kubevip
 from .. import plan as P
+from ..plan.nodes import Action
 from ..spec.model import Cluster
 from ..pki.bundle import Bundle
 from .calico import calico_installation
@@ -136,7 +137,7 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
     if node_plan.needs_pki:
         files += _pki_files(bundle)
     files.append(_file(P.KUBEADM_CONFIG, _dump_all(kubeadm_documents(cluster, bundle, node_plan)), "0600"))
-    if node_plan.action == "init":
+    if node_plan.action == Action.INIT:
         files.append(_file(P.CALICO_INSTALLATION, dump_yaml(calico_installation(cluster)), "0644"))
     vip_first, vip_after = _kube_vip(cluster, node_plan)
     if vip_first is not None:

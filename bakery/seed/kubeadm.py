@@ -3,6 +3,7 @@ KubeletConfiguration on the init node, JoinConfiguration on the others."""
 from __future__ import annotations
 
 from .. import plan as P
+from ..plan.nodes import Action
 from ..pki.bundle import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
 from ..spec.model import Cluster, Node
 
@@ -126,6 +127,6 @@ def _join_documents(cluster: Cluster, bundle: Bundle, node: Node) -> list[dict]:
 
 
 def kubeadm_documents(cluster: Cluster, bundle: Bundle, node_plan: P.NodePlan) -> list[dict]:
-    if node_plan.action == "init":
+    if node_plan.action == Action.INIT:
         return _init_documents(cluster, bundle, node_plan.node)
     return _join_documents(cluster, bundle, node_plan.node)
