@@ -14,7 +14,7 @@ def network_config(cluster: Cluster, node: Node, *, mac: str | None = None, nat:
     """The node's network-config (v2). ``mac``: match the node-network NIC by this MAC (and
     name it node.interface) rather than node.mac; ``nat``: whether the VM has the NAT NIC.
     The seed in nodes/<node>/ is VirtualBox's (NAT NIC + host-only NIC); the Proxmox
-    hand-off asks for its own VM's single NIC (deliver.proxmox_seed)."""
+    hand-off asks for its own VM's single NIC (deliver.handoff.proxmox_seed)."""
     net = cluster.network
     nat_interface = net.nat_interface if nat else None
     mac = mac or node.mac

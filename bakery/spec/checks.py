@@ -384,7 +384,7 @@ def _default_route(ctx: Ctx) -> Iterator[Diagnostic]:
                       "cannot reach service IPs (kube-proxy needs a route to 10.96.0.1 and friends)",
                       "set network.gateway, or keep a NAT interface")
     elif proxmox.BUILDER in ctx.spec["image"]["builders"]:
-        # The Proxmox seed configures the clone's one NIC only (deliver.proxmox_seed): the
+        # The Proxmox seed configures the clone's one NIC only (deliver.handoff.proxmox_seed): the
         # NAT NIC is VirtualBox's.
         yield ctx.err("no-default-route", ("spec", "network"),
                       "with no gateway, the Proxmox VMs have no default route: a Proxmox clone has one NIC, "
