@@ -9,10 +9,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
-from .model import Cluster
-from .writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
-
-SECRETS_NAME = "secrets.yaml"
+from .output.layout import SECRETS_NAME, default_out
+from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
+from .spec.model import Cluster
 
 
 @dataclass
@@ -21,10 +20,6 @@ class RenderResult:
     count: int
     messages: list[str] = field(default_factory=list)
     exit_code: int = 0
-
-
-def default_out(cluster: Cluster) -> Path:
-    return Path.cwd() / "outputs" / cluster.name
 
 
 def _entry(f: OutputFile) -> dict:
@@ -42,8 +37,11 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str) -> OutputF
 def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[OutputFile]:
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
     a render holds one node's files at a time, whatever the cluster's size."""
-    from . import deliver, firstboot, packer
+    from .deliver import handoff as deliver
+    from .image import packer
+    from .pki import kubeconfig
     from .plan import image_plan, node_plans
+    from .seed import firstboot
 
     plan = image_plan(cluster)
     entries: list[dict] = []
@@ -57,7 +55,7 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[Ou
             yield from seed_files
             yield from deliver.node_files(cluster, node_plan, seed)
             nodes.append(deliver.node_delivery(cluster, node_plan, seed))
-        yield from firstboot.render_cluster_files(cluster, bundle)
+        yield from kubeconfig.render_cluster_files(cluster, bundle)
         yield from deliver.cluster_files(cluster, plan, nodes)
         if bundle_in_tree:
             yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)
@@ -76,7 +74,7 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
                    rotate_token: bool = False, check_only: bool = False,
                    lock_timeout: float = 60.0) -> RenderResult:
-    from . import secrets
+    from .pki import bundle as secrets
 
     dest = Path(out) if out else default_out(cluster)
     bundle_path = Path(secrets_path) if secrets_path else dest / SECRETS_NAME
@@ -128,7 +126,7 @@ def _refuse_foreign(dest: Path) -> None:
 
 
 def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool) -> RenderResult:
-    from . import secrets
+    from .pki import bundle as secrets
 
     if not bundle_path.exists():
         raise InputError(f"no secrets bundle at {bundle_path}: nothing was rendered there yet; "

@@ -1,6 +1,7 @@
 """The versions catalog: every version-dependent fact bakery needs, in one place.
 
-Nothing else in bakery (code or template) spells a version. Sources, checked in 2026:
+Nothing else in bakery (code or template) spells a version, but for the Packer plugins, each
+in its provider's module (bakery/providers/). Sources, checked in 2026:
 - pause image per kubeadm minor: kubernetes `cmd/kubeadm/app/constants` (as tracked by
   minikube's constants);
 - kubeadm config API: v1beta4 from 1.31 (`cmd/kubeadm/app/apis/kubeadm/v1beta4`);
@@ -216,14 +217,9 @@ OS_RELEASES: dict[str, OsRelease] = {
     ]
 }
 
-# Packer core and the plugins the templates are written (and tested) against.
-# (hashicorp/packer-plugin-* release tags; proxmox >= 1.2 has the boot_iso block.)
+# Packer core the templates are written (and tested) against. The plugins' versions
+# (hashicorp/packer-plugin-* release tags) are each provider's, in bakery/providers/.
 PACKER_VERSION = "1.16.0"
-PACKER_PLUGINS: dict[str, tuple[str, str]] = {  # builder -> (plugin name, version)
-    "virtualbox-iso": ("virtualbox", "1.1.5"),
-    "proxmox-iso": ("proxmox", "1.2.4"),
-    "qemu": ("qemu", "1.1.4"),
-}
 
 # Release downloads the bake verifies by sha256 (each project publishes a checksum file
 # beside the artifact), for ARCH.

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bakery import deliver
-from bakery.pipeline import load_cluster
-from bakery.plan import image_plan
-from bakery.writer import OutputFile, write_tree
+from bakery.deliver import handoff as deliver
+from bakery.output.layout import images_dir
+from bakery.output.writer import OutputFile, write_tree
+from bakery.plan import image_plan, node_plans
+from bakery.providers import virtualbox
+from bakery.spec.pipeline import load_cluster
 
 from conftest import LAB, need, net_convert, run_bakery
 
@@ -54,6 +56,19 @@ def seed_files(cluster, *, macs=None, secret=True) -> list[OutputFile]:
     return out
 
 
+def delivery_files(cluster, seeds: list[OutputFile]) -> list[OutputFile]:
+    """The delivery files of hand-made seeds, node by node as a render streams them: seed ISOs,
+    the VirtualBox and Proxmox hand-off, README."""
+    by_path = {f.path: f for f in seeds}
+    out, nodes = [], []
+    for np_ in node_plans(cluster):
+        seed = {name: by_path[f"nodes/{np_.node.name}/{name}"] for name in deliver.SEED_FILES
+                if f"nodes/{np_.node.name}/{name}" in by_path}
+        out += deliver.node_files(cluster, np_, seed)
+        nodes.append(deliver.node_delivery(cluster, np_, seed))
+    return out + deliver.cluster_files(cluster, image_plan(cluster), nodes)
+
+
 def by_path(files):
     return {f.path: f for f in files}
 
@@ -64,7 +79,7 @@ def test_seed_iso_read_back_by_xorriso(tmp_path):
     xorriso = need("xorriso")
     cluster = lab(tmp_path)
     seeds = seed_files(cluster)
-    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seeds))
+    files = by_path(delivery_files(cluster, seeds))
     for n in cluster.nodes:
         iso = tmp_path / f"{n.name}.iso"
         iso.write_bytes(files[f"nodes/{n.name}/seed.iso"].content)
@@ -104,7 +119,7 @@ def test_seed_iso_is_byte_identical_across_renders_and_time_zones(tmp_path):
     assert deliver.seed_iso(files) == first
     code = textwrap.dedent("""
         import sys
-        from bakery.deliver import seed_iso
+        from bakery.deliver.handoff import seed_iso
         sys.stdout.buffer.write(seed_iso({"user-data": b"#cloud-config\\n", "meta-data": b"instance-id: a\\n",
                                            "network-config": b"version: 2\\n"}))
     """)
@@ -119,7 +134,7 @@ def test_seed_iso_secret_mode_follows_user_data(tmp_path):
     cluster = lab(tmp_path)
     for secret, mode in ((True, 0o600), (False, 0o644)):
         seeds = seed_files(cluster, secret=secret)
-        files = seeds + deliver.render_delivery(cluster, image_plan(cluster), seeds)
+        files = seeds + delivery_files(cluster, seeds)
         dest = tmp_path / f"out-{secret}"
         write_tree(dest, files)
         for n in cluster.nodes:
@@ -131,13 +146,13 @@ def test_seed_iso_secret_mode_follows_user_data(tmp_path):
 
 def test_no_iso_without_seed_files(tmp_path):
     cluster = lab(tmp_path)
-    files = deliver.render_delivery(cluster, image_plan(cluster), [])
+    files = delivery_files(cluster, [])
     assert not [f for f in files if f.path.endswith("seed.iso")]
 
 
 def test_kinds(tmp_path):
     cluster = lab(tmp_path)
-    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster)))
+    files = by_path(delivery_files(cluster, seed_files(cluster)))
     assert files["nodes/k8s-master/seed.iso"].kind == "seed"
     assert files["virtualbox/create-vms.sh"].kind == "virtualbox" and files["virtualbox/create-vms.sh"].executable
     assert files["proxmox/deploy.sh"].kind == "proxmox" and files["proxmox/deploy.sh"].executable
@@ -147,7 +162,7 @@ def test_kinds(tmp_path):
 
 def test_builders_select_hypervisor_files(tmp_path):
     cluster = lab(tmp_path, lambda t: t.replace("builders: [virtualbox-iso, proxmox-iso, qemu]", "builders: [qemu]"))
-    paths = set(by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster))))
+    paths = set(by_path(delivery_files(cluster, seed_files(cluster))))
     assert not any(p.startswith(("virtualbox/", "proxmox/")) for p in paths)
     assert "nodes/k8s-node2/seed.iso" in paths
 
@@ -243,7 +258,7 @@ def calls(state: Path) -> list[list[str]]:
 
 
 def write_out(tmp_path, cluster, seeds):
-    files = seeds + deliver.render_delivery(cluster, image_plan(cluster), seeds)
+    files = seeds + delivery_files(cluster, seeds)
     out = tmp_path / "outputs" / cluster.name
     write_tree(out, files)
     return out
@@ -332,7 +347,7 @@ def test_create_vms_without_ova_fails_clearly(tmp_path):
 
 def test_create_vms_quotes_values(tmp_path):
     cluster = lab(tmp_path)
-    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster)))
+    files = by_path(delivery_files(cluster, seed_files(cluster)))
     text = files["virtualbox/create-vms.sh"].content.decode()
     assert "host_only=vboxnet0\n" in text and "host_address=192.168.56.1\n" in text
 
@@ -508,7 +523,7 @@ def test_vm_ids_and_bridge_from_cluster_yaml(tmp_path):
         return t.replace("{name: k8s-node2, role: worker, address: 192.168.56.32}",
                          "{name: k8s-node2, role: worker, address: 192.168.56.32, vmId: 4242}")
     cluster = lab(tmp_path, edit)
-    files = by_path(deliver.render_delivery(cluster, image_plan(cluster), seed_files(cluster)))
+    files = by_path(delivery_files(cluster, seed_files(cluster)))
     text = files["proxmox/deploy.sh"].content.decode()
     assert "template=700\n" in text and "bridge=vmbr7\n" in text
     assert re.search(r"^create_vm k8s-node2 4242 ", text, re.M)
@@ -643,7 +658,7 @@ def test_create_vms_default_ova_is_where_bakery_build_puts_it(tmp_path):
     bash = need("bash")
     cluster = lab(tmp_path)
     out = write_out(tmp_path, cluster, seed_files(cluster))
-    ova = deliver.images_dir(out) / deliver.ova_name(image_plan(cluster))
+    ova = images_dir(out) / virtualbox.ova_name(image_plan(cluster))
     ova.parent.mkdir(parents=True)
     ova.write_bytes(b"ova")
     env, state = vbox_env(tmp_path)

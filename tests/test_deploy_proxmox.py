@@ -29,13 +29,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from bakery import deliver, deploy_proxmox
+from bakery.deliver import handoff as deliver
+from bakery.deliver import proxmox_api as deploy_proxmox
 from bakery.errors import EnvError
-from bakery.plan import image_plan
-from bakery.writer import write_tree
+from bakery.output.writer import write_tree
 
 from conftest import LAB, run_bakery
-from test_deliver import lab, proxmox_nic_is_configured, seed_files
+from test_deliver import delivery_files, lab, proxmox_nic_is_configured, seed_files
 
 TOKEN_ID = "root@pam!bakery"
 SECRET = "0b1f6c1e-3c1a-4f57-9d4c-8f7a2b5e9d10"
@@ -232,7 +232,7 @@ def setup(tmp_path, pve, *, extra=""):
         f"    builders: [proxmox-iso]\n    proxmox: {{url: '{pve.url}', tokenId: '{TOKEN_ID}'{extra}}}"))
     seeds = seed_files(cluster)
     out = tmp_path / "outputs" / cluster.name
-    write_tree(out, seeds + deliver.render_delivery(cluster, image_plan(cluster), seeds))
+    write_tree(out, seeds + delivery_files(cluster, seeds))
     return cluster, out
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from bakery import explain
-from bakery.pipeline import load_cluster
+from bakery.deliver import explain
+from bakery.spec.pipeline import load_cluster
 
 from conftest import LAB, run_bakery
 from test_deliver import lab

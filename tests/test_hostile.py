@@ -103,8 +103,9 @@ def shell_texts(files):
 
 @pytest.fixture(scope="module")
 def bundle():
-    from bakery import model, secrets, validate
-    from bakery.loader import load_text
+    from bakery.pki import bundle as secrets
+    from bakery.spec import model, validate
+    from bakery.spec.loader import load_text
 
     from conftest import LAB
     doc = load_text(LAB.read_text().replace("  image:\n", "  secrets: {keyAlgorithm: ecdsa-p256}\n  image:\n"))
@@ -115,9 +116,9 @@ def bundle():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(generated=clusters())
 def test_every_output_parses_and_user_values_stay_intact(bundle, tmp_path_factory, generated):
-    from bakery import model, validate
-    from bakery.loader import load_text
     from bakery.render import collect
+    from bakery.spec import model, validate
+    from bakery.spec.loader import load_text
 
     data, nasty = generated
     doc = load_text(json.dumps(data))
@@ -178,9 +179,9 @@ def test_quote_scanner():
 def test_shellcheck_on_a_hostile_render(bundle, tmp_path):
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (.ci/run installs it)")
-    from bakery import model, validate
-    from bakery.loader import load_text
     from bakery.render import collect
+    from bakery.spec import model, validate
+    from bakery.spec.loader import load_text
 
     from conftest import LAB
     text = LAB.read_text().replace("  image:\n", "  image:\n    iso: {url: 'https://m.example/$(id)`x`;y/x.iso'}\n")

@@ -134,8 +134,8 @@ def test_kube_vip_image_is_baked(ha):
     out, data = ha
     manifest_pod = yaml.safe_load(written(user_data(out, nodes(data, "control-plane")[0]["name"]))[MANIFEST]["content"])
     image = manifest_pod["spec"]["containers"][0]["image"]
-    from bakery.pipeline import load_cluster
     from bakery.plan import image_plan
+    from bakery.spec.pipeline import load_cluster
 
     cluster, _ = load_cluster(str(HA))
     assert image in image_plan(cluster).images

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery import nodecheck as nc
+from bakery.guest import nodecheck as nc
 
 from conftest import ROOT
 
@@ -279,7 +279,7 @@ def test_control_plane_port_in_use(tmp_path):
 def test_runs_standalone_with_only_the_stdlib(tmp_path):
     """The image gets this file verbatim: it must run without bakery or any third-party module."""
     script = tmp_path / "bakery-node-check"
-    script.write_text((ROOT / "bakery" / "nodecheck.py").read_text())
+    script.write_text((ROOT / "bakery" / "guest" / "nodecheck.py").read_text())
     r = subprocess.run([sys.executable, "-S", "-I", str(script), "--expected", str(tmp_path / "none.json")],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "FAIL setup" in r.stdout, r.stderr
@@ -298,7 +298,7 @@ def lab_packer(tmp_path_factory):
 
 def test_image_gets_the_check_verbatim_and_executable(lab_packer):
     f = lab_packer / "files/usr/local/sbin/bakery-node-check"
-    assert f.read_bytes() == (ROOT / "bakery/nodecheck.py").read_bytes()
+    assert f.read_bytes() == (ROOT / "bakery/guest/nodecheck.py").read_bytes()
     assert f.stat().st_mode & 0o111
 
 

@@ -428,8 +428,9 @@ def test_scripts_pass_shellcheck(render, name):
 
 
 def test_provisioners_run_scripts_in_order_and_seal_last(render):
-    from bakery import packer, pipeline
+    from bakery.image import steps as bake
     from bakery.plan import image_plan
+    from bakery.spec import pipeline
 
     merged = merged_hcl(render, "ubuntu-24.04")
     provs = provisioners_of(merged)
@@ -443,7 +444,7 @@ def test_provisioners_run_scripts_in_order_and_seal_last(render):
     kinds = [t for t, _ in provs]
     assert kinds.index("file") < [value(b.get("name", '""')) for _, b in provs].index("05-prepare")
     cluster, _ = pipeline.load_cluster(str(LAB))
-    steps = packer.bake_steps(cluster, image_plan(cluster))
+    steps = bake.bake_steps(cluster, image_plan(cluster))
     assert steps[-1].name == "90-seal"
     # the build user's sudo grant is dropped as the last action on every builder
     loc = local_values(merged)
@@ -558,9 +559,9 @@ def _bash_array(script: Path, name: str) -> list[str]:
 
 
 def test_images_pre_pulled_and_calico_manifests_stored(render):
-    from bakery import pipeline
     from bakery import plan as planmod
     from bakery.plan import image_plan
+    from bakery.spec import pipeline
 
     script = packer_dir(render, "ubuntu-24.04") / "scripts" / "50-images.sh"
     cluster, _ = pipeline.load_cluster(str(LAB))
@@ -582,8 +583,8 @@ def test_images_pre_pulled_and_calico_manifests_stored(render):
 
 
 def test_versions_file_sources_to_the_plan(render):
-    from bakery import pipeline
     from bakery.plan import image_plan
+    from bakery.spec import pipeline
 
     f = packer_dir(render, "ubuntu-24.04") / "files" / "opt" / "bakery" / "versions.env"
     r = subprocess.run(["env", "-i", "bash", "-c", f'set -a; . "{f}"; env -0'], capture_output=True, check=True)
@@ -685,18 +686,18 @@ def test_seal_leaves_no_password_hash_and_no_group(render, tmp_path, name):
 def test_first_boot_removes_the_build_user(render, tmp_path):
     """The image's removal script, run as its unit runs it, against a sealed copy of /etc."""
     _need_root_tools()
-    from bakery import packer
+    from bakery.image import steps
 
     pdir = packer_dir(render, "ubuntu-24.04")
-    script = pdir / "files" / packer.REMOVE_USER_SCRIPT.lstrip("/")
+    script = pdir / "files" / steps.REMOVE_USER_SCRIPT.lstrip("/")
     r = subprocess.run([need("shellcheck"), "--severity=style", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
     root = _fake_root(tmp_path / "root")
-    marker = root / packer.REMOVE_USER_MARKER.lstrip("/")
+    marker = root / steps.REMOVE_USER_MARKER.lstrip("/")
     marker.parent.mkdir(parents=True)
     # the marker as the seal writes it
     seal = (pdir / "scripts" / "90-seal.sh").read_text()
-    assert f"printf '%s\\n' \"$BUILD_USER\" >{packer.REMOVE_USER_MARKER}\n" in seal
+    assert f"printf '%s\\n' \"$BUILD_USER\" >{steps.REMOVE_USER_MARKER}\n" in seal
     marker.write_text("packer\n")
     r = subprocess.run(["sh", str(script), str(root)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -709,8 +710,8 @@ def test_first_boot_removes_the_build_user(render, tmp_path):
     assert r.returncode == 0, "a second boot finds nothing to do"
     # a marker that is not a login name removes nothing
     root2 = _fake_root(tmp_path / "root2")
-    (root2 / packer.REMOVE_USER_MARKER.lstrip("/")).parent.mkdir(parents=True)
-    (root2 / packer.REMOVE_USER_MARKER.lstrip("/")).write_text("packer; rm -rf /\n")
+    (root2 / steps.REMOVE_USER_MARKER.lstrip("/")).parent.mkdir(parents=True)
+    (root2 / steps.REMOVE_USER_MARKER.lstrip("/")).write_text("packer; rm -rf /\n")
     r = subprocess.run(["sh", str(script), str(root2)], capture_output=True, text=True)
     assert r.returncode == 1 and "packer" in _entries(root2, "passwd")
 
@@ -718,23 +719,23 @@ def test_first_boot_removes_the_build_user(render, tmp_path):
 def test_build_user_removal_unit_runs_before_cloud_init_and_is_enabled(render):
     import configparser
 
-    from bakery import packer
+    from bakery.image import steps
 
     pdir = packer_dir(render, "debian-12")
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str
-    unit.read_string((pdir / "files" / packer.REMOVE_USER_UNIT.lstrip("/")).read_text())
+    unit.read_string((pdir / "files" / steps.REMOVE_USER_UNIT.lstrip("/")).read_text())
     assert unit["Service"]["Type"] == "oneshot"
-    assert unit["Service"]["ExecStart"] == packer.REMOVE_USER_SCRIPT
-    assert unit["Unit"]["ConditionPathExists"] == packer.REMOVE_USER_MARKER
+    assert unit["Service"]["ExecStart"] == steps.REMOVE_USER_SCRIPT
+    assert unit["Unit"]["ConditionPathExists"] == steps.REMOVE_USER_MARKER
     assert "cloud-init-local.service" in unit["Unit"]["Before"].split()
     assert unit["Unit"]["DefaultDependencies"] == "no"
     assert unit["Install"]["WantedBy"] == "sysinit.target"
     seal = _script_commands(pdir / "scripts" / "90-seal.sh")
-    assert ["systemctl", "enable", packer.REMOVE_USER_UNIT_NAME, ">/dev/null"] in seal
+    assert ["systemctl", "enable", steps.REMOVE_USER_UNIT_NAME, ">/dev/null"] in seal
     # the unit and its script are installed before the staged files go
     installed = [c[5] for c in seal if c[:2] == ["install", "-D"]]
-    assert {packer.REMOVE_USER_SCRIPT, packer.REMOVE_USER_UNIT} <= set(installed)
+    assert {steps.REMOVE_USER_SCRIPT, steps.REMOVE_USER_UNIT} <= set(installed)
     last_install = max(i for i, c in enumerate(seal) if c[:2] == ["install", "-D"])
     assert last_install < next(i for i, c in enumerate(seal) if c[:2] == ["rm", "-rf"] and "/tmp/bakery" in c)
 
@@ -958,8 +959,8 @@ def test_debian_seal_resets_the_installer_network(render):
 # --- fingerprint and image name ----------------------------------------------------------
 
 def _plan_for(tmp_path, **kw):
-    from bakery import pipeline
     from bakery.plan import image_plan
+    from bakery.spec import pipeline
 
     p = tmp_path / f"c{len(list(tmp_path.iterdir()))}.yaml"
     p.write_text(variant_text(**kw))
@@ -988,8 +989,8 @@ def test_fingerprint_follows_bake_inputs_not_nodes(tmp_path):
 
 
 def test_image_name_and_manifest_post_processor(render):
-    from bakery import pipeline
     from bakery.plan import image_plan
+    from bakery.spec import pipeline
 
     merged = merged_hcl(render, "ubuntu-24.04")
     cluster, _ = pipeline.load_cluster(str(LAB))

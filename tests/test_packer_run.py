@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery import packer_run
+from bakery.build import runner as packer_run
 from bakery.errors import EnvError
 
 from conftest import LAB, ROOT, need, run_bakery
@@ -74,26 +74,25 @@ def test_satisfies(version, constraint, ok):
     assert packer_run.satisfies(version, constraint) is ok
 
 
-def test_variables_without_default(tmp_path):
-    (tmp_path / "v.pkr.hcl").write_text(textwrap.dedent("""
-        variable "build_password" {
-          type      = string
-          sensitive = true
-          validation {
-            condition     = length(var.build_password) >= 8
-            error_message = "Set it { with braces } in the message."
-          }
-        }
-        variable "cpus" {
-          type    = number
-          default = 2
-        }
-        variable "nested" {
-          type = object({ a = string })
-          default = { a = "x" }
-        }
-    """))
-    assert packer_run.variables_without_default(tmp_path) == ["build_password"]
+def test_preflight_facts_are_the_rendered_templates(tmp_path):
+    """`bakery build` checks the variables without a default and the required Packer version
+    from the facts the templates were rendered from; python-hcl2 reads them back from the HCL."""
+    import hcl2
+
+    from bakery.image import packer
+    from bakery.plan import image_plan
+    from bakery.spec.pipeline import load_cluster
+
+    cluster, _ = load_cluster(str(LAB))
+    plan = image_plan(cluster)
+    files = {f.path: f.content.decode() for f in packer.render_packer(cluster, plan)}
+    declared = hcl2.loads(files["packer/variables.pkr.hcl"])["variable"]
+    # python-hcl2 keeps the quotes of labels and strings
+    without_default = [name.strip('"') for block in declared for name, body in block.items() if "default" not in body]
+    assert without_default == [v.name for v in packer.variables(cluster, plan) if not v.has_default]
+    assert without_default == ["build_password"]
+    block = hcl2.loads(files["packer/plugins.pkr.hcl"])["packer"][0]
+    assert block["required_version"] == f'"{packer.required_version()}"'
 
 
 # --- the real packer ---------------------------------------------------------------------------
@@ -148,7 +147,7 @@ def test_template_error_is_reported(tmp_path, packer):
 INTERRUPT_SCRIPT = """
 import sys, time
 from pathlib import Path
-from bakery import packer_run
+from bakery.build import runner as packer_run
 def on_event(ev, tracker):
     if ev is not None and ev.type == "ui" and ev.text.endswith("started"):
         print("STARTED", flush=True)
@@ -195,18 +194,19 @@ def test_preflight_missing_binary(tmp_path, monkeypatch):
 
 
 def test_preflight_version_too_old(tmp_path, packer):
-    folder = template(tmp_path / "t", ["true"], extra='packer {\n  required_version = ">= 99.0.0"\n}\n')
+    folder = template(tmp_path / "t", ["true"])
     with pytest.raises(EnvError, match=r"Packer \d+\.\d+\.\d+, the templates need >= 99.0.0"):
-        packer_run.preflight(folder, binary=packer)
+        packer_run.preflight(folder, binary=packer, required_version=">= 99.0.0")
 
 
 def test_preflight_missing_credentials(tmp_path, packer):
     folder = template(tmp_path / "t", ["true"], extra='variable "build_password" {\n  type = string\n}\n')
+    need = ["build_password"]
     with pytest.raises(EnvError, match="missing credentials: set PKR_VAR_build_password"):
-        packer_run.preflight(folder, binary=packer, env={})
-    packer_run.preflight(folder, binary=packer, env={"PKR_VAR_build_password": "s3cret-pass"})
+        packer_run.preflight(folder, binary=packer, env={}, variables=need)
+    packer_run.preflight(folder, binary=packer, env={"PKR_VAR_build_password": "s3cret-pass"}, variables=need)
     with pytest.raises(EnvError, match=r"PKR_VAR_proxmox_token \(token\)"):
-        packer_run.preflight(folder, binary=packer, env={"PKR_VAR_build_password": "x"},
+        packer_run.preflight(folder, binary=packer, env={"PKR_VAR_build_password": "x"}, variables=need,
                              required_env=[("PKR_VAR_proxmox_token", "token")])
 
 
@@ -229,8 +229,8 @@ def test_bakery_build_without_packer_is_one_line_exit_1(tmp_path):
 
 
 def test_bakery_build_skips_a_recorded_fingerprint(tmp_path):
-    from bakery.pipeline import load_cluster
     from bakery.plan import image_plan
+    from bakery.spec.pipeline import load_cluster
 
     cluster, _ = load_cluster(str(LAB))
     fp = image_plan(cluster).fingerprint
@@ -258,13 +258,14 @@ def test_bakery_build_only_must_be_a_configured_builder(tmp_path):
 
 
 def test_bakery_build_checks_packer_version_against_templates(tmp_path, packer):
-    from bakery import packer_run as pr
+    from bakery.build import runner as pr
+    from bakery.image import packer as hcl
 
     v = pr.packer_version(packer)
     r = run_bakery("build", LAB, "--out", tmp_path / "out", "--only", "qemu",
                    env={**os.environ, "PKR_VAR_build_password": "x" * 10})
     rendered = tmp_path / "out" / "packer"
-    need_v = pr.required_version(rendered) if rendered.is_dir() else None
+    need_v = hcl.required_version() if rendered.is_dir() else None
     if need_v is None or pr.satisfies(v, need_v):
         pytest.skip("the rendered templates do not require a newer packer than this machine's")
     assert r.returncode == 1

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bakery import secrets
-from bakery.pipeline import load_cluster
+from bakery.pki import bundle as secrets
+from bakery.spec.pipeline import load_cluster
 
 from conftest import EXAMPLES, LAB, need, run_bakery
 
@@ -451,8 +451,8 @@ def test_check_mode_without_bundle_is_input_error(tmp_path):
 
 def test_bundle_repr_shows_no_secret():
     """A traceback or a test report that prints the bundle must not print keys or the token."""
-    from bakery.pipeline import load_cluster
-    from bakery.secrets import new_bundle
+    from bakery.pki.bundle import new_bundle
+    from bakery.spec.pipeline import load_cluster
 
     from conftest import EXAMPLES
     cluster, _ = load_cluster(str(EXAMPLES / "single" / "cluster.yaml"))
@@ -478,8 +478,8 @@ def test_secrets_check_reports_expiry_without_secrets(tmp_path):
 def test_secrets_check_fails_on_a_soon_expiring_bundle(tmp_path):
     import datetime
 
-    from bakery.pipeline import load_cluster
-    from bakery.secrets import new_bundle
+    from bakery.pki.bundle import new_bundle
+    from bakery.spec.pipeline import load_cluster
 
     from conftest import LAB
     cluster, _ = load_cluster(str(LAB))

@@ -130,7 +130,7 @@ def test_lab_example_validates_against_schema_with_jsonschema_alone():
 
 
 def test_defaults_are_filled_from_the_schema():
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
 
     cluster, _ = load_cluster(str(LAB))
     assert cluster.network.dns_domain == "cluster.local"
@@ -141,7 +141,7 @@ def test_defaults_are_filled_from_the_schema():
 
 
 def test_endpoint_defaults_to_first_control_plane(tmp_path):
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
 
     text = LAB.read_text().replace("    endpoint: 192.168.56.30:6443", "    vip: null")
     text = text.replace("address: 192.168.56.30}", "address: 192.168.56.40}")
@@ -152,7 +152,7 @@ def test_endpoint_defaults_to_first_control_plane(tmp_path):
 
 
 def test_anchors_and_merge_keys_work(tmp_path):
-    from bakery.pipeline import load_cluster
+    from bakery.spec.pipeline import load_cluster
 
     text = LAB.read_text().replace(
         "    - {name: k8s-node1, role: worker, address: 192.168.56.31}",

@@ -206,8 +206,9 @@ NODE_CHECK_IGNORED = ("kubernetes-version", "kubernetes-held", "images", "contai
 def _node_check_files() -> dict[str, tuple[bytes, int]]:
     import hashlib as _h
 
-    from bakery import nodecheck, packer
-    from bakery.pipeline import load_cluster
+    from bakery.guest import nodecheck
+    from bakery.image import packer, steps
+    from bakery.spec.pipeline import load_cluster
 
     root = Path(__file__).resolve().parents[2]
     cluster, _ = load_cluster(str(root / "examples" / "lab" / "cluster.yaml"))
@@ -219,7 +220,7 @@ def _node_check_files() -> dict[str, tuple[bytes, int]]:
                                            + "\n".join(NODE_CHECK_IGNORED) + "\n").encode(), 0o644),
     }
     rendered = {f.path: f.content for f in packer.render_packer(cluster, image_plan)}
-    for path in (packer.MODULES_FILE, packer.SYSCTL_FILE):
+    for path in (steps.MODULES_FILE, steps.SYSCTL_FILE):
         files[path] = (rendered[f"packer/files{path}"], 0o644)
     sums = "".join(f"{_h.sha256(body).hexdigest()}  {Path(name).name}\n"
                    for name, (body, _) in sorted(_fake_baked_files().items()) if name.startswith(plan.CALICO_DIR + "/"))

@@ -29,7 +29,7 @@ class FoundKey:
 def _schema_key_pattern() -> re.Pattern:
     """The pattern cluster.yaml's schema gives spec.access.sshAuthorizedKeys items, so that
     what init writes is exactly what validate accepts."""
-    from .resources import cluster_schema
+    from ..resources import cluster_schema
 
     access = cluster_schema()["properties"]["spec"]["properties"]["access"]["properties"]
     return re.compile(access["sshAuthorizedKeys"]["items"]["pattern"])
@@ -110,6 +110,6 @@ def describe(key: FoundKey) -> list[str]:
 
 
 def cluster_yaml(key: FoundKey) -> str:
-    from .templating import render_template
+    from ..templating import render_template
 
     return render_template("init/cluster.yaml.j2", ssh_authorized_keys=[key.line] if key.line else [])

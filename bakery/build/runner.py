@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EnvError
+from ..errors import EnvError
 
 COMMA = "%!(PACKER_COMMA)"
 INIT_SINCE = (1, 7, 0)  # `packer init` appeared in 1.7.0
@@ -200,51 +200,6 @@ def _hcl_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.pkr.hcl"))
 
 
-def required_version(folder: Path) -> str | None:
-    """The `required_version` of the packer block, if the templates set one."""
-    for f in _hcl_files(folder):
-        m = re.search(r'^\s*required_version\s*=\s*"([^"]*)"', f.read_text(), re.M)
-        if m:
-            return m.group(1)
-    return None
-
-
-def _blocks(text: str, keyword: str) -> Iterator[tuple[str, str]]:
-    """(label, body) of each top-level `keyword "label" { ... }` block (braces counted,
-    strings and comments skipped)."""
-    for m in re.finditer(rf'^{keyword}\s+"([^"]+)"\s*\{{', text, re.M):
-        depth, i, in_str = 1, m.end(), False
-        while i < len(text) and depth:
-            c = text[i]
-            if in_str:
-                if c == "\\":
-                    i += 1
-                elif c == '"':
-                    in_str = False
-            elif c == '"':
-                in_str = True
-            elif c == "#" or text.startswith("//", i):
-                i = text.find("\n", i)
-                if i < 0:
-                    break
-            elif c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-            i += 1
-        yield m.group(1), text[m.end():i - 1]
-
-
-def variables_without_default(folder: Path) -> list[str]:
-    """Variables packer will refuse to run without (declared with no default)."""
-    out = []
-    for f in _hcl_files(folder):
-        for name, body in _blocks(f.read_text(), "variable"):
-            if not re.search(r"^\s*default\s*=", body, re.M):
-                out.append(name)
-    return out
-
-
 def _set_in_var_files(folder: Path) -> set[str]:
     names = set()
     for f in sorted(folder.glob("*.auto.pkrvars.hcl")):
@@ -277,23 +232,26 @@ def packer_version(binary: str) -> tuple[int, ...]:
 
 
 def preflight(folder: Path, *, binary: str | None = None, env: Mapping[str, str] | None = None,
-              required_env: Iterable[tuple[str, str]] = ()) -> tuple[str, tuple[int, ...]]:
+              required_env: Iterable[tuple[str, str]] = (), required_version: str | None = None,
+              variables: Iterable[str] = ()) -> tuple[str, tuple[int, ...]]:
     """Check everything packer needs before starting it: the binary, its version against the
     templates' required_version, and every variable without a default (PKR_VAR_<name>).
-    required_env: extra (variable, what it is) pairs that must be set and non-empty.
+    required_version and variables are the facts the templates were rendered from
+    (image.packer.required_version() and the variables with no default), never re-read from
+    the HCL. required_env: extra (variable, what it is) pairs that must be set and non-empty.
     Raises EnvError with one line saying what to do."""
     env = os.environ if env is None else env
     if not _hcl_files(folder) and not list(folder.glob("*.json")):
         raise EnvError(f"no Packer templates in {folder}; run `bakery render` first")
     binary = binary or find_packer()
     version = packer_version(binary)
-    need = required_version(folder)
+    need = required_version
     if need and not satisfies(version, need):
         have = ".".join(map(str, version))
         raise EnvError(f"{binary} is Packer {have}, the templates need {need}; install a newer Packer "
                        "or point BAKERY_PACKER at one")
     set_in_files = _set_in_var_files(folder)
-    missing = [f"PKR_VAR_{n}" for n in variables_without_default(folder)
+    missing = [f"PKR_VAR_{n}" for n in variables
                if not env.get(f"PKR_VAR_{n}") and n not in set_in_files]
     missing += [f"{n} ({what})" for n, what in required_env if not env.get(n)]
     if missing:

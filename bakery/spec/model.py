@@ -8,8 +8,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import versions
-from .checks import parse_duration
+from .. import versions
+from .durations import parse_duration
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import copy
 import difflib
 from typing import Any
 
-from .errors import Diagnostic, Report
+from ..errors import Diagnostic, Report
+from ..resources import cluster_schema
 from .loader import Document
-from .resources import cluster_schema
 
 _TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
                "array": "a list", "object": "a mapping", "null": "empty (null)"}

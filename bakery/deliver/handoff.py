@@ -8,12 +8,11 @@
   `qm` commands that clone the template into one VM per node;
 - README.md: `bakery explain` as Markdown, with a Mermaid diagram.
 
-render_delivery() reads the seed files the other renderers made (it is handed every file
-rendered so far) and never changes them. Those seeds are VirtualBox's: a NAT NIC and the
-host-only NIC. A Proxmox clone has one NIC, net0, whose guest name (ens18 for virtio) is not
-VirtualBox's, so the Proxmox seed has its own network-config, matching that NIC by the MAC
-both Proxmox hand-offs set on it (node_mac), and its own meta-data (whose instance-id
-follows the network-config); its user-data is the node's.
+node_files() reads the seed files firstboot made for the node and never changes them.
+Those seeds are VirtualBox's: a NAT NIC and the host-only NIC. A Proxmox clone has one NIC,
+net0, whose guest name (ens18 for virtio) is not VirtualBox's, so the Proxmox seed has its
+own network-config, matching that NIC by the MAC both Proxmox hand-offs set on it
+(node_mac), and its own meta-data (the node's instance-id); its user-data is the node's.
 """
 from __future__ import annotations
 
@@ -24,7 +23,10 @@ import time as _time
 from dataclasses import dataclass
 from typing import Any
 
-from .writer import OutputFile
+from ..output.layout import IMAGES_SUFFIX
+from ..output.writer import OutputFile
+from ..plan.nodes import FIRST_BOOT, Action
+from ..providers import proxmox, virtualbox
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
 VOLUME_ID = "CIDATA"
@@ -116,7 +118,7 @@ def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
 class NodeDelivery:
     name: str
     role: str
-    action: str
+    action: Action
     address: str
     mac: str  # aa:bb:cc:dd:ee:ff
     cpus: int
@@ -156,13 +158,14 @@ def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, Output
     matches the clone's one NIC (net0) by the MAC deploy.sh and `bakery deploy proxmox` set
     on it (node_mac) and names it node.interface, as the rest of first boot expects (kube-vip's
     interface), with no NAT NIC (a Proxmox clone has none); meta-data to match."""
-    from . import firstboot
+    from ..seed.metadata import meta_data
+    from ..seed.network import network_config
 
     if "user-data" not in seed:
         return {}
     user_data = seed["user-data"]
-    network = firstboot.network_config(cluster, node, mac=node_mac(cluster, node), nat=False)
-    meta = firstboot.meta_data(cluster, node)
+    network = network_config(cluster, node, mac=node_mac(cluster, node), nat=False)
+    meta = meta_data(cluster, node)
     common = {"kind": "proxmox", "node": node.name, "role": node.role}
     return {"user-data": user_data,
             "network-config": OutputFile("", network.encode(), **common),
@@ -179,7 +182,7 @@ def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFi
         iso = seed_iso({name: f.content for name, f in seed.items()})
         out.append(OutputFile(f"nodes/{node.name}/seed.iso", iso, kind="seed", node=node.name,
                               role=node.role, secret=secret))
-    if "proxmox-iso" in cluster.image.builders:
+    if proxmox.BUILDER in cluster.image.builders:
         px_seed = proxmox_seed(cluster, node, seed)
         for part, seed_name in SNIPPET_PARTS:
             f = px_seed.get(seed_name)
@@ -208,44 +211,26 @@ def host_only_address(cluster) -> str:
     return str(next(h for h in net.node_cidr.hosts() if h not in used))
 
 
-IMAGES_SUFFIX = "-images"
-
-
-def images_dir(out):
-    """Where `bakery build` has Packer put its artifacts and manifest.json: beside the output
-    folder, not in it, because every render replaces outputs/<cluster>/ as a whole."""
-    from pathlib import Path
-
-    out = Path(out).absolute()
-    return out.parent / f"{out.name}{IMAGES_SUFFIX}"
-
-
-def ova_name(plan) -> str:
-    """The OVA of the virtualbox-iso build, relative to images_dir() (packer.py: output_directory
-    ${var.output_dir}/virtualbox-iso, vm_name = image_name, format ova)."""
-    return f"virtualbox-iso/{plan.image_name}.ova"
-
-
 # --- the renderer --------------------------------------------------------------------------
 
 def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
     """The cluster's delivery files: create-vms.sh, deploy.sh and the README."""
+    from ..templating import render_template
     from . import explain
-    from .templating import render_template
 
     out: list[OutputFile] = []
     px = cluster.image.proxmox
     builders = cluster.image.builders
-    if "virtualbox-iso" in builders:
+    if virtualbox.BUILDER in builders:
         script = render_template(
             "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes,
-            ova=ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
+            ova=virtualbox.ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
             host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
-            first_boot=explain.FIRST_BOOT,
+            first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("virtualbox/create-vms.sh", script.encode(), kind="virtualbox",
                               executable=True))
-    if "proxmox-iso" in builders:
+    if proxmox.BUILDER in builders:
         rows = []
         for n in nodes:
             names = [snippet_name(cluster, n.name, part) for part, _ in SNIPPET_PARTS]
@@ -254,24 +239,8 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
             rows.append((n, names, ",".join(volumes)))
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
-            nodes=rows, first_boot=explain.FIRST_BOOT,
+            nodes=rows, first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
     out.append(OutputFile("README.md", explain.markdown(cluster).encode(), kind="docs"))
     return out
-
-
-def render_delivery(cluster, plan, files: list[OutputFile]) -> list[OutputFile]:
-    """Files derived from a rendered tree held in memory: seed ISOs, VirtualBox and Proxmox
-    hand-off, README. (A render streams node by node through node_files/cluster_files.)"""
-    from .plan import node_plans
-
-    by_path = {f.path: f for f in files}
-    out: list[OutputFile] = []
-    nodes = []
-    for np_ in node_plans(cluster):
-        seed = {name: by_path[f"nodes/{np_.node.name}/{name}"] for name in SEED_FILES
-                if f"nodes/{np_.node.name}/{name}" in by_path}
-        out += node_files(cluster, np_, seed)
-        nodes.append(node_delivery(cluster, np_, seed))
-    return out + cluster_files(cluster, plan, nodes)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError, Report
+from ..errors import InputError, Report
 from .loader import Document, load_file
 
 
@@ -12,10 +12,6 @@ class Loaded:
     doc: Document
     report: Report
     data: dict | None
-
-    @property
-    def ok(self) -> bool:
-        return not self.report.errors
 
 
 def check_file(path: str) -> Loaded:

@@ -1,46 +1,14 @@
-"""The plan: what goes into the image and what each node's first boot does, computed
-once from the model. Packer templates, cloud-init and the node check all read it, so
-the bake and the first boot can never disagree about paths, images or versions.
-"""
+"""The image plan: everything that decides the bytes of the node image, computed once from
+the model, and what the node check expects of that image."""
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
 
-from . import __version__, versions
-from .model import Cluster, Node
-
-# Where things live on the node (in the image, or written at first boot).
-BAKERY_DIR = "/opt/bakery"
-CALICO_DIR = f"{BAKERY_DIR}/calico"
-IMAGES_LIST = f"{BAKERY_DIR}/images.txt"
-VERSIONS_FILE = f"{BAKERY_DIR}/versions.env"
-FIRSTBOOT_DIR = "/etc/bakery"  # written by cloud-init at first boot
-KUBEADM_CONFIG = f"{FIRSTBOOT_DIR}/kubeadm.yaml"
-CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
-SENTINEL = "/var/lib/bakery/node-ready"
-CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
-KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
-# On the init node, kube-vip starts with super-admin.conf; this admin.conf variant replaces
-# it once kubeadm init has finished (see bakery/kubevip.py for why).
-KUBE_VIP_AFTER_INIT = "/etc/bakery/kube-vip.admin.yaml"
-PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
-ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
-FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run by FIRSTBOOT_UNIT
-# The systemd unit that runs the script: started by cloud-init's runcmd on the first boot, and
-# again at every boot until the sentinel exists (an interrupted first boot resumes).
-FIRSTBOOT_UNIT_NAME = "bakery-firstboot.service"
-FIRSTBOOT_UNIT = f"/etc/systemd/system/{FIRSTBOOT_UNIT_NAME}"
-FIRSTBOOT_STEPS = "/var/lib/bakery/steps"  # one file per finished step of the first boot
-FIRSTBOOT_LOG = "/var/log/bakery/firstboot.log"  # the script's lines and kubeadm's output (root only)
-FIRSTBOOT_ENV = f"{FIRSTBOOT_DIR}/firstboot.env"  # this node's values for the script (shell-quoted)
-FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
-# The node check (issue 9, bakery/nodecheck.py) in the image; first boot runs it with
-# `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when
-# it fails.
-NODE_CHECK = "/usr/local/sbin/bakery-node-check"
-NODE_CHECK_EXPECTED = f"{BAKERY_DIR}/node-check.json"  # what the node check compares with
+from .. import __version__, versions
+from ..spec.model import Cluster
+from .paths import CALICO_DIR, CONTAINERD_SOCKET
 
 
 @dataclass(frozen=True)
@@ -63,7 +31,7 @@ class ImagePlan:
     calico_manifests: tuple[tuple[str, str], ...]  # (file name, URL)
     kube_vip_image: str | None
     # What else decides the bytes of the image (issue 3): the installer ISO, the disk, the
-    # build user the installer creates (removed again, see packer.REMOVE_USER_SCRIPT), and the bakery release whose
+    # build user the installer creates (removed again, see image.steps.REMOVE_USER_SCRIPT), and the bakery release whose
     # scripts bake it. Build-VM sizing (cpus, memory) is not an input: it changes no byte.
     iso_urls: tuple[str, ...] = ()  # one file, tried at each location in order
     iso_checksum: str = ""
@@ -120,7 +88,7 @@ def image_plan(cluster: Cluster) -> ImagePlan:
 
 
 def node_check_expectations(plan: ImagePlan) -> dict:
-    """What the node check (bakery/nodecheck.py) expects of the image, from the same plan
+    """What the node check (bakery/guest/nodecheck.py) expects of the image, from the same plan
     the bake scripts are rendered from: they cannot disagree."""
     return {
         "kubernetesVersion": plan.kubernetes_version,
@@ -132,37 +100,3 @@ def node_check_expectations(plan: ImagePlan) -> dict:
         "calicoDir": CALICO_DIR,
         "calicoManifests": [name for name, _ in plan.calico_manifests],
     }
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    node: Node
-    action: str  # "init" | "join-control-plane" | "join-worker"
-    # A joining control-plane node waits until this control-plane node (the one before it in
-    # cluster.yaml) is ready: etcd adds one member at a time (kubeadm's learner mode promotes
-    # one learner before the next may join), so control-plane nodes join one after another.
-    join_after: Node | None = None
-
-    @property
-    def needs_pki(self) -> bool:
-        return self.action != "join-worker"
-
-
-def node_plans(cluster: Cluster) -> list[NodePlan]:
-    init = cluster.init_node
-    out = []
-    previous_control_plane: Node | None = None
-    for node in cluster.nodes:
-        join_after = None
-        if node is init:
-            action = "init"
-        elif node.is_control_plane:
-            action = "join-control-plane"
-            join_after = previous_control_plane or init
-        else:
-            action = "join-worker"
-        if node.is_control_plane:
-            previous_control_plane = node
-        out.append(NodePlan(node, action, join_after))
-    return out
-

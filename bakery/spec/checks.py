@@ -10,8 +10,10 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 
-from . import versions
-from .errors import Diagnostic
+from .. import versions
+from ..errors import Diagnostic
+from ..providers import proxmox, virtualbox
+from .durations import parse_duration
 from .loader import Document
 
 CHECKS: list[tuple[str, Callable]] = []
@@ -121,7 +123,7 @@ def _pod_public(ctx: Ctx) -> Iterator[Diagnostic]:
 
 @check("nat-overlap")
 def _nat_overlap(ctx: Ctx) -> Iterator[Diagnostic]:
-    if "virtualbox-iso" not in ctx.spec["image"]["builders"]:
+    if virtualbox.BUILDER not in ctx.spec["image"]["builders"]:
         return
     for key in ("nodeCidr", "podCidr", "serviceCidr"):
         net = ctx.nets.get(key)
@@ -382,8 +384,8 @@ def _default_route(ctx: Ctx) -> Iterator[Diagnostic]:
                       "with natInterface: null and no gateway, the nodes have no default route: the host "
                       "cannot reach service IPs (kube-proxy needs a route to 10.96.0.1 and friends)",
                       "set network.gateway, or keep a NAT interface")
-    elif "proxmox-iso" in ctx.spec["image"]["builders"]:
-        # The Proxmox seed configures the clone's one NIC only (deliver.proxmox_seed): the
+    elif proxmox.BUILDER in ctx.spec["image"]["builders"]:
+        # The Proxmox seed configures the clone's one NIC only (deliver.handoff.proxmox_seed): the
         # NAT NIC is VirtualBox's.
         yield ctx.err("no-default-route", ("spec", "network"),
                       "with no gateway, the Proxmox VMs have no default route: a Proxmox clone has one NIC, "
@@ -438,7 +440,7 @@ def _cp_size(ctx: Ctx) -> Iterator[Diagnostic]:
 
 @check("vmid-duplicate")
 def _vmids(ctx: Ctx) -> Iterator[Diagnostic]:
-    if "proxmox-iso" not in ctx.spec["image"]["builders"]:
+    if proxmox.BUILDER not in ctx.spec["image"]["builders"]:
         return
     px = ctx.spec["image"]["proxmox"]
     seen = {px["templateVmId"]: "the template"}
@@ -454,7 +456,7 @@ def _vmids(ctx: Ctx) -> Iterator[Diagnostic]:
 @check("host-only-address")
 def _host_only(ctx: Ctx) -> Iterator[Diagnostic]:
     net = _node_net(ctx)
-    if not net or "virtualbox-iso" not in ctx.spec["image"]["builders"] or ctx.spec["network"]["gateway"]:
+    if not net or virtualbox.BUILDER not in ctx.spec["image"]["builders"] or ctx.spec["network"]["gateway"]:
         return
     used = {ipaddress.ip_address(n["address"]) for n in ctx.spec["nodes"]}
     if all(h in used for h in net.hosts()):
@@ -469,15 +471,3 @@ def _durations(ctx: Ctx) -> Iterator[Diagnostic]:
         yield ctx.err("join-timeout", ("spec", "bootstrap", "joinTimeout"),
                       f"joinTimeout {ctx.spec['bootstrap']['joinTimeout']} is too short for a node to join",
                       "use at least 30s; 15m suits VMs that boot together")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration like 1h30m or 45s ('' or '0' is 0)."""
-    total, num = 0, ""
-    for ch in text:
-        if ch.isdigit():
-            num += ch
-        else:
-            total += int(num) * {"h": 3600, "m": 60, "s": 1}[ch]
-            num = ""
-    return total

@@ -11,7 +11,8 @@ cluster-api-provider-vsphere's kube-vip-prepare.sh does the same.)
 """
 from __future__ import annotations
 
-from .model import Cluster, Node
+from ..plan.nodes import Action
+from ..spec.model import Cluster, Node
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 SUPER_ADMIN_CONF = "/etc/kubernetes/super-admin.conf"
@@ -66,8 +67,8 @@ def pod(cluster: Cluster, node: Node, kubeconfig: str = ADMIN_CONF) -> dict:
     }
 
 
-def manifests(cluster: Cluster, node: Node, action: str) -> tuple[dict, dict | None]:
+def manifests(cluster: Cluster, node: Node, action: Action) -> tuple[dict, dict | None]:
     """(the manifest to start with, the one to switch to after kubeadm init, or None)."""
-    if action == "init" and uses_super_admin(cluster):
+    if action == Action.INIT and uses_super_admin(cluster):
         return pod(cluster, node, SUPER_ADMIN_CONF), pod(cluster, node, ADMIN_CONF)
     return pod(cluster, node, ADMIN_CONF), None

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import EXIT_ENV, EXIT_INPUT, BakeryError, InputError
+from .. import __version__
+from ..errors import EXIT_ENV, EXIT_INPUT, BakeryError, InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -66,7 +66,7 @@ CLUSTER_ARG = click.argument("cluster", metavar="CLUSTER.yaml", type=click.Path(
               help="json: one document on stdout, for CI.")
 def validate(cluster: str, strict: bool, output: str) -> None:
     """Check CLUSTER.yaml against the schema and the semantic checks."""
-    from .pipeline import check_file
+    from ..spec.pipeline import check_file
 
     try:
         loaded = check_file(cluster)
@@ -108,8 +108,8 @@ def validate(cluster: str, strict: bool, output: str) -> None:
 def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool, rotate_token: bool,
            check_only: bool, lock_timeout: float) -> None:
     """Write Packer templates and per-node cloud-init for CLUSTER.yaml."""
-    from .pipeline import load_cluster
-    from .render import render_cluster
+    from ..render import render_cluster
+    from ..spec.pipeline import load_cluster
 
     model, report = load_cluster(cluster, strict=strict)
     for d in report.warnings:
@@ -124,7 +124,7 @@ def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool
 @cli.command()
 def schema() -> None:
     """Print the JSON schema of cluster.yaml."""
-    from .resources import schema_text
+    from ..resources import schema_text
 
     click.echo(schema_text(), nl=False)
 
@@ -137,7 +137,7 @@ def init(directory: str, force: bool) -> None:
     (~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, the first found) if there is one."""
     from pathlib import Path
 
-    from . import scaffold
+    from ..spec import scaffold
 
     target = Path(directory) / "cluster.yaml"
     if target.exists() and not force:
@@ -149,9 +149,6 @@ def init(directory: str, force: bool) -> None:
     for line in scaffold.describe(key):
         click.echo(line)
     click.echo(f"wrote {target}; next: bakery validate {target}")
-
-
-from . import cli_deliver  # noqa: E402,F401  (registers build, deploy, explain; imports click only)
 
 
 @cli.group()
@@ -168,9 +165,9 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
     is unusable or a certificate expires within 30 days. Prints no secret."""
     from pathlib import Path
 
-    from . import secrets as sec
-    from .pipeline import load_cluster
-    from .render import SECRETS_NAME, default_out
+    from ..output.layout import SECRETS_NAME, default_out
+    from ..pki import bundle as sec
+    from ..spec.pipeline import load_cluster
 
     model, _ = load_cluster(cluster)
     path = Path(secrets_path) if secrets_path else default_out(model) / SECRETS_NAME

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import EnvError, InputError
+from ..errors import EnvError, InputError
 
 TOKEN_ENV = "PROXMOX_TOKEN_SECRET"
 URL_ENV = "PROXMOX_URL"
@@ -126,7 +126,7 @@ class Deployer:
         """Upload the node's Proxmox seed ISO, proxmox/seeds/<name>.iso, as ISO content (named
         by its hash, so a changed seed is a new file and an unchanged one is not sent again);
         returns its volume id."""
-        from .deliver import proxmox_seed_iso
+        from .handoff import proxmox_seed_iso
 
         iso = self.out / proxmox_seed_iso(name)
         if not iso.is_file():
@@ -147,7 +147,7 @@ class Deployer:
         return volid
 
     def check_snippets(self, name: str) -> str:
-        from .deliver import SNIPPET_PARTS, snippet_name
+        from .handoff import SNIPPET_PARTS, snippet_name
 
         storage = self.px.snippet_storage
         have = self._storage_volumes(storage, "snippets")
@@ -204,7 +204,7 @@ class Deployer:
         return NodeResult(n.name, n.vm_id, "created", "running")
 
     def deploy(self) -> list[NodeResult]:
-        from .deliver import node_mac
+        from .handoff import node_mac
 
         existing = self.existing_vms()
         if self.px.template_vm_id not in existing:

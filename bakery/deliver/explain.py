@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FIRST_BOOT = {
-    "init": "kubeadm init, then installs Calico",
-    "join-control-plane": "kubeadm join --control-plane",
-    "join-worker": "kubeadm join (worker)",
-}
+from ..plan.nodes import FIRST_BOOT, Action
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,7 @@ class NodeLine:
     name: str
     role: str
     address: str
-    action: str
+    action: Action
     first_boot: str
 
 
@@ -44,7 +40,7 @@ class Explanation:
 
 
 def describe(cluster) -> Explanation:
-    from .plan import node_plans
+    from ..plan import node_plans
 
     net = cluster.network
     gw = f", gateway {net.gateway}" if net.gateway else ""
@@ -70,7 +66,7 @@ def describe(cluster) -> Explanation:
     nodes = []
     for p in node_plans(cluster):
         text = FIRST_BOOT[p.action]
-        if p.action != "init":
+        if p.action != Action.INIT:
             text += f" via {cp.endpoint}"
         nodes.append(NodeLine(p.node.name, p.node.role, str(p.node.address), p.action, text))
     return Explanation(cluster.name, cluster.kubernetes_version, cluster.os, layers,
@@ -108,7 +104,7 @@ def mermaid(cluster) -> str:
         if n.role == "control-plane":
             out.append(f"  ep --> {ids[n.name]}")
     for n in e.nodes:
-        if n.action != "init":
+        if n.action != Action.INIT:
             out.append(f'  {ids[n.name]} -. "kubeadm join" .-> ep')
     out.append(f'  pods["{pod_net.name} {pod_net.cidr}<br/>owner: {pod_net.owner}"]')
     out.append(f'  svcs["{svc_net.name} {svc_net.cidr}<br/>owner: {svc_net.owner}"]')
@@ -118,11 +114,13 @@ def mermaid(cluster) -> str:
 
 
 def markdown(cluster) -> str:
-    from . import deliver
-    from .plan import image_plan
-    from .templating import render_template
+    from ..output.layout import images_folder_name
+    from ..plan import image_plan
+    from ..providers import proxmox, virtualbox
+    from ..templating import render_template
 
     plan = image_plan(cluster)
     return render_template("deliver/README.md.j2", e=describe(cluster), cluster=cluster, plan=plan,
                            diagram=mermaid(cluster), px=cluster.image.proxmox,
-                           ova=f"../{cluster.name}{deliver.IMAGES_SUFFIX}/{deliver.ova_name(plan)}")
+                           virtualbox=virtualbox.BUILDER, proxmox=proxmox.BUILDER,
+                           ova=f"../{images_folder_name(cluster.name)}/{virtualbox.ova_name(plan)}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
-from .errors import InputError
+from ..errors import InputError
 
 API_VERSION = "bakery.dev/v1alpha1"
 KIND = "SecretsBundle"
@@ -148,7 +148,7 @@ class Bundle:
         }
 
     def to_bytes(self) -> bytes:
-        from .templating import dump_yaml
+        from ..templating import dump_yaml
 
         head = ("# bakery secrets bundle: the cluster's root of trust. Keep it private (0600) and keep it:\n"
                 "# every render reuses it; losing it means a new cluster.\n")

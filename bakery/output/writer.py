@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvError
+from ..errors import EnvError
 
 FILE_MODE = 0o644
 SECRET_MODE = 0o600

@@ -15,7 +15,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from .errors import InputError, Position
+from ..errors import InputError, Position
 
 MAX_BYTES = 32 * 1024 * 1024
 MAX_NODES = 200_000  # a 5,000-node cluster is ~25,000 values; an alias bomb is millions

@@ -1,4 +1,5 @@
-"""Commands that take rendered outputs further (issue 5): build, deploy, explain.
+"""Commands that take rendered outputs further (issue 5): build, deploy, explain. bakery.cli
+adds COMMANDS to the group; this module does not import it.
 Keep imports light: click only at module level; everything else inside the commands, so
 `bakery --version` stays fast."""
 from __future__ import annotations
@@ -7,9 +8,8 @@ import sys
 
 import click
 
-from .cli import CLUSTER_ARG, cli
-
-BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
+from ..providers import BUILDERS, proxmox
+from .commands import CLUSTER_ARG
 
 OUT_OPTION = click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
                           help="Output folder. Default: outputs/<metadata.name>/ under the current folder.")
@@ -19,7 +19,7 @@ SECRETS_OPTION = click.option("--secrets", "secrets_path", envvar="BAKERY_SECRET
 
 
 def _load(path: str):
-    from .pipeline import load_cluster
+    from ..spec.pipeline import load_cluster
 
     model, report = load_cluster(path)
     for d in report.warnings:
@@ -29,8 +29,9 @@ def _load(path: str):
 
 def _ensure_rendered(model, out: str | None, secrets_path: str | None):
     """Render when the output folder is missing or differs from a fresh render."""
-    from .errors import InputError
-    from .render import default_out, render_cluster
+    from ..errors import InputError
+    from ..output.layout import default_out
+    from ..render import render_cluster
 
     try:
         stale = render_cluster(model, out=out, secrets_path=secrets_path, check_only=True).exit_code != 0
@@ -45,7 +46,7 @@ def _ensure_rendered(model, out: str | None, secrets_path: str | None):
     return Path(out).absolute() if out else default_out(model)
 
 
-@cli.command()
+@click.command()
 @CLUSTER_ARG
 @click.option("--only", type=click.Choice(BUILDERS), default=None,
               help="Bake with this builder only. Default: every builder in spec.image.builders.")
@@ -62,9 +63,11 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
-    from . import deliver, packer_run
-    from .errors import EnvError, InputError
-    from .plan import image_plan
+    from ..build import runner as packer_run
+    from ..errors import EnvError, InputError
+    from ..image import packer
+    from ..output.layout import images_dir
+    from ..plan import image_plan
 
     model = _load(cluster)
     wanted = [only] if only else list(model.image.builders)
@@ -73,7 +76,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
                          f"{', '.join(model.image.builders)})", check="build-only")
     dest = _ensure_rendered(model, out, secrets_path)
     plan = image_plan(model)
-    images = deliver.images_dir(dest)
+    images = images_dir(dest)
     recorded = packer_run.recorded_builds(images / "manifest.json", plan.fingerprint)
     todo = wanted if force else [b for b in wanted if b not in recorded]
     for b in wanted:
@@ -84,14 +87,16 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
         return
     env = dict(os.environ)
     required = []
-    if "proxmox-iso" in todo:
+    if proxmox.BUILDER in todo:
         if not env.get("PKR_VAR_proxmox_token") and env.get("PROXMOX_TOKEN_SECRET"):
             env["PKR_VAR_proxmox_token"] = env["PROXMOX_TOKEN_SECRET"]
         required.append(("PKR_VAR_proxmox_token", f"secret of the API token {model.image.proxmox.token_id}"))
         if not model.image.proxmox.url:
             required.append(("PKR_VAR_proxmox_url", "the API URL, since image.proxmox.url is not set"))
     folder = dest / "packer"
-    binary, version = packer_run.preflight(folder, env=env, required_env=required)
+    binary, version = packer_run.preflight(
+        folder, env=env, required_env=required, required_version=packer.required_version(),
+        variables=[v.name for v in packer.variables(model, plan) if not v.has_default])
     images.mkdir(parents=True, exist_ok=True)
     click.echo(f"baking {plan.image_name} with {', '.join(todo)} (Packer {'.'.join(map(str, version))}); "
                f"artifacts in {images}", err=True)
@@ -155,7 +160,7 @@ def _build_with_progress(packer_run, binary, folder, builders, force, variables,
                             on_event=on_plain)
 
 
-@cli.group()
+@click.group()
 def deploy() -> None:
     """Create the cluster's VMs on a hypervisor from the baked image."""
 
@@ -178,12 +183,12 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
     """
     import os
 
-    from . import deploy_proxmox
-    from .errors import EnvError, InputError
+    from ..deliver import proxmox_api as deploy_proxmox
+    from ..errors import EnvError, InputError
 
     model = _load(cluster)
     px = model.image.proxmox
-    if "proxmox-iso" not in model.image.builders:
+    if proxmox.BUILDER not in model.image.builders:
         raise InputError(f"{cluster} does not build for Proxmox (add proxmox-iso to spec.image.builders)",
                          check="deploy-proxmox")
     url = px.url or os.environ.get(deploy_proxmox.URL_ENV)
@@ -205,12 +210,15 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
         click.echo(f"{r.name}: VM {r.vm_id} {r.state}{f' ({r.detail})' if r.detail else ''}")
 
 
-@cli.command()
+@click.command()
 @CLUSTER_ARG
 @click.option("--markdown", is_flag=True, help="Print the Markdown README (with its Mermaid diagram) instead.")
 def explain(cluster: str, markdown: bool) -> None:
     """Describe the cluster: network layers and their owners, nodes, control-plane endpoint."""
-    from . import explain as ex
+    from ..deliver import explain as ex
 
     model = _load(cluster)
     click.echo(ex.markdown(model) if markdown else ex.text(model), nl=False)
+
+
+COMMANDS = (build, deploy, explain)

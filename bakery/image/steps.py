@@ -1,0 +1,223 @@
+"""The bake: the scripts that prepare the node image, in kubernetes-sigs/image-builder's order
+(node, containerd, kubernetes, images, sysprep), with `seal` always last; and the files the
+image gets. Scripts are templates under templates/packer/scripts/ that only format."""
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__, versions
+from .. import plan as planmod
+from ..plan import ImagePlan
+from ..spec.model import Cluster
+
+# On the build VM: the file provisioner uploads files/ to STAGE_ROOT/files; downloads are
+# cached in CACHE_DIR. Sealing removes both.
+STAGE_ROOT = "/tmp/bakery"
+STAGE = f"{STAGE_ROOT}/files"
+CACHE_DIR = "/var/cache/bakery"
+SUDOERS_FILE = "/etc/sudoers.d/90-bakery-build"  # the build user's grant, removed last
+INSTALL_HOSTNAME = "bakery-build"
+# The build user leaves in two steps. The seal replaces its password hash with '*' (no
+# password matches; sudo NOPASSWD and Packer's open SSH session keep working, so the
+# shutdown_command or the drop-build-sudo provisioner still runs) and drops the /etc/shadow-
+# backup that would keep the old hash. The account itself cannot be deleted during the bake:
+# Packer is logged in as it, and runs more commands as it after the seal (the shell
+# provisioner's script cleanup, shutdown_command). So a oneshot unit deletes it at each
+# node's first boot, before cloud-init, named by a marker the seal writes (the user comes
+# from var.build_user at build time). A userdel in shutdown_command would cover VirtualBox
+# and QEMU only; Proxmox stops the VM through its API.
+REMOVE_USER_SCRIPT = "/usr/local/sbin/bakery-remove-build-user"
+REMOVE_USER_UNIT_NAME = "bakery-remove-build-user.service"
+REMOVE_USER_UNIT = f"/etc/systemd/system/{REMOVE_USER_UNIT_NAME}"
+REMOVE_USER_MARKER = "/var/lib/bakery/build-user"
+
+KERNEL_MODULES = ("overlay", "br_netfilter")
+SYSCTLS = (("net.ipv4.ip_forward", "1"),
+           ("net.bridge.bridge-nf-call-iptables", "1"),
+           ("net.bridge.bridge-nf-call-ip6tables", "1"))
+MODULES_FILE = "/etc/modules-load.d/k8s.conf"
+SYSCTL_FILE = "/etc/sysctl.d/k8s.conf"
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+CONTAINERD_UNIT = "/usr/local/lib/systemd/system/containerd.service"
+CRICTL_CONFIG = "/etc/crictl.yaml"
+AUTO_UPGRADES = "/etc/apt/apt.conf.d/20auto-upgrades"
+SSH_HOSTKEYS_DROPIN = "/etc/systemd/system/ssh.service.d/10-bakery-hostkeys.conf"
+KUBELET_UNIT = "/etc/systemd/system/kubelet.service"
+KUBEADM_DROPIN = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf"
+K8S_KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
+K8S_PACKAGES = ("kubelet", "kubeadm", "kubectl")
+
+# Packages every image gets before the bake proper (kubeadm preflight needs conntrack,
+# iptables, iproute2, socat, ethtool; cloud-init and growpart serve first boot).
+BASE_PACKAGES = ("ca-certificates", "curl", "gpg", "conntrack", "socat", "ethtool", "iptables",
+                 "iproute2", "cloud-init", "cloud-guest-utils", "qemu-guest-agent")
+# Debian's cloud-init writes ifupdown files; their `dns-nameservers` lines only take effect
+# through resolvconf (Ubuntu's netplan hands DNS to systemd-resolved instead).
+FAMILY_PACKAGES = {"debian": ("resolvconf",), "ubuntu": ()}
+
+# What the Ubuntu installer leaves that stops cloud-init on clones (image-builder
+# roles/sysprep); the installer's netplan and sshd settings go too, cloud-init writes each
+# node's own.
+CLOUD_INIT_LEFTOVERS = (
+    "/etc/cloud/cloud.cfg.d/99-installer.cfg",
+    "/etc/cloud/cloud.cfg.d/90-installer-network.cfg",
+    "/etc/cloud/cloud.cfg.d/curtin-preserve-sources.cfg",
+    "/etc/cloud/ds-identify.cfg",
+    "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+    "/etc/netplan/50-cloud-init.yaml",
+)
+CLOUD_INIT_GLOBS = (
+    "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg",
+    "/etc/netplan/00-installer-config*.yaml",
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One bake script: scripts/<name>.sh from templates/packer/scripts/<name>.sh.j2."""
+
+    name: str
+    summary: str
+    context: dict = field(default_factory=dict, hash=False, compare=False)
+    env: tuple[tuple[str, str], ...] = ()  # (NAME, HCL expression) for environment_vars
+
+    @property
+    def path(self) -> str:
+        return f"scripts/{self.name}.sh"
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A file the image gets, at files/<path> and on the node at <path>."""
+
+    path: str
+    template: str
+    mode: str = "0644"
+    context: dict = field(default_factory=dict, hash=False, compare=False)
+    content: str | None = None  # verbatim content instead of a template
+
+
+def _os(plan: ImagePlan) -> versions.OsRelease:
+    return versions.OS_RELEASES[plan.os]
+
+
+def socket_path(plan: ImagePlan) -> str:
+    return planmod.CONTAINERD_SOCKET.removeprefix("unix://")
+
+
+def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
+    """Every file the image gets from files/, laid out as its path on the node."""
+    cfg = plan.containerd_config_version
+    files = [
+        ImageFile(AUTO_UPGRADES, "20auto-upgrades.j2"),
+        ImageFile(SSH_HOSTKEYS_DROPIN, "ssh-hostkeys.conf.j2"),
+        ImageFile(MODULES_FILE, "modules-load.conf.j2", context={"modules": KERNEL_MODULES}),
+        ImageFile(SYSCTL_FILE, "sysctl.conf.j2", context={"sysctls": SYSCTLS}),
+        ImageFile(CONTAINERD_CONFIG, f"containerd-config-v{cfg}.toml.j2", context={
+            "containerd_version": plan.containerd_version, "socket_path": socket_path(plan),
+            "pause_image": plan.pause_image}),
+        ImageFile(CONTAINERD_UNIT, "containerd.service.j2"),
+        ImageFile(CRICTL_CONFIG, "crictl.yaml.j2", context={"socket": planmod.CONTAINERD_SOCKET}),
+        ImageFile(planmod.VERSIONS_FILE, "versions.env.j2", context={"entries": versions_entries(plan)}),
+    ]
+    if plan.package_source == "dl.k8s.io":
+        files += [ImageFile(KUBELET_UNIT, "kubelet.service.j2"),
+                  ImageFile(KUBEADM_DROPIN, "10-kubeadm.conf.j2")]
+    removal = {"marker": REMOVE_USER_MARKER, "script": REMOVE_USER_SCRIPT, "unit_name": REMOVE_USER_UNIT_NAME,
+               "sudoers_file": SUDOERS_FILE}
+    files += [ImageFile(REMOVE_USER_SCRIPT, "remove-build-user.sh.j2", "0755", context=removal),
+              ImageFile(REMOVE_USER_UNIT, "remove-build-user.service.j2", context=removal)]
+    # The node check (issue 9): the program itself, verbatim, and what it expects.
+    files += [
+        ImageFile(planmod.NODE_CHECK, "", "0755", content=node_check_source()),
+        ImageFile(planmod.NODE_CHECK_EXPECTED, "", content=json.dumps(
+            planmod.node_check_expectations(plan), indent=2, sort_keys=True) + "\n"),
+    ]
+    return files
+
+
+def node_check_source() -> str:
+    from ..guest import nodecheck
+
+    return Path(nodecheck.__file__).read_text()
+
+
+def versions_entries(plan: ImagePlan) -> list[tuple[str, str]]:
+    return [
+        ("BAKERY_VERSION", plan.bakery_version or __version__),
+        ("BAKERY_IMAGE_NAME", plan.image_name),
+        ("BAKERY_FINGERPRINT", plan.fingerprint),
+        ("OS", plan.os),
+        ("KUBERNETES_VERSION", plan.kubernetes_version),
+        ("KUBERNETES_PACKAGE_SOURCE", plan.package_source),
+        ("KUBERNETES_DEB_VERSION", plan.deb_version if plan.package_source == "pkgs.k8s.io" else ""),
+        ("CONTAINERD_VERSION", plan.containerd_version),
+        ("CONTAINERD_CONFIG_VERSION", str(plan.containerd_config_version)),
+        ("RUNC_VERSION", plan.runc_version),
+        ("CNI_PLUGINS_VERSION", plan.cni_plugins_version),
+        ("CRICTL_VERSION", plan.crictl_version),
+        ("PAUSE_IMAGE", plan.pause_image),
+        ("CALICO_VERSION", plan.calico_version),
+        ("CALICO_DIR", planmod.CALICO_DIR),
+        ("IMAGES_LIST", planmod.IMAGES_LIST),
+    ]
+
+
+def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
+    """The bake scripts in the order they run (image-builder's: node, containerd,
+    kubernetes, images, sysprep). Sealing is last; insert new steps before it."""
+    osr = _os(plan)
+    by_path = {f.path: f for f in image_files(cluster, plan)}
+
+    def installs(*paths: str) -> list[tuple[str, str]]:
+        return [(p, by_path[p].mode) for p in paths if p in by_path]
+
+    cni = versions.cni_plugins_download(plan.cni_plugins_version)
+    steps = [
+        Step("05-prepare", "base packages; apt timers and unattended upgrades off", {
+            "packages": BASE_PACKAGES + FAMILY_PACKAGES[osr.family],
+            "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN)}),
+        Step("10-swap", "swap off now and for good"),
+        Step("20-kernel", "kernel modules and sysctls for Kubernetes networking", {
+            "modules": KERNEL_MODULES, "sysctls": SYSCTLS, "modules_file": MODULES_FILE,
+            "sysctl_file": SYSCTL_FILE}),
+        Step("30-containerd", f"containerd {plan.containerd_version}, runc, CNI plugins, crictl", {
+            "containerd_version": plan.containerd_version, "runc_version": plan.runc_version,
+            "cni_version": plan.cni_plugins_version, "crictl_version": plan.crictl_version,
+            "config_version": plan.containerd_config_version,
+            "containerd": versions.containerd_download(plan.containerd_version),
+            "runc": versions.runc_download(plan.runc_version), "cni": cni,
+            "crictl": versions.crictl_download(plan.crictl_version),
+            "files": installs(CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG)}),
+        Step("40-kubernetes", f"kubeadm, kubelet, kubectl {plan.kubernetes_version} ({plan.package_source})", {
+            "source": plan.package_source, "version": plan.kubernetes_version,
+            "deb_version": plan.deb_version, "minor": versions.minor_of(plan.kubernetes_version),
+            "repo": plan.pkgs_repo, "keyring": K8S_KEYRING, "packages": K8S_PACKAGES, "cni": cni,
+            "binary_deps": ("conntrack", "socat", "ethtool", "iptables", "iproute2"),
+            "binaries": [(name, *versions.kubernetes_binary_download(plan.kubernetes_version, name))
+                         for name in K8S_PACKAGES],
+            "files": installs(KUBELET_UNIT, KUBEADM_DROPIN)}),
+        Step("50-images", "pre-pull every image and store the Calico manifests", {
+            "version": plan.kubernetes_version, "socket": planmod.CONTAINERD_SOCKET,
+            "images": plan.images, "kube_vip": plan.kube_vip_image is not None,
+            "calico_version": plan.calico_version, "manifests": plan.calico_manifests,
+            "bakery_dir": planmod.BAKERY_DIR, "calico_dir": planmod.CALICO_DIR,
+            "images_list": planmod.IMAGES_LIST, "versions_file": planmod.VERSIONS_FILE}),
+        Step(NODE_CHECK_STEP, "prove the image before sealing it: bakery-node-check --stage bake", {
+            "files": installs(planmod.NODE_CHECK, planmod.NODE_CHECK_EXPECTED),
+            "node_check": planmod.NODE_CHECK, "expected": planmod.NODE_CHECK_EXPECTED}),
+        Step(SEAL, "seal the image: no machine identity, no host keys, no open account", {
+            "family": osr.family, "cloud_init_leftovers": CLOUD_INIT_LEFTOVERS,
+            "cloud_init_globs": CLOUD_INIT_GLOBS, "files": installs(REMOVE_USER_SCRIPT, REMOVE_USER_UNIT),
+            "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
+            "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER)},
+            env=(("BAKERY_BUILD_USER", "var.build_user"),)),
+    ]
+    return steps
+
+
+SEAL = "90-seal"
+NODE_CHECK_STEP = "80-node-check"

@@ -1,0 +1,58 @@
+"""The node plans: what each node's first boot does (init, join as control plane, join as
+worker) and after which node it joins."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..spec.model import Cluster, Node
+
+
+class Action(StrEnum):
+    """What a node's first boot does; the value is what the first-boot script reads (ACTION)."""
+
+    INIT = "init"
+    JOIN_CONTROL_PLANE = "join-control-plane"
+    JOIN_WORKER = "join-worker"
+
+
+# What each action's first boot runs, in words (bakery explain, README, the hand-off scripts).
+FIRST_BOOT = {
+    Action.INIT: "kubeadm init, then installs Calico",
+    Action.JOIN_CONTROL_PLANE: "kubeadm join --control-plane",
+    Action.JOIN_WORKER: "kubeadm join (worker)",
+}
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    node: Node
+    action: Action
+    # A joining control-plane node waits until this control-plane node (the one before it in
+    # cluster.yaml) is ready: etcd adds one member at a time (kubeadm's learner mode promotes
+    # one learner before the next may join), so control-plane nodes join one after another.
+    join_after: Node | None = None
+
+    @property
+    def needs_pki(self) -> bool:
+        return self.action != Action.JOIN_WORKER
+
+
+def node_plans(cluster: Cluster) -> list[NodePlan]:
+    init = cluster.init_node
+    out = []
+    previous_control_plane: Node | None = None
+    for node in cluster.nodes:
+        join_after = None
+        if node is init:
+            action = Action.INIT
+        elif node.is_control_plane:
+            action = Action.JOIN_CONTROL_PLANE
+            join_after = previous_control_plane or init
+        else:
+            action = Action.JOIN_WORKER
+        if node.is_control_plane:
+            previous_control_plane = node
+        out.append(NodePlan(node, action, join_after))
+    return out
+

@@ -1,0 +1,33 @@
+"""Where things live on the node: in the image, or written by cloud-init at first boot. The bake
+scripts, the seeds and the node check all take these paths from here."""
+
+# Where things live on the node (in the image, or written at first boot).
+BAKERY_DIR = "/opt/bakery"
+CALICO_DIR = f"{BAKERY_DIR}/calico"
+IMAGES_LIST = f"{BAKERY_DIR}/images.txt"
+VERSIONS_FILE = f"{BAKERY_DIR}/versions.env"
+FIRSTBOOT_DIR = "/etc/bakery"  # written by cloud-init at first boot
+KUBEADM_CONFIG = f"{FIRSTBOOT_DIR}/kubeadm.yaml"
+CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
+SENTINEL = "/var/lib/bakery/node-ready"
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+# On the init node, kube-vip starts with super-admin.conf; this admin.conf variant replaces
+# it once kubeadm init has finished (see bakery/seed/kubevip.py for why).
+KUBE_VIP_AFTER_INIT = "/etc/bakery/kube-vip.admin.yaml"
+PKI_DIR = "/etc/kubernetes/pki"  # kubeadm's certificatesDir (its default)
+ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"  # written by kubeadm on control-plane nodes
+FIRSTBOOT_SCRIPT = "/usr/local/lib/bakery/firstboot.sh"  # delivered by cloud-init, run by FIRSTBOOT_UNIT
+# The systemd unit that runs the script: started by cloud-init's runcmd on the first boot, and
+# again at every boot until the sentinel exists (an interrupted first boot resumes).
+FIRSTBOOT_UNIT_NAME = "bakery-firstboot.service"
+FIRSTBOOT_UNIT = f"/etc/systemd/system/{FIRSTBOOT_UNIT_NAME}"
+FIRSTBOOT_STEPS = "/var/lib/bakery/steps"  # one file per finished step of the first boot
+FIRSTBOOT_LOG = "/var/log/bakery/firstboot.log"  # the script's lines and kubeadm's output (root only)
+FIRSTBOOT_ENV = f"{FIRSTBOOT_DIR}/firstboot.env"  # this node's values for the script (shell-quoted)
+FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
+# The node check (issue 9, bakery/guest/nodecheck.py) in the image; first boot runs it with
+# `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when
+# it fails.
+NODE_CHECK = "/usr/local/sbin/bakery-node-check"
+NODE_CHECK_EXPECTED = f"{BAKERY_DIR}/node-check.json"  # what the node check compares with

@@ -1,0 +1,2 @@
+"""Each node's NoCloud seed: user-data (kubeadm, Calico, kube-vip, the first-boot script),
+network-config and meta-data, from the node plans."""

@@ -1,0 +1,49 @@
+"""Calico's Installation resource for the tigera operator, applied by the init node."""
+from __future__ import annotations
+
+from ..spec.model import Cluster
+
+CALICO_API = "operator.tigera.io/v1"
+
+
+def _autodetection(cluster: Cluster) -> dict:
+    """How calico-node picks the node's address: only one on the node network, never the NAT
+    NIC's 10.0.2.15. With a VIP, kube-vip's leader carries the VIP (inside nodeCidr) on the same
+    NIC, so `cidrs` could pick it; the kubelet's InternalIP is pinned to the node address by
+    node-ip, so Calico takes that instead."""
+    if cluster.control_plane.vip is not None:
+        return {"kubernetes": "NodeInternalIP"}
+    return {"cidrs": [str(cluster.network.node_cidr)]}
+
+
+def calico_installation(cluster: Cluster) -> dict:
+    c = cluster.calico
+    pool = {
+        "name": "default-ipv4-ippool",
+        # The operator refuses a pool outside kubeadm's podSubnet: they are the same CIDR.
+        "cidr": str(cluster.network.pod_cidr),
+        "encapsulation": c.encapsulation,
+        "natOutgoing": "Enabled",
+        "nodeSelector": "all()",
+        "blockSize": 26,
+    }
+    network: dict[str, object] = {
+        # Full VXLAN needs no BGP; IPIP and unencapsulated routing do.
+        "bgp": "Disabled" if c.encapsulation == "VXLAN" else "Enabled",
+        "ipPools": [pool],
+        "nodeAddressAutodetectionV4": _autodetection(cluster),
+    }
+    if c.mtu is not None:
+        network["mtu"] = c.mtu
+    registry = c.release.registry.split("/")[0] + "/"
+    return {
+        "apiVersion": CALICO_API,
+        "kind": "Installation",
+        "metadata": {"name": "default"},
+        "spec": {
+            # The registry the bake pre-pulled Calico's images from (see versions.py), so
+            # the operator asks containerd for exactly those images.
+            "registry": registry,
+            "calicoNetwork": network,
+        },
+    }
