@@ -1,3 +1,4 @@
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -34,3 +35,78 @@ def net_convert(path: Path, out: Path, distro: str, kind: str) -> Path:
 @pytest.fixture
 def lab_text():
     return LAB.read_text()
+
+
+# -- rendering for tests that need the files, not the command --------------------------
+
+def render_here(cluster_file, out, *, secrets=None, rotate_token=False) -> Path:
+    """`bakery render CLUSTER --out OUT [--secrets S] [--rotate-token]`, in this process: the
+    functions the CLI's render command calls (bakery/cli.py), without a new interpreter.
+    For tests that need the rendered files; the command itself (exit codes, streams,
+    signals, locks) is tested through run_bakery in test_cli, test_reliability and others.
+    The one place that names bakery's render entry points."""
+    from bakery.pipeline import load_cluster
+    from bakery.render import render_cluster
+
+    model, _ = load_cluster(str(cluster_file))
+    result = render_cluster(model, out=str(out), secrets_path=None if secrets is None else str(secrets),
+                            rotate_token=rotate_token)
+    assert result.exit_code == 0, result.messages
+    return Path(out)
+
+
+def tree_digest(root: Path) -> dict:
+    """relative path -> (sha256 or "dir", mode) of everything below root."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[p.relative_to(root).as_posix()] = (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir", st.st_mode)
+    return out
+
+
+class Renders:
+    """Each example, and each cluster text a test names, rendered once per session on first
+    use. The trees are shared and read-only: a test that changes, adds or runs something
+    that writes into a tree copies it first (`copy`). At the end of the session every tree
+    is compared with what was rendered, so a test that writes into one fails."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self._by_text: dict[str, Path] = {}
+        self._digests: dict[Path, dict] = {}
+        self._examples = {p.read_text(): p for p in EXAMPLES.glob("*/cluster.yaml")}
+
+    def example(self, name: str) -> Path:
+        """The output tree of examples/<name>/cluster.yaml."""
+        return self.text((EXAMPLES / name / "cluster.yaml").read_text())
+
+    def text(self, text: str) -> Path:
+        """The output tree of a cluster.yaml with this text (an example's text renders the
+        example's own file)."""
+        if text not in self._by_text:
+            root = self.base / f"c{len(self._by_text)}"
+            root.mkdir()
+            src = self._examples.get(text)
+            if src is None:
+                src = root / "cluster.yaml"
+                src.write_text(text)
+            out = render_here(src, root / "out")
+            self._digests[out] = tree_digest(out)
+            self._by_text[text] = out
+        return self._by_text[text]
+
+    def copy(self, out: Path, dest: Path) -> Path:
+        """A private copy of a shared tree, modes kept, for a test that writes into it."""
+        shutil.copytree(out, dest, symlinks=True)
+        return dest
+
+    def changed(self) -> list[str]:
+        return [str(out) for out, digest in self._digests.items() if tree_digest(out) != digest]
+
+
+@pytest.fixture(scope="session")
+def renders(tmp_path_factory):
+    r = Renders(tmp_path_factory.mktemp("renders"))
+    yield r
+    assert not r.changed(), "a test wrote into a shared render; copy it first (renders.copy)"
