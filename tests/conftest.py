@@ -1,7 +1,9 @@
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,11 +25,54 @@ def need(tool: str):
     return shutil.which(tool)
 
 
+class _CloudInit:
+    """`cloud-init ARGS...` commands, each a fork of one interpreter that imported cloud-init
+    once (tests/cloudinit_runner.py): the command's own code, argv, streams and exit status,
+    without paying cloud-init's start-up for every file. test_harness.py checks that it
+    answers as the installed command does."""
+
+    def __init__(self):
+        self.proc = None
+        self.lock = threading.Lock()
+
+    def run(self, *args, timeout=120) -> subprocess.CompletedProcess:
+        script = need("cloud-init")
+        argv = [script, *map(str, args)]
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                # the interpreter of cloud-init's own script (its #! line)
+                python = Path(script).read_text().splitlines()[0].removeprefix("#!").split()
+                self.proc = subprocess.Popen([*python, str(Path(__file__).with_name("cloudinit_runner.py"))],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.proc.stdin.write(json.dumps({"argv": argv, "timeout": timeout}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        assert line, "tests/cloudinit_runner.py stopped"
+        a = json.loads(line)
+        return subprocess.CompletedProcess(argv, a["rc"], a["stdout"], a["stderr"])
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+_CLOUD_INIT = _CloudInit()
+
+
+def cloud_init(*args, timeout=120) -> subprocess.CompletedProcess:
+    """`cloud-init ARGS...` (text streams), as subprocess.run would give it."""
+    return _CLOUD_INIT.run(*args, timeout=timeout)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _CLOUD_INIT.close()
+
+
 def net_convert(path: Path, out: Path, distro: str, kind: str) -> Path:
     """cloud-init's own renderer: network-config at `path` -> `kind` files under `out`."""
-    need("cloud-init")
-    r = subprocess.run(["cloud-init", "devel", "net-convert", "-p", str(path), "-k", "yaml", "-d", str(out),
-                        "-D", distro, "-O", kind], capture_output=True, text=True, timeout=120)
+    r = cloud_init("devel", "net-convert", "-p", path, "-k", "yaml", "-d", out, "-D", distro, "-O", kind)
     assert r.returncode == 0, r.stderr
     return out
 
