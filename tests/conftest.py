@@ -25,29 +25,27 @@ def need(tool: str):
     return shutil.which(tool)
 
 
-class _CloudInit:
-    """`cloud-init ARGS...` commands, each a fork of one interpreter that imported cloud-init
-    once (tests/cloudinit_runner.py): the command's own code, argv, streams and exit status,
-    without paying cloud-init's start-up for every file. test_harness.py checks that it
-    answers as the installed command does."""
+class _ForkRun:
+    """Commands of one Python program, each a fork of one interpreter that imported the
+    program once (tests/forkrun.py): the program's own entry point, argv, working folder,
+    streams and exit status, without paying its start-up for every file. test_harness.py
+    checks that they answer as the installed commands do."""
 
-    def __init__(self):
+    def __init__(self, python: list[str], entry: str, preload: list[str]):
+        self.cmd = [*python, str(Path(__file__).with_name("forkrun.py")), entry, *preload]
         self.proc = None
         self.lock = threading.Lock()
 
-    def run(self, *args, timeout=120) -> subprocess.CompletedProcess:
-        script = need("cloud-init")
-        argv = [script, *map(str, args)]
+    def run(self, argv: list[str], *, cwd=None, timeout=120) -> subprocess.CompletedProcess:
+        argv = [str(a) for a in argv]
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
-                # the interpreter of cloud-init's own script (its #! line)
-                python = Path(script).read_text().splitlines()[0].removeprefix("#!").split()
-                self.proc = subprocess.Popen([*python, str(Path(__file__).with_name("cloudinit_runner.py"))],
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            self.proc.stdin.write(json.dumps({"argv": argv, "timeout": timeout}) + "\n")
+                self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.proc.stdin.write(json.dumps({"argv": argv, "cwd": None if cwd is None else str(cwd),
+                                              "timeout": timeout}) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
-        assert line, "tests/cloudinit_runner.py stopped"
+        assert line, "tests/forkrun.py stopped"
         a = json.loads(line)
         return subprocess.CompletedProcess(argv, a["rc"], a["stdout"], a["stderr"])
 
@@ -58,16 +56,40 @@ class _CloudInit:
             self.proc = None
 
 
-_CLOUD_INIT = _CloudInit()
+_RUNNERS: dict[str, _ForkRun] = {}
+
+
+def _runner(name: str, make) -> _ForkRun:
+    if name not in _RUNNERS:
+        _RUNNERS[name] = make()
+    return _RUNNERS[name]
 
 
 def cloud_init(*args, timeout=120) -> subprocess.CompletedProcess:
     """`cloud-init ARGS...` (text streams), as subprocess.run would give it."""
-    return _CLOUD_INIT.run(*args, timeout=timeout)
+    script = need("cloud-init")
+
+    def make():
+        # the interpreter of cloud-init's own script (its #! line), and its console-script entry
+        python = Path(script).read_text().splitlines()[0].removeprefix("#!").split()
+        return _ForkRun(python, "call:cloudinit.cmd.main:main",
+                        ["cloudinit.cmd.devel.net_convert", "cloudinit.cmd.devel.parser", "cloudinit.config.schema"])
+    return _runner("cloud-init", make).run([script, *args], timeout=timeout)
+
+
+def bakery_forked(*args, cwd=None) -> subprocess.CompletedProcess:
+    """`python -m bakery ARGS...` in a fork of an interpreter that has imported bakery's
+    command line and the libraries it needs: for a large corpus of commands (test_validate).
+    The environment is this process's; run_bakery is the fresh interpreter, for the rest."""
+    return _runner("bakery", lambda: _ForkRun(
+        [sys.executable], "module:bakery",
+        ["bakery", "click", "jinja2", "jsonschema", "yaml", "cryptography.x509"])).run(
+        ["bakery", *args], cwd=cwd)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    _CLOUD_INIT.close()
+    for r in _RUNNERS.values():
+        r.close()
 
 
 def net_convert(path: Path, out: Path, distro: str, kind: str) -> Path:

@@ -1,11 +1,12 @@
 """The test suite's own shortcuts answer as the real thing does: cloud_init() as the
-installed `cloud-init` command, render_here() and the shared renders as `bakery render`."""
+installed `cloud-init` command, bakery_forked() as `python -m bakery`, render_here() and the
+shared renders as `bakery render`."""
 from __future__ import annotations
 
 import json
 import subprocess
 
-from conftest import LAB, cloud_init, need, render_here, run_bakery
+from conftest import LAB, ROOT, bakery_forked, cloud_init, need, render_here, run_bakery
 
 
 def _tree(root):
@@ -56,3 +57,16 @@ def test_an_in_process_render_is_the_commands_render(renders, tmp_path):
     manifest = json.loads(tree["manifest.json"])
     manifest["files"] = [f for f in manifest["files"] if f["path"] != "secrets.yaml"]
     assert json.loads(cli["manifest.json"]) == manifest
+
+
+def test_forked_bakery_answers_as_the_command(tmp_path):
+    bad = ROOT / "tests" / "data" / "bad"
+    cases = [("validate", LAB), ("validate", "--output", "json", bad / "duplicate-address.yaml"),
+             ("validate", bad / "yaml-bomb.yaml"), ("render", bad / "no-control-plane.yaml"),
+             ("validate", tmp_path / "none.yaml"), ("frobnicate",), ("--version",)]
+    for args in cases:
+        real = run_bakery(*args, cwd=tmp_path)
+        ours = bakery_forked(*args, cwd=tmp_path)
+        assert (ours.returncode, ours.stdout, ours.stderr) == (real.returncode, real.stdout, real.stderr), args
+    assert {bakery_forked(*c, cwd=tmp_path).returncode for c in cases} >= {0, 2}
+    assert list(tmp_path.iterdir()) == []
