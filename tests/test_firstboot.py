@@ -718,9 +718,14 @@ def test_an_interrupted_first_boot_resumes_at_its_step(rendered, tmp_path):
 
 def test_transient_api_errors_are_retried(rendered, tmp_path):
     script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
+    # a `sleep` that records its pause and returns at once: the backoff's delays are checked,
+    # not waited for (the deadline is far; test_worker_gives_up_at_the_deadline waits for real)
+    (tmp_path / "bin" / "sleep").write_text('#!/bin/sh\necho "$@" >> "$STANDIN_DIR/sleeps"\n')
+    (tmp_path / "bin" / "sleep").chmod(0o755)
     r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="2")
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("(transient); next try") == 2
+    assert (tmp_path / "sleeps").read_text().split() == ["2", "4"], "2s, then twice as long"
     assert (tmp_path / "var/node-ready").exists()
 
 
