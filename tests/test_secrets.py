@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, LAB, need, render_here, run_bakery
+from conftest import LAB, need, render_here, run_bakery
 from bakery import secrets
 from bakery.pipeline import load_cluster
 
