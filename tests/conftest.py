@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,8 @@ class _ForkRun:
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            self.proc.stdin.write(json.dumps({"argv": argv, "cwd": None if cwd is None else str(cwd),
+            # this process's working folder and environment now, as subprocess.run would pass them
+            self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd or os.getcwd()), "env": dict(os.environ),
                                               "timeout": timeout}) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
@@ -80,7 +82,8 @@ def cloud_init(*args, timeout=120) -> subprocess.CompletedProcess:
 def bakery_forked(*args, cwd=None) -> subprocess.CompletedProcess:
     """`python -m bakery ARGS...` in a fork of an interpreter that has imported bakery's
     command line and the libraries it needs: for a large corpus of commands (test_validate).
-    The environment is this process's; run_bakery is the fresh interpreter, for the rest."""
+    Variables read at interpreter start-up (PYTHONHASHSEED, PYTHONPATH) are the first call's;
+    run_bakery is the fresh interpreter, for everything else."""
     return _runner("bakery", lambda: _ForkRun(
         [sys.executable], "module:bakery",
         ["bakery", "click", "jinja2", "jsonschema", "yaml", "cryptography.x509"])).run(

@@ -7,9 +7,9 @@ and the imports are shared; they are what a test would otherwise pay for every f
     forkrun.py call:PACKAGE.MODULE:FUNCTION [PRELOAD...]   sys.exit(FUNCTION()), as a console script
     forkrun.py module:PACKAGE [PRELOAD...]                 `python -m PACKAGE`
 
-Protocol: one JSON request per line on stdin, {"argv": [...], "cwd": str|null, "timeout": s};
-one JSON answer per line on stdout, {"rc": n, "stdout": "...", "stderr": "..."}. Started and
-checked against the real commands by tests/conftest.py and tests/test_harness.py.
+Protocol: one JSON request per line on stdin, {"argv": [...], "cwd": str|null, "env": {...}|null,
+"timeout": s}; one JSON answer per line on stdout, {"rc": n, "stdout": "...", "stderr": "..."}.
+Started by tests/conftest.py, checked against the real commands by tests/test_harness.py.
 """
 import importlib
 import json
@@ -39,6 +39,9 @@ def child(req: dict, out_fd: int, err_fd: int) -> None:
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     signal.alarm(max(1, int(req.get("timeout", 120))))
+    if req.get("env") is not None:
+        os.environ.clear()
+        os.environ.update(req["env"])
     if req.get("cwd"):
         os.chdir(req["cwd"])
     sys.argv = list(req["argv"])
