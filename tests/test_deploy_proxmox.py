@@ -81,11 +81,12 @@ class PVE:
         self.fail_task = {}  # task type -> exitstatus
         self.lock = threading.Lock()
         self.n = 0
+        self.polls = 2  # status reads of a task that answer "running" before it stops
 
-    def task(self, kind, vmid, on_done=None, polls=2):
+    def task(self, kind, vmid, on_done=None):
         self.n += 1
         upid = f"UPID:{self.node}:{self.n:08X}:0000ABCD:6560F00D:{kind}:{vmid}:{TOKEN_ID}:"
-        self.tasks[upid] = [polls, self.fail_task.get(kind, "OK"), on_done]
+        self.tasks[upid] = [self.polls, self.fail_task.get(kind, "OK"), on_done]
         return upid
 
 
@@ -342,6 +343,9 @@ def test_cli_deploy_proxmox(tmp_path, server):
         "    builders: [virtualbox-iso, proxmox-iso, qemu]",
         f"    builders: [proxmox-iso]\n    proxmox: {{url: '{server.url}', tokenId: '{TOKEN_ID}'}}"))
     out = tmp_path / "out"
+    # the command polls a task at 0.25 s, then 1.5 times longer: one "running" answer keeps its
+    # wait in the path at a quarter of the time (the Deployer tests above answer it twice)
+    server.polls = 1
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.cert)}
     env.pop("PROXMOX_TOKEN_SECRET", None)
     r = run_bakery("deploy", "proxmox", cluster_yaml, "--out", out, env=env)
@@ -354,6 +358,7 @@ def test_cli_deploy_proxmox(tmp_path, server):
     assert r.stdout.splitlines() == ["k8s-master: VM 9100 created (running)", "k8s-node1: VM 9101 created (running)",
                                      "k8s-node2: VM 9102 created (running)"]
     assert SECRET not in r.stdout + r.stderr
+    assert server.tasks and all(t[0] == 0 for t in server.tasks.values()), "every task was waited for"
 
 
 def test_cli_deploy_of_a_virtualbox_and_proxmox_cluster_attaches_a_seed_for_the_proxmox_nic(tmp_path, server):
@@ -371,6 +376,7 @@ def test_cli_deploy_of_a_virtualbox_and_proxmox_cluster_attaches_a_seed_for_the_
     cluster_yaml.write_text(text)
     data = yaml.safe_load(text)
     out = tmp_path / "out"
+    server.polls = 1  # as in test_cli_deploy_proxmox
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(server.cert), "PROXMOX_TOKEN_SECRET": SECRET}
     r = run_bakery("deploy", "proxmox", cluster_yaml, "--out", out, env=env)
     assert r.returncode == 0, r.stderr

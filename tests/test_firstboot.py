@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, LAB, ROOT, need, net_convert, run_bakery
+from conftest import EXAMPLES, LAB, ROOT, cloud_init, need, net_convert, render_here, run_bakery
 
 SPECS = ROOT / "tests" / "data" / "specs"
 CLUSTERS = {"lab": LAB, "single": EXAMPLES / "single" / "cluster.yaml", "ha": EXAMPLES / "ha" / "cluster.yaml"}
@@ -45,16 +45,10 @@ PKI = {"/etc/kubernetes/pki/ca.crt": "0644", "/etc/kubernetes/pki/ca.key": "0600
 # -- rendering ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    """Each example rendered once by the real CLI: {name: (out, cluster.yaml data)}."""
-    base = tmp_path_factory.mktemp("render")
-    out = {}
-    for name, path in CLUSTERS.items():
-        dest = base / name
-        r = run_bakery("render", path, "--out", dest)
-        assert r.returncode == 0, r.stderr
-        out[name] = (dest, yaml.safe_load(path.read_text()))
-    return out
+def rendered(renders):
+    """Each example's shared render (read-only): {name: (out, cluster.yaml data)}.
+    test_rendering_twice_is_byte_identical renders them again with the real CLI."""
+    return {name: (renders.example(name), yaml.safe_load(path.read_text())) for name, path in CLUSTERS.items()}
 
 
 def nodes_of(data: dict) -> list[dict]:
@@ -227,7 +221,7 @@ def test_cloud_init_schema_accepts_every_user_data(rendered):
     need("cloud-init")
     for _, out, _, node in all_nodes(rendered):
         path = out / "nodes" / node["name"] / "user-data"
-        r = subprocess.run(["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True, timeout=120)
+        r = cloud_init("schema", "-c", path)
         assert r.returncode == 0 and "Valid cloud-config" in r.stdout, (path, r.stdout, r.stderr)
         assert "deprecat" not in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
 
@@ -238,8 +232,8 @@ def test_cloud_init_schema_rejects_a_broken_user_data(rendered, tmp_path):
     out, _ = rendered["lab"]
     text = (out / "nodes" / "k8s-node1" / "user-data").read_text().replace("permissions: '0600'", "permissions: 600")
     (tmp_path / "ud").write_text(text)
-    r = subprocess.run(["cloud-init", "schema", "-c", str(tmp_path / "ud")], capture_output=True, text=True)
-    assert r.returncode != 0
+    r = cloud_init("schema", "-c", tmp_path / "ud")
+    assert r.returncode != 0 and "write_files.0.permissions: 600 is not of type 'string'" in r.stderr, r.stderr
 
 
 def test_user_data_basics(rendered):
@@ -414,18 +408,17 @@ def scripts(rendered):
 
 def test_firstboot_script_passes_shellcheck(rendered, tmp_path):
     need("shellcheck")
-    texts = set()
-    for node, script, values in scripts(rendered):
+    texts, paths = set(), []
+    for i, (node, script, values) in enumerate(scripts(rendered)):
         texts.add(script)
-        path = tmp_path / f"{node}.env"
-        path.write_text(values)
-        r = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout
+        paths.append(tmp_path / f"{i}-{node}.env")  # node names repeat across the examples
+        paths[-1].write_text(values)
     assert len(texts) == 1  # one script for every node; what differs is in the values file
     (script,) = texts
-    path = tmp_path / "firstboot.sh"
-    path.write_text(script)
-    r = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True, text=True)
+    paths.append(tmp_path / "firstboot.sh")
+    paths[-1].write_text(script)
+    # one shellcheck run checks every file given, each on its own, and fails if any fails
+    r = subprocess.run(["shellcheck", "-S", "style", *map(str, paths)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
     assert script.startswith("#!/bin/bash\n") and "set -Eeuo pipefail" in script
     assert "HOOK: node check" in script
@@ -746,9 +739,14 @@ def test_an_interrupted_first_boot_resumes_at_its_step(rendered, tmp_path):
 
 def test_transient_api_errors_are_retried(rendered, tmp_path):
     script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
+    # a `sleep` that records its pause and returns at once: the backoff's delays are checked,
+    # not waited for (the deadline is far; test_worker_gives_up_at_the_deadline waits for real)
+    (tmp_path / "bin" / "sleep").write_text('#!/bin/sh\necho "$@" >> "$STANDIN_DIR/sleeps"\n')
+    (tmp_path / "bin" / "sleep").chmod(0o755)
     r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="2")
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("(transient); next try") == 2
+    assert (tmp_path / "sleeps").read_text().split() == ["2", "4"], "2s, then twice as long"
     assert (tmp_path / "var/node-ready").exists()
 
 
@@ -978,8 +976,7 @@ def test_meta_data(rendered):
 def test_instance_id_is_the_nodes_identity_not_its_seed(tmp_path):
     """A new instance-id re-provisions a running node at its next reboot: it changes only when
     the user bumps the node's generation, not with a token rotation or an unrelated edit."""
-    out = tmp_path / "lab"
-    assert run_bakery("render", LAB, "--out", out).returncode == 0
+    out = render_here(LAB, tmp_path / "lab")
 
     def ids():
         return {n: yaml.safe_load((out / "nodes" / n / "meta-data").read_text())["instance-id"]
@@ -992,14 +989,14 @@ def test_instance_id_is_the_nodes_identity_not_its_seed(tmp_path):
     changed.write_text(LAB.read_text().replace("{name: k8s-node2, role: worker, address: 192.168.56.32}",
                                                "{name: k8s-node2, role: worker, address: 192.168.56.32, "
                                                "labels: {tier: web}}"))
-    assert run_bakery("render", changed, "--out", out).returncode == 0
+    render_here(changed, out)
     assert user_data_of("k8s-node2") != ud_before  # the seed did change
     assert ids() == before
-    assert run_bakery("render", changed, "--out", out, "--rotate-token").returncode == 0
+    render_here(changed, out, rotate_token=True)
     assert ids() == before
     bumped = tmp_path / "bumped.yaml"
     bumped.write_text(changed.read_text().replace("labels: {tier: web}}", "labels: {tier: web}, generation: 1}"))
-    assert run_bakery("render", bumped, "--out", out).returncode == 0
+    render_here(bumped, out)
     after = ids()
     assert after["k8s-node2"] != before["k8s-node2"] and after["k8s-node2"].endswith("-1")
     assert after["k8s-master"] == before["k8s-master"] and after["k8s-node1"] == before["k8s-node1"]
@@ -1063,9 +1060,7 @@ def test_debian_without_nat_gets_its_default_route_from_ifupdown(tmp_path):
         "    dnsDomain: cluster.local       # optional", "    dnsDomain: cluster.local\n    natInterface: null")
     f = tmp_path / "deb.yaml"
     f.write_text(text)
-    out = tmp_path / "out"
-    r = run_bakery("render", f, "--out", out)
-    assert r.returncode == 0, r.stderr
+    out = render_here(f, tmp_path / "out")
     conv = net_convert(out / "nodes/k8s-node1/network-config", tmp_path / "eni", "debian", "eni")
     eni = "".join(p.read_text() for p in sorted((conv / "etc/network").rglob("*")) if p.is_file())
     stanza = eni[eni.index("iface enp0s8 inet static"):]
@@ -1075,6 +1070,6 @@ def test_debian_without_nat_gets_its_default_route_from_ifupdown(tmp_path):
     # Ubuntu (netplan) keeps the route form
     text_u = text.replace("os: debian-12", "os: ubuntu-24.04")
     f.write_text(text_u)
-    assert run_bakery("render", f, "--out", tmp_path / "out-u").returncode == 0
+    render_here(f, tmp_path / "out-u")
     nc = yaml.safe_load((tmp_path / "out-u/nodes/k8s-node1/network-config").read_text())
     assert nc["network"]["ethernets"]["enp0s8"]["routes"] == [{"to": "0.0.0.0/0", "via": "192.168.56.1"}]

@@ -4,7 +4,7 @@ import contextlib
 import pytest
 import yaml
 
-from conftest import EXAMPLES, run_bakery
+from conftest import EXAMPLES
 from test_firstboot import calls, run_script, stage_script, user_data, written
 
 HA = EXAMPLES / "ha" / "cluster.yaml"
@@ -13,11 +13,8 @@ AFTER = "/etc/bakery/kube-vip.admin.yaml"
 
 
 @pytest.fixture(scope="module")
-def ha(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ha") / "out"
-    r = run_bakery("render", HA, "--out", out)
-    assert r.returncode == 0, r.stderr
-    return out, yaml.safe_load(HA.read_text())
+def ha(renders):
+    return renders.example("ha"), yaml.safe_load(HA.read_text())
 
 
 def nodes(data, role=None):

@@ -288,12 +288,8 @@ def test_runs_standalone_with_only_the_stdlib(tmp_path):
 # --- the check in the rendered image ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def lab_packer(tmp_path_factory):
-    from conftest import LAB, run_bakery
-    out = tmp_path_factory.mktemp("lab") / "out"
-    r = run_bakery("render", LAB, "--out", out)
-    assert r.returncode == 0, r.stderr
-    return out / "packer"
+def lab_packer(renders):
+    return renders.example("lab") / "packer"
 
 
 def test_image_gets_the_check_verbatim_and_executable(lab_packer):

@@ -9,7 +9,6 @@ import re
 import shlex
 import subprocess
 import tomllib
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import yaml
 
 from bakery.versions import OS_RELEASES
 
-from conftest import EXAMPLES, LAB, need, run_bakery
+from conftest import EXAMPLES, LAB, need, render_here
 from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, meta, value
 
 SPECS = Path(__file__).parent / "data" / "specs"
@@ -57,22 +56,10 @@ VARIANTS = {
 }
 
 
-@cache
-def _render(name: str, tmp_root: str) -> Path:
-    root = Path(tmp_root) / name
-    root.mkdir(parents=True)
-    src = root / "cluster.yaml"
-    src.write_text(variant_text(**VARIANTS[name]))
-    out = root / "out"
-    r = run_bakery("render", src, "--out", out)
-    assert r.returncode == 0, r.stderr
-    return out
-
-
 @pytest.fixture(scope="session")
-def render(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("packer"))
-    return lambda name: _render(name, base)
+def render(renders):
+    """name -> the shared, read-only output tree of VARIANTS[name] (rendered on first use)."""
+    return lambda name: renders.text(variant_text(**VARIANTS[name]))
 
 
 def packer_dir(render, name) -> Path:
@@ -141,12 +128,9 @@ def _assert_packer_fmt_clean(packer: str, pdir: Path) -> None:
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*/cluster.yaml")), ids=lambda p: p.parent.name)
-def test_examples_render_packer_fmt_clean_hcl(tmp_path, example):
+def test_examples_render_packer_fmt_clean_hcl(renders, example):
     packer = need("packer")
-    out = tmp_path / "out"
-    r = run_bakery("render", example, "--out", out)
-    assert r.returncode == 0, r.stderr
-    _assert_packer_fmt_clean(packer, out / "packer")
+    _assert_packer_fmt_clean(packer, renders.example(example.parent.name) / "packer")
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -351,9 +335,7 @@ def test_a_user_iso_url_is_the_one_place_to_fetch_from(tmp_path):
     url = "https://mirror.example.org/isos/custom.iso"
     src = tmp_path / "c.yaml"
     src.write_text(variant_text(image_extra=f"\n    iso: {{url: '{url}'}}"))
-    out = tmp_path / "out"
-    r = run_bakery("render", src, "--out", out)
-    assert r.returncode == 0, r.stderr
+    out = render_here(src, tmp_path / "out")
     merged, errors = check_packer_dir(out / "packer")
     assert errors == []
     for btype, (urls, checksum) in _iso_of_each_source(merged).items():

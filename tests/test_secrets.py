@@ -19,7 +19,7 @@ import yaml
 from bakery.pki import bundle as secrets
 from bakery.spec.pipeline import load_cluster
 
-from conftest import EXAMPLES, LAB, need, run_bakery
+from conftest import EXAMPLES, LAB, need, render_here, run_bakery
 
 TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 BUNDLE_PEM_FIELDS = [("ca", "certificate"), ("ca", "key"), ("etcdCa", "certificate"), ("etcdCa", "key"),
@@ -62,11 +62,8 @@ def openssl(*args, input=None):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "lab"
-    r = render(LAB, out)
-    assert r.returncode == 0, r.stderr
-    return out
+def lab(renders):
+    return renders.example("lab")
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +163,7 @@ def _legacy_admin(bundle: dict, tmp_path: Path) -> str:
 
 
 def test_an_older_bundle_gets_its_admin_certificate_reissued_once(tmp_path):
-    out = tmp_path / "lab"
-    assert render(LAB, out).returncode == 0
+    out = render_here(LAB, tmp_path / "lab")
     bundle = load_bundle(out / "secrets.yaml")
     bundle["admin"]["certificate"] = _legacy_admin(bundle, tmp_path)
     (out / "secrets.yaml").write_text(yaml.safe_dump(bundle))
@@ -235,11 +231,8 @@ def test_validity_follows_cluster_yaml(lab_bundle, tmp_path):
     assert 363 <= admin_days <= 365  # adminCertValidityDays default
 
 
-def test_ecdsa_bundle(tmp_path):
-    out = tmp_path / "single"
-    r = render(EXAMPLES / "single" / "cluster.yaml", out)
-    assert r.returncode == 0, r.stderr
-    b = load_bundle(out / "secrets.yaml")
+def test_ecdsa_bundle(renders, tmp_path):
+    b = load_bundle(renders.example("single") / "secrets.yaml")
     assert b["keyAlgorithm"] == "ecdsa-p256"
     for field in ("ca", "etcdCa", "frontProxyCa", "admin"):
         text = openssl("x509", "-noout", "-text", input=b[field]["certificate"].encode()).decode()
@@ -257,8 +250,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def test_second_render_reuses_the_bundle_byte_for_byte(tmp_path):
-    out = tmp_path / "lab"
-    assert render(LAB, out).returncode == 0
+    out = render_here(LAB, tmp_path / "lab")
     first = tree(out)
     r = render(LAB, out)
     assert r.returncode == 0, r.stderr
@@ -267,8 +259,7 @@ def test_second_render_reuses_the_bundle_byte_for_byte(tmp_path):
 
 
 def test_changing_nodes_never_rotates_a_ca(tmp_path):
-    out = tmp_path / "lab"
-    assert render(LAB, out).returncode == 0
+    out = render_here(LAB, tmp_path / "lab")
     before = (out / "secrets.yaml").read_bytes()
     grown = tmp_path / "cluster.yaml"
     grown.write_text(LAB.read_text().replace(
@@ -282,8 +273,7 @@ def test_changing_nodes_never_rotates_a_ca(tmp_path):
 
 
 def test_rotate_token_changes_only_the_token(tmp_path):
-    out = tmp_path / "lab"
-    assert render(LAB, out).returncode == 0
+    out = render_here(LAB, tmp_path / "lab")
     old = load_bundle(out / "secrets.yaml")
     old_tree = tree(out)
     r = render(LAB, out, "--rotate-token")
@@ -323,8 +313,9 @@ def test_bundle_outside_the_tree(tmp_path):
 
 
 def test_check_mode_accepts_a_fresh_render(tmp_path):
-    out = tmp_path / "lab"
-    assert render(LAB, out).returncode == 0
+    """The CLI's --check against a render made in-process (render_here): also pins that
+    the tests' in-process renders are the command's."""
+    out = render_here(LAB, tmp_path / "lab")
     r = run_bakery("render", LAB, "--out", out, "--check")
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -454,17 +445,14 @@ def test_bundle_repr_shows_no_secret():
     from bakery.pki.bundle import new_bundle
     from bakery.spec.pipeline import load_cluster
 
-    from conftest import EXAMPLES
     cluster, _ = load_cluster(str(EXAMPLES / "single" / "cluster.yaml"))
     bundle = new_bundle(cluster)
     text = repr(bundle)
     assert "PRIVATE KEY" not in text and bundle.token not in text and "BEGIN" not in text
 
 
-def test_secrets_check_reports_expiry_without_secrets(tmp_path):
-    from conftest import LAB
-    out = tmp_path / "out"
-    assert run_bakery("render", LAB, "--out", out).returncode == 0
+def test_secrets_check_reports_expiry_without_secrets(renders):
+    out = renders.example("lab")
     r = run_bakery("secrets", "check", LAB, "--secrets", out / "secrets.yaml")
     assert r.returncode == 0, r.stderr
     lines = {ln.split()[0]: ln for ln in r.stdout.splitlines()}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LAB, ROOT, run_bakery
+from conftest import LAB, ROOT, bakery_forked, run_bakery
 
 BAD = sorted((ROOT / "tests" / "data" / "bad").glob("*.yaml"))
 
@@ -26,8 +26,10 @@ def test_corpus_is_large_enough():
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_file_rejected_with_position_and_check(path, tmp_path):
     check = expected_check(path)
+    # a corpus of commands: each a fork of one interpreter that imported bakery (conftest),
+    # with its own exit status and streams; test_harness pins that it answers as `python -m bakery`
     # validate: exit 2, one line per problem naming file:line:col and the check
-    r = run_bakery("validate", path, cwd=tmp_path)
+    r = bakery_forked("validate", path, cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     pattern = re.escape(str(path)) + r":(\d+):(\d+): error\[" + re.escape(check) + r"\]: \S"
@@ -38,7 +40,7 @@ def test_bad_file_rejected_with_position_and_check(path, tmp_path):
     if check not in ("yaml-empty", "file-binary"):
         assert 1 <= line <= len(text) and 1 <= col <= len(text[line - 1]) + 1
     # render: same verdict, and nothing written anywhere under the working folder
-    r = run_bakery("render", path, cwd=tmp_path)
+    r = bakery_forked("render", path, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"[{check}]" in r.stderr
     assert list(tmp_path.iterdir()) == []
