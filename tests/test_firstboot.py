@@ -794,7 +794,8 @@ def test_failing_node_check_stops_before_kubeadm(rendered, tmp_path):
     script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path, NODE_CHECK=check)
     r = run_script(script, tmp_path)
     assert r.returncode == 1
-    assert calls(tmp_path) == ["node-check --stage firstboot --role worker --node-address 192.168.56.31 "
+    assert calls(tmp_path) == ["node-check --stage firstboot --expected /opt/bakery/node-check.json --role worker "
+                               "--node-address 192.168.56.31 "
                                "--node-cidr 192.168.56.0/24 --endpoint 192.168.56.30:6443 --not-before "
                                + re.search(r"^CA_NOT_BEFORE=(.*)$", (tmp_path / "etc/firstboot.env").read_text(),
                                            re.M).group(1)]

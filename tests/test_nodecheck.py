@@ -122,10 +122,10 @@ def healthy_tree(root: Path, exp: dict):
     w("/opt/bakery/node-check.json", json.dumps(exp))
     w("/proc/swaps", cap("proc-swaps-none.txt"))
     w("/etc/fstab", cap("fstab-ubuntu-installer.txt").replace("/swap.img", "#/swap.img"))
-    for m in nc.MODULES:
+    for m in exp["kernelModules"]:
         (root / "sys/module" / m).mkdir(parents=True)
-    for key in nc.SYSCTLS:
-        w("/proc/sys/" + key.replace(".", "/"), "1\n")
+    for key, value in exp["sysctls"].items():
+        w("/proc/sys/" + key.replace(".", "/"), value + "\n")
     manifest = b"kind: CustomResourceDefinition\n"
     w("/opt/bakery/calico/operator-crds.yaml", manifest.decode())
     import hashlib
@@ -135,7 +135,12 @@ def healthy_tree(root: Path, exp: dict):
 
 EXP = {"kubernetesVersion": "1.36.3", "packageSource": "pkgs.k8s.io", "pauseImage": "registry.k8s.io/pause:3.10.2",
        "images": ["registry.k8s.io/pause:3.10.2", "quay.io/calico/node:v3.32.1"],
-       "calicoDir": "/opt/bakery/calico", "calicoManifests": ["operator-crds.yaml"]}
+       "calicoDir": "/opt/bakery/calico", "calicoManifests": ["operator-crds.yaml"],
+       "criSocket": "unix:///run/containerd/containerd.sock", "kernelModules": ["overlay", "br_netfilter"],
+       "sysctls": {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1",
+                   "net.bridge.bridge-nf-call-ip6tables": "1"},
+       "ports": {"control-plane": [2379, 2380, 10250, 10257, 10259], "worker": [10250]}}
+EXPECTED = ["--expected", "/opt/bakery/node-check.json"]
 
 
 def crictl_info(systemd=True, sandbox="registry.k8s.io/pause:3.10.2"):
@@ -172,7 +177,7 @@ def run_check(tmp_path, argv=(), over=None):
     if not healthy.exists():
         healthy_tree(healthy, EXP)
     out = io.StringIO()
-    rc = nc.run(list(argv), FakeSystem(healthy, commands(over or {})), out)
+    rc = nc.run([*EXPECTED, *argv], FakeSystem(healthy, commands(over or {})), out)
     return rc, out.getvalue()
 
 
@@ -268,7 +273,8 @@ def test_control_plane_port_in_use(tmp_path):
     # a real /proc/net/tcp line, with its port changed to 6443 (0x192B) in LISTEN state
     table = cap("proc-net-tcp.txt").replace("00000000:07E8", "00000000:192B")
     (tmp_path / "root/proc/net/tcp").write_text(table)
-    rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--role", "control-plane"])
+    rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--role", "control-plane",
+                                    "--endpoint", "192.0.2.2:6443"])
     assert "FAIL ports-free: in use: 6443" in text
     # the API server's port is the endpoint's: 6443 in use does not matter when it listens on 7443
     rc, text = run_check(tmp_path, ["--stage", "firstboot", "--node-address", "192.0.2.2", "--role", "control-plane",
@@ -346,9 +352,28 @@ def test_rendered_expectations_drive_the_check(lab_packer, tmp_path):
     have = {"images": [{"repoTags": exp["images"] + ["registry.k8s.io/etcd:3.6.9-0"]}]}
     over = {images_key: (0, json.dumps(have)), info_key: (0, crictl_info(sandbox=exp["pauseImage"]))}
     out = io.StringIO()
-    rc = nc.run([], FakeSystem(root, commands(over)), out)
+    rc = nc.run(EXPECTED, FakeSystem(root, commands(over)), out)
     assert rc == 0, out.getvalue()
     have["images"][0]["repoTags"].remove("quay.io/calico/typha:v3.32.1")
     out = io.StringIO()
-    rc = nc.run([], FakeSystem(root, commands(over | {images_key: (0, json.dumps(have))})), out)
+    rc = nc.run(EXPECTED, FakeSystem(root, commands(over | {images_key: (0, json.dumps(have))})), out)
     assert rc == 1 and "quay.io/calico/typha:v3.32.1" in out.getvalue()
+
+
+def test_every_fact_the_check_verifies_comes_from_its_expectations(tmp_path):
+    """The node check spells no node fact of its own: kernel modules, sysctls, ports, the CRI
+    socket and where the expectations are all come from node-check.json (bakery/nodefacts.py
+    and the plan write it), so the bake and the check cannot drift apart."""
+    from bakery import nodefacts
+
+    source = Path(nc.__file__).read_text()
+    facts = [*nodefacts.KERNEL_MODULES, *(k for k, _ in nodefacts.SYSCTLS), "containerd.sock", "node-check.json",
+             *(str(p) for p in nodefacts.COMPONENT_PORTS), "6443"]
+    assert [f for f in facts if f in source.split('"""', 2)[2]] == []
+    exp = dict(EXP, kernelModules=["overlay", "br_netfilter", "nf_conntrack"],
+               sysctls=dict(EXP["sysctls"], **{"net.ipv4.conf.all.rp_filter": "0"}))
+    healthy_tree(tmp_path / "root", EXP)
+    (tmp_path / "root/opt/bakery/node-check.json").write_text(json.dumps(exp))
+    rc, text = run_check(tmp_path)
+    assert "FAIL kernel-modules: not loaded: nf_conntrack" in text
+    assert "net.ipv4.conf.all.rp_filter = (missing) (want 0)" in text and rc == 1

@@ -6,8 +6,10 @@ must run there with nothing but the Python 3 standard library (Python 3.8 or lat
 bake runs it as its last provisioner before sealing (``--stage bake``); first boot runs it
 again before kubeadm (``--stage firstboot`` with the node's address and the endpoint).
 
-It reads what to expect from /opt/bakery/node-check.json, which bakery computes from its
-versions catalog and bakes beside it, so the bake and the check cannot disagree.
+It reads what to expect, every fact it verifies (versions, images, kernel modules, sysctls,
+ports, the CRI socket), from the file named by ``--expected`` (node-check.json), which
+bakery computes from the same plan as the bake and bakes beside it, so the bake and the
+check cannot disagree and no fact is written twice.
 
 One line per check: ``PASS name: what was seen`` or ``FAIL name: what is wrong -- fix: how``.
 Exit status 1 when anything failed, 0 otherwise. Like kubeadm's
@@ -27,16 +29,7 @@ import socket
 import subprocess
 import sys
 
-EXPECTED = "/opt/bakery/node-check.json"
 IGNORE_FILE = "/etc/bakery/node-check.ignore"
-SYSCTLS = {
-    "net.ipv4.ip_forward": "1",
-    "net.bridge.bridge-nf-call-iptables": "1",
-    "net.bridge.bridge-nf-call-ip6tables": "1",
-}
-MODULES = ("overlay", "br_netfilter")
-CONTROL_PLANE_PORTS = (6443, 2379, 2380, 10250, 10257, 10259)
-WORKER_PORTS = (10250,)
 
 
 # --- parsing of real command outputs (unit-tested against captured outputs) -------------
@@ -258,23 +251,24 @@ def check_swap(sys_: System, exp: dict) -> list[Result]:
 
 
 def check_kernel(sys_: System, exp: dict) -> list[Result]:
-    missing = [m for m in MODULES if not sys_.exists(f"/sys/module/{m}")]
+    modules, sysctls = exp["kernelModules"], exp["sysctls"]
+    missing = [m for m in modules if not sys_.exists(f"/sys/module/{m}")]
     out = [Result("kernel-modules", not missing,
-                  "not loaded: " + ", ".join(missing) if missing else "overlay and br_netfilter loaded",
+                  "not loaded: " + ", ".join(missing) if missing else " and ".join(modules) + " loaded",
                   "modprobe " + " ".join(missing) + "; list them in /etc/modules-load.d/k8s.conf")]
     wrong = []
-    for key, want in SYSCTLS.items():
+    for key, want in sysctls.items():
         value = (sys_.read("/proc/sys/" + key.replace(".", "/")) or "").strip()
         if value != want:
-            wrong.append(f"{key} = {value or '(missing)'}")
+            wrong.append(f"{key} = {value or '(missing)'} (want {want})")
     out.append(Result("sysctl", not wrong,
-                      ", ".join(wrong) + " (want 1)" if wrong else ", ".join(f"{k} = 1" for k in SYSCTLS),
-                      "set them to 1 in /etc/sysctl.d/k8s.conf and run sysctl --system"))
+                      ", ".join(wrong) if wrong else ", ".join(f"{k} = {v}" for k, v in sysctls.items()),
+                      "set them in /etc/sysctl.d/k8s.conf and run sysctl --system"))
     return out
 
 
 def _crictl(sys_: System, exp: dict, *args: str):
-    return sys_.run("crictl", "--runtime-endpoint", exp.get("criSocket", "unix:///run/containerd/containerd.sock"),
+    return sys_.run("crictl", "--runtime-endpoint", exp["criSocket"],
                     *args)
 
 
@@ -422,11 +416,11 @@ def check_firstboot(sys_: System, exp: dict, args) -> list[Result]:
             seen += f", outside the node network {net}"
         out.append(Result("endpoint", ok, seen, "the endpoint must be a control-plane address or the VIP on the node network"))
     ports = parse_listening_ports(sys_.read("/proc/net/tcp") or "", sys_.read("/proc/net/tcp6") or "")
-    want = CONTROL_PLANE_PORTS if args.role == "control-plane" else WORKER_PORTS
+    want = tuple(exp["ports"][args.role])
     if args.role == "control-plane" and args.endpoint:
-        # the API server listens on the endpoint's port (bindPort), not always 6443
+        # the API server listens on the endpoint's port (bindPort)
         api_port = int(args.endpoint.rpartition(":")[2])
-        want = (api_port,) + tuple(p for p in want if p not in (6443, api_port))
+        want = (api_port,) + tuple(p for p in want if p != api_port)
     busy = sorted(p for p in want if p in ports)
     out.append(Result("ports-free", not busy,
                       "in use: " + ", ".join(map(str, busy)) if busy else "ports " + ", ".join(map(str, want)) + " are free",
@@ -448,7 +442,7 @@ GROUPS = {"swap": check_swap, "kernel": check_kernel, "containerd": check_contai
 def run(argv: list[str] | None = None, sys_: System | None = None, stream=None) -> int:
     ap = argparse.ArgumentParser(prog="bakery-node-check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", choices=["bake", "firstboot"], default="bake")
-    ap.add_argument("--expected", default=EXPECTED)
+    ap.add_argument("--expected", required=True, help="the expectations file the bake wrote beside this program")
     ap.add_argument("--node-address")
     ap.add_argument("--node-cidr")
     ap.add_argument("--endpoint")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import __version__, versions
 from .. import plan as planmod
+from ..nodefacts import KERNEL_MODULES, SYSCTLS
 from ..plan import ImagePlan
 from ..spec.model import Cluster
 
@@ -34,10 +35,6 @@ REMOVE_USER_UNIT_NAME = "bakery-remove-build-user.service"
 REMOVE_USER_UNIT = f"/etc/systemd/system/{REMOVE_USER_UNIT_NAME}"
 REMOVE_USER_MARKER = "/var/lib/bakery/build-user"
 
-KERNEL_MODULES = ("overlay", "br_netfilter")
-SYSCTLS = (("net.ipv4.ip_forward", "1"),
-           ("net.bridge.bridge-nf-call-iptables", "1"),
-           ("net.bridge.bridge-nf-call-ip6tables", "1"))
 MODULES_FILE = "/etc/modules-load.d/k8s.conf"
 SYSCTL_FILE = "/etc/sysctl.d/k8s.conf"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .. import __version__, versions
+from .. import __version__, nodefacts, versions
 from ..spec.model import Cluster
 from .paths import CALICO_DIR, CONTAINERD_SOCKET
 
@@ -99,4 +99,7 @@ def node_check_expectations(plan: ImagePlan) -> dict:
         "images": list(plan.images),
         "calicoDir": CALICO_DIR,
         "calicoManifests": [name for name, _ in plan.calico_manifests],
+        "kernelModules": list(nodefacts.KERNEL_MODULES),
+        "sysctls": dict(nodefacts.SYSCTLS),
+        "ports": {role: list(ports) for role, ports in nodefacts.PREFLIGHT_PORTS.items()},
     }

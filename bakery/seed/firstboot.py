@@ -69,6 +69,7 @@ def firstboot_script() -> str:
         calico_installation=P.CALICO_INSTALLATION,
         sentinel=P.SENTINEL,
         node_check=P.NODE_CHECK,
+        node_check_expected=P.NODE_CHECK_EXPECTED,
         kube_vip_manifest=P.KUBE_VIP_MANIFEST,
         steps_dir=P.FIRSTBOOT_STEPS,
         log_file=P.FIRSTBOOT_LOG,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from .. import versions
 from ..errors import Diagnostic
+from ..nodefacts import COMPONENT_PORTS
 from ..providers import proxmox, virtualbox
 from .durations import parse_duration
 from .loader import Document
@@ -226,8 +227,7 @@ def _even(ctx: Ctx) -> Iterator[Diagnostic]:
                        f"no more failures than {len(cps) - 1}", "use an odd number (1, 3 or 5)")
 
 
-RESERVED_PORTS = {2379: "etcd", 2380: "etcd", 10250: "the kubelet", 10256: "kube-proxy", 10249: "kube-proxy",
-                  10257: "kube-controller-manager", 10259: "kube-scheduler"}
+RESERVED_PORTS = COMPONENT_PORTS
 DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
 
 
