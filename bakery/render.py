@@ -34,29 +34,31 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str) -> OutputF
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
 
-def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> Iterator[OutputFile]:
+def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None) -> Iterator[OutputFile]:
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
-    a render holds one node's files at a time, whatever the cluster's size."""
+    a render holds one node's files at a time, whatever the cluster's size. plan: the image
+    plan when the command has computed it already (the plan is computed once per command)."""
     from .deliver import handoff as deliver
     from .image import packer
     from .pki import kubeconfig
     from .plan import image_plan, node_plans
     from .seed import firstboot
 
-    plan = image_plan(cluster)
+    plan = plan or image_plan(cluster)
     entries: list[dict] = []
 
     def each() -> Iterator[OutputFile]:
         yield from packer.render_packer(cluster, plan)
         nodes = []
-        for node_plan in node_plans(cluster):
+        plans = node_plans(cluster)
+        for node_plan in plans:
             seed_files = firstboot.render_node(cluster, bundle, plan, node_plan)
             seed = {f.path.rsplit("/", 1)[1]: f for f in seed_files}
             yield from seed_files
             yield from deliver.node_files(cluster, node_plan, seed)
             nodes.append(deliver.node_delivery(cluster, node_plan, seed))
         yield from kubeconfig.render_cluster_files(cluster, bundle)
-        yield from deliver.cluster_files(cluster, plan, nodes)
+        yield from deliver.cluster_files(cluster, plan, nodes, plans)
         if bundle_in_tree:
             yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)
 
@@ -73,14 +75,14 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
                    rotate_token: bool = False, check_only: bool = False,
-                   lock_timeout: float = 60.0) -> RenderResult:
+                   lock_timeout: float = 60.0, plan=None) -> RenderResult:
     from .pki import bundle as secrets
 
     dest = Path(out) if out else default_out(cluster)
     bundle_path = Path(secrets_path) if secrets_path else dest / SECRETS_NAME
     bundle_in_tree = bundle_path.absolute().parent == dest.absolute()
     if check_only:
-        return _check(cluster, dest, bundle_path, bundle_in_tree)
+        return _check(cluster, dest, bundle_path, bundle_in_tree, plan)
     _refuse_foreign(dest)
     with locked(dest, lock_timeout):
         clean_stale(dest)
@@ -93,7 +95,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
 
         def counted():
             nonlocal count
-            for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree):
+            for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree, plan=plan):
                 count += 1
                 yield f
         write_tree(dest, counted())
@@ -125,7 +127,7 @@ def _refuse_foreign(dest: Path) -> None:
                          check="out-not-bakery")
 
 
-def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool) -> RenderResult:
+def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool, plan=None) -> RenderResult:
     from .pki import bundle as secrets
 
     if not bundle_path.exists():
@@ -133,7 +135,7 @@ def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool
                          "run `bakery render` first", check="check-no-bundle")
     bundle, _, notes = secrets.obtain(cluster, bundle_path, rotate_token=False, create=False)
     changed, wanted = [], set()
-    for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree):
+    for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree, plan=plan):
         wanted.add(f.path)
         if read_file(dest / f.path) != f.content:
             changed.append(f.path)

@@ -161,3 +161,37 @@ def test_command_line_modules_import_nothing_heavy_at_module_level(module):
             assert node.module in ("__future__", "click"), f"{module} imports {node.module} at module level"
         elif isinstance(node, ast.Import):
             assert all(a.name in ("sys", "click") for a in node.names), f"{module}: {ast.dump(node)}"
+
+
+def test_the_schema_lists_the_providers_builders():
+    """The builder names are the providers' (bakery/providers/): the schema's enum and default
+    may not drift from them."""
+    import json
+
+    from bakery.providers import BUILDERS
+
+    schema = json.loads((PACKAGE.parent / "schemas" / "cluster.schema.json").read_text())
+    builders = schema["properties"]["spec"]["properties"]["image"]["properties"]["builders"]
+    assert tuple(builders["items"]["enum"]) == BUILDERS
+    assert tuple(builders["default"]) == BUILDERS
+
+
+def test_each_render_computes_the_plan_once(monkeypatch, tmp_path):
+    """The image plan and the node plans are computed once per render and passed down."""
+    from bakery import plan as planpkg
+    from bakery import render
+    from bakery.pki import bundle as secrets
+    from bakery.spec.pipeline import load_cluster
+
+    calls = {"image_plan": 0, "node_plans": 0}
+    for name in calls:
+        original = getattr(planpkg, name)
+
+        def counted(*a, _name=name, _original=original, **k):
+            calls[_name] += 1
+            return _original(*a, **k)
+        monkeypatch.setattr(planpkg, name, counted)
+    cluster, _ = load_cluster(str(PACKAGE.parent / "examples" / "lab" / "cluster.yaml"))
+    bundle, *_ = secrets.obtain(cluster, tmp_path / "secrets.yaml", rotate_token=False, create=True)
+    render.collect(cluster, bundle, bundle_in_tree=False)
+    assert calls == {"image_plan": 1, "node_plans": 1}

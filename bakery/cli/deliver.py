@@ -27,18 +27,20 @@ def _load(path: str):
     return model
 
 
-def _ensure_rendered(model, out: str | None, secrets_path: str | None):
-    """Render when the output folder is missing or differs from a fresh render."""
+def _ensure_rendered(model, out: str | None, secrets_path: str | None, plan=None):
+    """Render when the output folder is missing or differs from a fresh render (with the
+    command's image plan: computed once per command)."""
     from ..errors import InputError
     from ..output.layout import default_out
     from ..render import render_cluster
 
     try:
-        stale = render_cluster(model, out=out, secrets_path=secrets_path, check_only=True).exit_code != 0
+        stale = render_cluster(model, out=out, secrets_path=secrets_path, check_only=True,
+                               plan=plan).exit_code != 0
     except InputError:  # nothing rendered there yet
         stale = True
     if stale:
-        result = render_cluster(model, out=out, secrets_path=secrets_path)
+        result = render_cluster(model, out=out, secrets_path=secrets_path, plan=plan)
         for line in result.messages:
             click.echo(line, err=True)
     from pathlib import Path
@@ -74,8 +76,8 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     if only and only not in model.image.builders:
         raise InputError(f"--only {only}: {cluster} has no such builder (spec.image.builders: "
                          f"{', '.join(model.image.builders)})", check="build-only")
-    dest = _ensure_rendered(model, out, secrets_path)
     plan = image_plan(model)
+    dest = _ensure_rendered(model, out, secrets_path, plan)
     images = images_dir(dest)
     recorded = packer_run.recorded_builds(images / "manifest.json", plan.fingerprint)
     todo = wanted if force else [b for b in wanted if b not in recorded]

@@ -39,7 +39,9 @@ class Explanation:
     nodes: tuple[NodeLine, ...]
 
 
-def describe(cluster) -> Explanation:
+def describe(cluster, plans=None) -> Explanation:
+    """The explanation of a cluster; plans: its node plans when the caller has them already
+    (a render computes them once), else they are computed here."""
     from ..plan import node_plans
 
     net = cluster.network
@@ -64,7 +66,7 @@ def describe(cluster) -> Explanation:
     else:
         detail = "an address you provide (load balancer or DNS name) in front of the API servers"
     nodes = []
-    for p in node_plans(cluster):
+    for p in plans if plans is not None else node_plans(cluster):
         text = FIRST_BOOT[p.action]
         if p.action != Action.INIT:
             text += f" via {cp.endpoint}"
@@ -88,10 +90,10 @@ def text(cluster) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mermaid(cluster) -> str:
+def mermaid(cluster, e: Explanation | None = None) -> str:
     """A flowchart of the topology. Node names are RFC 1123 labels and the rest are
     addresses and CIDRs, so no label needs escaping; ids are n0, n1, ... (never a keyword)."""
-    e = describe(cluster)
+    e = e or describe(cluster)
     node_net, pod_net, svc_net = e.layers
     ids = {n.name: f"n{i}" for i, n in enumerate(e.nodes)}
     out = ["flowchart TB",
@@ -113,14 +115,17 @@ def mermaid(cluster) -> str:
     return "\n".join(out) + "\n"
 
 
-def markdown(cluster) -> str:
+def markdown(cluster, plan=None, plans=None) -> str:
+    """README.md of the output tree; plan and plans: the image plan and the node plans when
+    the caller has them (a render passes its own), else they are computed here."""
     from ..output.layout import images_folder_name
     from ..plan import image_plan
     from ..providers import proxmox, virtualbox
     from ..templating import render_template
 
-    plan = image_plan(cluster)
-    return render_template("deliver/README.md.j2", e=describe(cluster), cluster=cluster, plan=plan,
-                           diagram=mermaid(cluster), px=cluster.image.proxmox,
+    plan = plan or image_plan(cluster)
+    e = describe(cluster, plans)
+    return render_template("deliver/README.md.j2", e=e, cluster=cluster, plan=plan,
+                           diagram=mermaid(cluster, e), px=cluster.image.proxmox,
                            virtualbox=virtualbox.BUILDER, proxmox=proxmox.BUILDER,
                            ova=f"../{images_folder_name(cluster.name)}/{virtualbox.ova_name(plan)}")

@@ -213,7 +213,7 @@ def host_only_address(cluster) -> str:
 
 # --- the renderer --------------------------------------------------------------------------
 
-def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
+def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[OutputFile]:
     """The cluster's delivery files: create-vms.sh, deploy.sh and the README."""
     from ..templating import render_template
     from . import explain
@@ -242,5 +242,5 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery]) -> list[OutputFile]:
             nodes=rows, first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
-    out.append(OutputFile("README.md", explain.markdown(cluster).encode(), kind="docs"))
+    out.append(OutputFile("README.md", explain.markdown(cluster, plan, plans).encode(), kind="docs"))
     return out
