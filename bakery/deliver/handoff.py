@@ -204,11 +204,12 @@ def proxmox_seed_iso(node_name: str) -> str:
 def host_only_address(cluster) -> str:
     """The host's address on the host-only network: the gateway, else the first address of
     the node network that no node uses."""
+    from ..spec.derive import host_only_address as derive_address
+
     net = cluster.network
-    if net.gateway is not None:
-        return str(net.gateway)
-    used = {n.address for n in cluster.nodes}
-    return str(next(h for h in net.node_cidr.hosts() if h not in used))
+    address = derive_address(net.gateway, net.node_cidr, (n.address for n in cluster.nodes))
+    assert address is not None, "the host-only-address check admits no cluster without one"
+    return str(address)
 
 
 # --- the renderer --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from .. import versions
 from ..errors import Diagnostic
 from ..nodefacts import COMPONENT_PORTS
 from ..providers import proxmox, virtualbox
+from . import derive
 from .durations import parse_duration
 from .loader import Document
 
@@ -237,13 +238,14 @@ def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
     net = _node_net(ctx)
     path = ("spec", "controlPlane", "endpoint")
     if cp["endpoint"]:
-        host, _, port = cp["endpoint"].rpartition(":")
+        host, port = derive.split_endpoint(cp["endpoint"])
         if not 1 <= int(port) <= 65535:
-            yield ctx.err("endpoint-port", path, f"port {port} of the endpoint is not a TCP port", "use 6443")
+            yield ctx.err("endpoint-port", path, f"port {port} of the endpoint is not a TCP port",
+                          f"use {derive.DEFAULT_API_PORT}")
         elif int(port) in RESERVED_PORTS:
             yield ctx.err("endpoint-port", path,
                           f"port {port} is {RESERVED_PORTS[int(port)]}'s on every control-plane node; the API "
-                          "server cannot listen there too", "use 6443")
+                          "server cannot listen there too", f"use {derive.DEFAULT_API_PORT}")
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
@@ -428,8 +430,7 @@ def _cp_size(ctx: Ctx) -> Iterator[Diagnostic]:
     for i, node in enumerate(ctx.spec["nodes"]):
         if node["role"] != "control-plane":
             continue
-        cpus = node.get("cpus") or img["cpus"]
-        mem = node.get("memoryMiB") or img["memoryMiB"]
+        cpus, mem = derive.node_cpus(node, img), derive.node_memory_mib(node, img)
         if cpus < 2 or mem < 1700:
             path = ("spec", "nodes", i, "cpus" if cpus < 2 and node.get("cpus") else
                     "memoryMiB" if node.get("memoryMiB") else "name")
@@ -445,7 +446,7 @@ def _vmids(ctx: Ctx) -> Iterator[Diagnostic]:
     px = ctx.spec["image"]["proxmox"]
     seen = {px["templateVmId"]: "the template"}
     for i, node in enumerate(ctx.spec["nodes"]):
-        vmid = node.get("vmId") or px["firstVmId"] + i
+        vmid = derive.node_vm_id(node, i, px)
         if vmid in seen:
             yield ctx.err("vmid-duplicate", ("spec", "nodes", i, "vmId" if node.get("vmId") else "name"),
                           f"node {node['name']} would get Proxmox VM id {vmid}, already {seen[vmid]}'s",
@@ -458,8 +459,8 @@ def _host_only(ctx: Ctx) -> Iterator[Diagnostic]:
     net = _node_net(ctx)
     if not net or virtualbox.BUILDER not in ctx.spec["image"]["builders"] or ctx.spec["network"]["gateway"]:
         return
-    used = {ipaddress.ip_address(n["address"]) for n in ctx.spec["nodes"]}
-    if all(h in used for h in net.hosts()):
+    used = [ipaddress.IPv4Address(n["address"]) for n in ctx.spec["nodes"]]
+    if derive.host_only_address(None, net, used) is None:
         yield ctx.err("host-only-address", ("spec", "network", "nodeCidr"),
                       f"every host address of {net} is a node's: VirtualBox's host-only interface needs one too",
                       "set network.gateway to the host's address, or widen nodeCidr")

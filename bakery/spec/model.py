@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from .. import versions
+from . import derive
 from .durations import parse_duration
 
 
@@ -179,16 +180,16 @@ def build(data: dict) -> Cluster:
             interface=n["interface"] or network.node_interface,
             mac=n["mac"].lower() if n["mac"] else None,
             labels=MappingProxyType(dict(sorted(n["labels"].items()))), taints=taints,
-            cpus=n["cpus"] or image.cpus, memory_mib=n["memoryMiB"] or image.memory_mib,
-            vm_id=n["vmId"] or px["firstVmId"] + i, generation=n["generation"],
+            cpus=derive.node_cpus(n, img), memory_mib=derive.node_memory_mib(n, img),
+            vm_id=derive.node_vm_id(n, i, px), generation=n["generation"],
         ))
     cp = spec["controlPlane"]
     vip = ipaddress.IPv4Address(cp["vip"]) if cp["vip"] else None
     if cp["endpoint"]:
-        host, _, port = cp["endpoint"].rpartition(":")
+        host, port = derive.split_endpoint(cp["endpoint"])
     else:
         first_cp = next(n for n in nodes if n.is_control_plane)
-        host, port = str(vip or first_cp.address), "6443"
+        host, port = str(vip or first_cp.address), str(derive.DEFAULT_API_PORT)
     k8s_version = spec["kubernetes"]["version"]
     kubernetes = versions.kubernetes_minor(k8s_version)
     assert kubernetes is not None, "validation admits only catalogued Kubernetes minors"
