@@ -483,10 +483,15 @@ def test_proxmox_seed_of_a_virtualbox_and_proxmox_cluster_matches_the_proxmox_ni
         installed = state / "storage" / "local" / cicustom["network"].split(":", 1)[1]
         address = f"{node['address']}/{data['spec']['network']['nodeCidr'].split('/')[1]}"
         proxmox_nic_is_configured(installed, model_mac, address, gateway, tmp_path / f"px-{node['name']}")
-        # `bakery deploy proxmox` attaches proxmox/seeds/<node>.iso: the same seed
+        # `bakery deploy proxmox` attaches the same seed, made into an ISO from the snippets
         if shutil.which("xorriso"):
+            from bakery.deliver.handoff import proxmox_seed_iso
+            from bakery.spec.pipeline import load_cluster
+
             dest = tmp_path / f"iso-{node['name']}"
-            subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(out / "proxmox/seeds" / f"{node['name']}.iso"),
+            iso = tmp_path / f"{node['name']}.iso"
+            iso.write_bytes(proxmox_seed_iso(load_cluster(str(LAB))[0], out, node["name"]))
+            subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso),
                             "-extract", "/", str(dest)], capture_output=True, check=True)
             for name, part in (("network-config", "network"), ("meta-data", "meta"), ("user-data", "user")):
                 snippet = state / "storage" / "local" / cicustom[part].split(":", 1)[1]

@@ -19,7 +19,9 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import ssl
+import subprocess
 import threading
 from email import policy
 from email.parser import BytesParser
@@ -250,10 +252,18 @@ def test_deploy_creates_each_vm(tmp_path, server):
         ("k8s-master", 9100, "created"), ("k8s-node1", 9101, "created"), ("k8s-node2", 9102, "created")]
     reqs = server.requests
     for n in cluster.nodes:
-        iso = (out / "proxmox" / "seeds" / f"{n.name}.iso").read_bytes()
-        # the seed on the ISO storage is the node's Proxmox seed, byte for byte
+        # the seed on the ISO storage is the node's Proxmox seed: its snippets, read back by xorriso
         uploaded = [v for v in server.storage["local"].items() if f"lab-{n.name}-seed-" in v[0]]
-        assert len(uploaded) == 1 and uploaded[0][1] == ("iso", iso)
+        assert len(uploaded) == 1 and uploaded[0][1][0] == "iso"
+        assert uploaded[0][1][1] == deliver.proxmox_seed_iso(cluster, out, n.name)  # reproducible
+        if shutil.which("xorriso"):
+            iso, dest = tmp_path / f"{n.name}.iso", tmp_path / f"seed-{n.name}"
+            iso.write_bytes(uploaded[0][1][1])
+            subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(dest)],
+                           capture_output=True, check=True)
+            for part, name in deliver.SNIPPET_PARTS:
+                snippet = out / "proxmox/snippets" / deliver.snippet_name(cluster, n.name, part)
+                assert (dest / name).read_bytes() == snippet.read_bytes(), (n.name, name)
         volid = uploaded[0][0]
         clone = next(p for m, path, p in reqs if path.endswith("/qemu/9000/clone") and p["name"] == n.name)
         assert clone == {"newid": str(n.vm_id), "name": n.name, "full": "1", "storage": "local-lvm"}

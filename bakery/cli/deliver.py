@@ -173,7 +173,7 @@ def deploy() -> None:
 @SECRETS_OPTION
 @click.option("--cicustom", is_flag=True,
               help="Give the seeds as cicustom snippets (already copied to the snippet storage, e.g. by "
-                   "proxmox/deploy.sh) instead of uploading each node's proxmox/seeds/<node>.iso.")
+                   "proxmox/deploy.sh) instead of uploading each node's seed as an ISO made from them.")
 @click.option("--timeout", type=int, default=900, show_default=True, help="Seconds to wait for each task.")
 def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, cicustom: bool,
                        timeout: int) -> None:

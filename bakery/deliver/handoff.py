@@ -3,9 +3,9 @@
 - nodes/<node>/seed.iso: the node's NoCloud seed (ISO 9660, volume id CIDATA, Joliet and
   Rock Ridge) made with pycdlib, byte for byte the same on every render;
 - virtualbox/create-vms.sh: VBoxManage commands that make one VM per node from the OVA;
-- proxmox/snippets/*.yaml, proxmox/seeds/<node>.iso and proxmox/deploy.sh: each node's
-  Proxmox seed (as cicustom snippets, and as an ISO for `bakery deploy proxmox`) and the
-  `qm` commands that clone the template into one VM per node;
+- proxmox/snippets/*.yaml and proxmox/deploy.sh: each node's Proxmox seed as cicustom
+  snippets (`bakery deploy proxmox` makes the same seed into an ISO when it uploads it) and
+  the `qm` commands that clone the template into one VM per node;
 - README.md: `bakery explain` as Markdown, with a Mermaid diagram.
 
 node_files() reads the seed files firstboot made for the node and never changes them.
@@ -174,7 +174,7 @@ def proxmox_seed(cluster, node, seed: dict[str, OutputFile]) -> dict[str, Output
 
 def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFile]:
     """One node's delivery files, from its seed files: seed.iso, and with Proxmox the
-    Proxmox seed as snippets and as an ISO."""
+    Proxmox seed as snippets."""
     node = node_plan.node
     out: list[OutputFile] = []
     secret = any(f.secret for f in seed.values())
@@ -189,16 +189,23 @@ def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFi
             if f is not None:
                 out.append(OutputFile(f"proxmox/snippets/{snippet_name(cluster, node.name, part)}", f.content,
                                       kind="proxmox", node=node.name, role=node.role, secret=f.secret))
-        if px_seed:
-            iso = seed_iso({name: f.content for name, f in px_seed.items()})
-            out.append(OutputFile(proxmox_seed_iso(node.name), iso, kind="seed", node=node.name,
-                                  role=node.role, secret=any(f.secret for f in px_seed.values())))
     return out
 
 
-def proxmox_seed_iso(node_name: str) -> str:
-    """Where the node's Proxmox seed ISO is, relative to the output folder."""
-    return f"proxmox/seeds/{node_name}.iso"
+def proxmox_seed_iso(cluster, out, node_name: str) -> bytes:
+    """The node's Proxmox seed as a NoCloud ISO, made from its snippets in the rendered tree
+    `out` (byte for byte the same for the same snippets), for `bakery deploy proxmox`, which
+    cannot upload snippets. Made when it is uploaded, not at render time: the tree keeps one
+    copy of the node's secrets, and a render does not pay for an ISO per node twice."""
+    from ..errors import EnvError
+
+    files = {}
+    for part, seed_name in SNIPPET_PARTS:
+        path = out / "proxmox" / "snippets" / snippet_name(cluster, node_name, part)
+        if not path.is_file():
+            raise EnvError(f"{path} is missing; run `bakery render` first")
+        files[seed_name] = path.read_bytes()
+    return seed_iso(files)
 
 
 def host_only_address(cluster) -> str:

@@ -6,9 +6,9 @@ Per node: put its cloud-init seed on the Proxmox storage, clone the baked templa
 A VM id that exists already with the node's name is left alone and reported.
 
 The seed: Proxmox's upload API takes only iso, vztmpl and import content, not snippets
-(pve-storage's upload method; Proxmox bugzilla 2208), so by default the node's Proxmox seed,
-proxmox/seeds/<node>.iso (the snippets' content: a network-config for the clone's one NIC,
-not VirtualBox's), is uploaded as an ISO and attached as a CD-ROM, and the
+(pve-storage's upload method; Proxmox bugzilla 2208), so by default the node's Proxmox seed
+(its snippets' content: a network-config for the clone's one NIC, not VirtualBox's) is made
+into an ISO (handoff.proxmox_seed_iso), uploaded and attached as a CD-ROM, and the
 template's own cloud-init drive is removed from the clone so cloud-init sees one seed only.
 With --cicustom the snippets must already be on the snippet storage (copied by
 proxmox/deploy.sh, or a shared storage); they are checked, then given with --cicustom.
@@ -123,15 +123,12 @@ class Deployer:
         return {i["volid"] for i in items}
 
     def upload_seed(self, name: str) -> str:
-        """Upload the node's Proxmox seed ISO, proxmox/seeds/<name>.iso, as ISO content (named
+        """Upload the node's Proxmox seed as an ISO made from its snippets, as ISO content (named
         by its hash, so a changed seed is a new file and an unchanged one is not sent again);
         returns its volume id."""
         from .handoff import proxmox_seed_iso
 
-        iso = self.out / proxmox_seed_iso(name)
-        if not iso.is_file():
-            raise EnvError(f"{iso} is missing; run `bakery render` first")
-        data = iso.read_bytes()
+        data = proxmox_seed_iso(self.cluster, self.out, name)
         fname = f"{self.cluster.name}-{name}-seed-{hashlib.sha256(data).hexdigest()[:12]}.iso"
         storage = self.px.iso_storage
         volid = f"{storage}:iso/{fname}"
