@@ -48,7 +48,7 @@ def node_plans(cluster: Cluster) -> list[NodePlan]:
             action = Action.INIT
         elif node.is_control_plane:
             action = Action.JOIN_CONTROL_PLANE
-            join_after = previous_control_plane or init
+            join_after = previous_control_plane  # the init node is the first control-plane node
         else:
             action = Action.JOIN_WORKER
         if node.is_control_plane:
