@@ -13,20 +13,15 @@
 from __future__ import annotations
 
 import base64
-import copy
-import functools
 import json
-import os
 import re
-import socket
 import stat
 import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
+from standins.contracts import validate_installation, validate_kube_doc
 
 from conftest import EXAMPLES, LAB, ROOT, cloud_init, need, net_convert, render_here, run_bakery
 
@@ -82,120 +77,6 @@ def bundle(out: Path) -> dict:
     return yaml.safe_load((out / "secrets.yaml").read_text())
 
 
-# -- the vendored Kubernetes field trees ----------------------------------------------
-
-GO_DURATION = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-
-
-def check_value(value, spec: dict, path: str) -> list[str]:
-    t = spec["type"]
-    bad = [f"{path}: {value!r} is not {t}"]
-    if t == "string":
-        if not isinstance(value, str):
-            return bad
-        if "enum" in spec and value not in spec["enum"]:
-            return [f"{path}: {value!r} is not one of {spec['enum']}"]
-        return []
-    if t == "int":
-        return [] if isinstance(value, int) and not isinstance(value, bool) else bad
-    if t == "float":
-        return [] if isinstance(value, (int, float)) and not isinstance(value, bool) else bad
-    if t == "bool":
-        return [] if isinstance(value, bool) else bad
-    if t == "duration":
-        return [] if isinstance(value, str) and GO_DURATION.match(value) else bad
-    if t == "time":
-        return [] if isinstance(value, str) and RFC3339.match(value) else bad
-    if t == "quantity":
-        return [] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else bad
-    if t == "object":
-        if not isinstance(value, dict):
-            return bad
-        return check_fields(value, spec.get("fields", {}), path) if "fields" in spec else []
-    if t == "[]object":
-        if not isinstance(value, list):
-            return bad
-        return [e for i, item in enumerate(value)
-                for e in (check_fields(item, spec["fields"], f"{path}[{i}]") if isinstance(item, dict)
-                          else [f"{path}[{i}]: not an object"])]
-    if t.startswith("[]"):
-        inner = {"type": t[2:]}
-        if not isinstance(value, list):
-            return bad
-        return [e for i, item in enumerate(value) for e in check_value(item, inner, f"{path}[{i}]")]
-    if t.startswith("map[string]"):
-        inner = {"type": t[len("map[string]"):]}
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            return bad
-        return [e for k, v in value.items() for e in check_value(v, inner, f"{path}.{k}")]
-    raise AssertionError(f"unknown spec type {t} at {path}")
-
-
-def check_fields(obj: dict, fields: dict, path: str) -> list[str]:
-    errors = []
-    for key, value in obj.items():
-        if key not in fields:
-            errors.append(f"{path}.{key}: unknown field")
-        else:
-            errors += check_value(value, fields[key], f"{path}.{key}")
-    return errors
-
-
-@functools.cache
-def spec(name: str) -> dict:
-    return json.loads((SPECS / name).read_text())
-
-
-def validate_kube_doc(doc: dict) -> list[str]:
-    api = doc.get("apiVersion")
-    if api == spec("kubeadm-v1beta4.json")["apiVersion"]:
-        kinds = spec("kubeadm-v1beta4.json")["kinds"]
-        if doc.get("kind") not in kinds:
-            return [f"kind {doc.get('kind')} is not a kubeadm v1beta4 kind"]
-        return check_fields(doc, kinds[doc["kind"]]["fields"], doc["kind"])
-    if api == spec("kubelet-config-v1beta1.json")["apiVersion"]:
-        s = spec("kubelet-config-v1beta1.json")
-        if doc.get("kind") != s["kind"]:
-            return [f"kind {doc.get('kind')} is not {s['kind']}"]
-        return check_fields(doc, s["fields"], doc["kind"])
-    return [f"apiVersion {api} has no vendored spec"]
-
-
-def strict(schema):
-    """The CRD schema with unknown fields forbidden, as the API server prunes/rejects them."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if (node.get("type") == "object" and "properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
-                node["additionalProperties"] = False
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-    walk(schema)
-    return schema
-
-
-def validate_installation(doc: dict) -> list[str]:
-    import jsonschema
-
-    s = spec("calico-installation-crd-openapi.json")
-    errors = []
-    if doc.get("apiVersion") != s["apiVersion"] or doc.get("kind") != s["kind"]:
-        errors.append(f"{doc.get('apiVersion')}/{doc.get('kind')} is not {s['apiVersion']}/{s['kind']}")
-    schema = strict(s["schema"])
-    schema["properties"]["metadata"] = {"type": "object"}
-    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
-    errors += [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
-    if doc.get("metadata", {}).get("name") != "default":  # the CRD's x-kubernetes-validations rule
-        errors.append("metadata.name must be 'default'")
-    return errors
-
-
 def test_validators_can_fail():
     """The spec checks reject what kubeadm/kubelet/the operator would reject."""
     init = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
@@ -205,7 +86,11 @@ def test_validators_can_fail():
             "discovery": {"bootstrapToken": {"token": "a", "caCertHash": ["x"]}}, "timeouts": {"discovery": "15 min"}}
     errs = validate_kube_doc(join)
     assert any("caCertHash: unknown field" in e for e in errs) and any("timeouts.discovery" in e for e in errs)
-    assert validate_kube_doc({"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "InitConfiguration"})
+    assert validate_kube_doc({"apiVersion": "kubeadm.k8s.io/v1beta2", "kind": "InitConfiguration"})
+    assert validate_kube_doc({"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "InitConfiguration"}) == []
+    assert validate_kube_doc({"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "InitConfiguration",
+                              "timeouts": {"discovery": "5m0s"}})  # v1beta4 only
+    assert validate_kube_doc({"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "KubeletConfiguration"})
     kubelet = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "cgroupDrivers": "systemd"}
     assert validate_kube_doc(kubelet)
     inst = {"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"},
@@ -446,184 +331,10 @@ def test_first_boot_downloads_nothing(rendered):
         assert re.findall(r"https://\S*", text) == ['https://${JOIN_AFTER}:${ENDPOINT_PORT}"'], node
 
 
-STANDINS = ROOT / "tests" / "standins"
+# The first boot itself runs in the cluster rehearsal (tests/test_rehearse.py), against the
+# stand-ins of kubeadm, kubelet, kubectl and the API server.
+
 CALICO_OBJECTS = json.loads((SPECS / "calico-manifests-objects.json").read_text())
-INSTALLATION_CRD = json.loads((SPECS / "calico-installation-crd-openapi.json").read_text())
-
-
-def synthesize_manifests(release: str, folder: Path) -> None:
-    """The Calico manifests of a release as the image has them, rebuilt from the identities of
-    their objects at the release tag (tests/data/specs/calico-manifests-objects.json)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, objects in CALICO_OBJECTS[release].items():
-        docs = []
-        for api_version, kind, namespace, obj_name in objects:
-            meta = {"name": obj_name} | ({"namespace": namespace} if namespace else {})
-            doc: dict = {"apiVersion": api_version, "kind": kind, "metadata": meta}
-            if kind == "CustomResourceDefinition":
-                plural, _, group = obj_name.partition(".")
-                scope = INSTALLATION_CRD["scope"] if obj_name == "installations.operator.tigera.io" else "Cluster"
-                doc["spec"] = {"group": group, "names": {"plural": plural}, "scope": scope}
-            docs.append(doc)
-        (folder / name).write_text(yaml.safe_dump_all(docs))
-
-
-def stage_script(text: str, values: str, tmp: Path, release: str = "v3.32.1", **overrides) -> Path:
-    """The node's script and values with its on-node paths moved under tmp (both are plain
-    NAME=value lines), the kubeadm and kubectl stand-ins (tests/standins/) in PATH, the
-    release's Calico manifests in the image's folder and the seed's CA files in pki/."""
-    paths = {"FIRSTBOOT_ENV": tmp / "etc/firstboot.env", "KUBEADM_CONFIG": tmp / "etc/kubeadm.yaml",
-             "PKI_DIR": tmp / "pki", "PKI_BACKUP": tmp / "pki-backup", "ADMIN_KUBECONFIG": tmp / "admin.conf",
-             "CALICO_DIR": tmp / "calico", "CALICO_INSTALLATION": tmp / "etc/calico-installation.yaml",
-             "SENTINEL": tmp / "var/node-ready", "NODE_CHECK": tmp / "no-node-check",
-             "KUBE_VIP_MANIFEST": tmp / "manifests/kube-vip.yaml", "STEPS_DIR": tmp / "var/steps",
-             "LOG_FILE": tmp / "log/firstboot.log", "RETRY_PAUSE": 1}
-    kubeadm_config = getattr(values, "kubeadm_config", None)  # the seed's own, when known
-    node_values = {"ADMIN_USER": "bakery-test-no-such-user"}
-    for name, value in overrides.items():
-        (paths if name in paths else node_values)[name] = value
-    for name, value in paths.items():
-        text, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'", text, count=1, flags=re.M)
-        assert n == 1, name
-    for name, value in node_values.items():
-        values, n = re.subn(rf"^{name}=.*$", f"{name}='{value}'" if not str(value).startswith("(") else f"{name}={value}",
-                            values, count=1, flags=re.M)
-        assert n == 1, name
-    (tmp / "etc").mkdir()
-    (tmp / "etc/firstboot.env").write_text(values)
-    script = tmp / "firstboot.sh"
-    script.write_text(text)
-    bin_ = tmp / "bin"
-    bin_.mkdir()
-    for tool in ("kubeadm", "kubectl"):
-        stand_in = bin_ / tool
-        stand_in.write_text(f'#!/bin/sh\nexec {sys.executable} {STANDINS / (tool + ".py")} "$@"\n')
-        stand_in.chmod(0o755)
-    (tmp / "pki").mkdir()
-    (tmp / "pki" / "ca.crt").write_text("stand-in\n")
-    (tmp / "pki" / "ca.key").write_text("stand-in key\n")
-    action = re.search(r"^ACTION='?([a-z-]+)", values, re.M).group(1)
-    (tmp / "etc/kubeadm.yaml").write_text(kubeadm_config or
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: " + ("InitConfiguration" if action == "init"
-                                                       else "JoinConfiguration") + "\n"
-        + ("controlPlane: {}\n" if action == "join-control-plane" else ""))
-    (tmp / "etc/calico-installation.yaml").write_text(
-        "apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata: {name: default}\nspec: {}\n")
-    synthesize_manifests(release, tmp / "calico")
-    return script
-
-
-def run_script(script: Path, tmp: Path, **env):
-    e = dict(os.environ, PATH=f"{tmp / 'bin'}:{os.environ['PATH']}", STANDIN_DIR=str(tmp), STANDIN_ROOT=str(tmp),
-             **env)
-    return subprocess.run(["bash", str(script)], capture_output=True, text=True, env=e, timeout=120)
-
-
-def calls(tmp: Path) -> list[str]:
-    f = tmp / "calls"
-    return f.read_text().splitlines() if f.exists() else []
-
-
-def failed_lines(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if "FAILED" in ln]
-
-
-@pytest.fixture
-def listener():
-    """A TCP port that answers, standing in for the API server."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                conn.close()
-            except OSError:
-                pass
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join()
-    srv.close()
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Values(str):
-    """A node's values file, carrying the kubeadm configuration its seed writes beside it."""
-    kubeadm_config: str
-
-
-def node_script(rendered, cluster: str, node: str) -> tuple[str, str]:
-    out, _ = rendered[cluster]
-    files = written(user_data(out, node))
-    values = Values(files[VALUES]["content"])
-    values.kubeadm_config = files[KUBEADM_CONFIG]["content"]
-    return files[SCRIPT]["content"], values
-
-
-def kubectl_sends(tmp: Path) -> list[str]:
-    """Every object the stand-in API server received, in order (group|kind|namespace|name)."""
-    return json.loads((tmp / "api-state.json").read_text())["sent"]
-
-
-def test_init_runs_kubeadm_then_calico_then_writes_the_sentinel(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
-    r = run_script(script, tmp_path)
-    assert r.returncode == 0, r.stderr
-    c = tmp_path / "calico"
-    ssa = "apply --server-side --force-conflicts -f"
-    assert calls(tmp_path) == [
-        f"kubeadm init --config {tmp_path / 'etc/kubeadm.yaml'} --skip-token-print",
-        "kubectl get --raw=/readyz",
-        f"kubectl {ssa} {c}/v1_crd_projectcalico_org.yaml",
-        f"kubectl {ssa} {c}/tigera-operator.yaml",
-        "kubectl wait --for=condition=established --timeout=120s crd/installations.operator.tigera.io",
-        f"kubectl {ssa} {tmp_path / 'etc/calico-installation.yaml'}",
-    ]
-    assert (tmp_path / "var/node-ready").read_text().startswith("init ")
-    assert not failed_lines(r.stderr)
-    # the secrets nothing needs any more are gone: the CA backup and the token's config file
-    assert not (tmp_path / "pki-backup").exists() and not (tmp_path / "etc/kubeadm.yaml").exists()
-    assert (tmp_path / "pki/ca.key").exists()  # kubeadm's own PKI stays
-    log = tmp_path / "log/firstboot.log"
-    assert "stand-in kubeadm init: done" in log.read_text() and stat.S_IMODE(log.stat().st_mode) == 0o600
-
-
-@pytest.mark.parametrize("release", sorted(CALICO_OBJECTS))
-def test_every_calico_object_is_sent_exactly_once(rendered, tmp_path, release):
-    """For every catalog release: the manifests the init node applies send each object of the
-    operator install (operator-crds, tigera-operator, v1_crd_projectcalico_org at the release
-    tag) to the API server exactly once, and the Installation after its CRD."""
-    from bakery import versions
-
-    text, values = node_script(rendered, "lab", "k8s-master")
-    manifests = versions.CALICO[release].manifests()
-    script = stage_script(text, values, tmp_path, release=release,
-                          CALICO_MANIFESTS="(" + " ".join(manifests) + ")")
-    r = run_script(script, tmp_path)
-    assert r.returncode == 0, r.stderr
-    sent = kubectl_sends(tmp_path)
-    assert len(sent) == len(set(sent)), [k for k in sent if sent.count(k) > 1][:5]
-    expected = {"|".join([a.rpartition("/")[0] if "/" in a else "", k, ns or "", n])
-                for f in ("operator-crds.yaml", "tigera-operator.yaml", "v1_crd_projectcalico_org.yaml")
-                for a, k, ns, n in CALICO_OBJECTS[release].get(f, [])}
-    expected.add("operator.tigera.io|Installation||default")
-    assert set(sent) == expected
-    assert sent.index("apiextensions.k8s.io|CustomResourceDefinition||installations.operator.tigera.io") < \
-        sent.index("operator.tigera.io|Installation||default")
-
 
 def test_the_catalog_manifests_hold_each_object_once():
     """The rule on the catalog alone, for every release it lists."""
@@ -636,230 +347,6 @@ def test_the_catalog_manifests_hold_each_object_once():
         every = {tuple(o) for f in ("operator-crds.yaml", "tigera-operator.yaml", "v1_crd_projectcalico_org.yaml")
                  for o in CALICO_OBJECTS[release].get(f, [])}
         assert set(objs) == every, release
-
-
-def test_the_api_standin_refuses_what_the_api_server_refuses(tmp_path):
-    """The kubectl stand-in is only a judge if it can say no."""
-    synthesize_manifests("v3.32.1", tmp_path / "calico")
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "admin.conf").write_text("stand-in\n")
-    inst = tmp_path / "installation.yaml"
-    inst.write_text("apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata: {name: default}\n")
-
-    def kubectl(*args, **env):
-        return subprocess.run([sys.executable, STANDINS / "kubectl.py", *map(str, args)], capture_output=True,
-                              text=True, env={**os.environ, "STANDIN_DIR": str(tmp_path),
-                                              "KUBECONFIG": str(tmp_path / "admin.conf"), **env})
-    crds, operator = tmp_path / "calico/v1_crd_projectcalico_org.yaml", tmp_path / "calico/tigera-operator.yaml"
-    assert "no matches for kind" in kubectl("apply", "--server-side", "-f", inst).stderr  # CRD first
-    orphan = tmp_path / "orphan.yaml"
-    orphan.write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: nosuch}\n")
-    assert 'namespaces "nosuch" not found' in kubectl("apply", "--server-side", "-f", orphan).stderr
-    assert "Too long" in kubectl("apply", "-f", crds).stderr  # client-side apply of large CRDs
-    assert kubectl("create", "-f", crds).returncode == 0
-    r = kubectl("create", "-f", tmp_path / "calico/operator-crds.yaml")  # the legacy copy: twice
-    assert r.returncode == 1 and "AlreadyExists" in r.stderr
-    assert "conflict" in kubectl("apply", "--server-side", "-f", crds).stderr  # another manager's objects
-    assert kubectl("apply", "--server-side", "--force-conflicts", "-f", crds).returncode == 0
-    assert kubectl("apply", "--server-side", "-f", operator).returncode == 0
-    assert kubectl("wait", "--for=condition=established", "crd/nosuch.example.com").returncode == 1
-    assert "refused" in kubectl("get", "--raw=/readyz", KUBECONFIG=str(tmp_path / "nosuch")).stderr
-    assert "refused" in kubectl("get", "--raw=/readyz", STANDIN_API_DOWN_CALLS="1000").stderr
-    assert "certificate-authority" in kubectl("--server", "https://192.0.2.1:6443", "--certificate-authority",
-                                              tmp_path / "nosuch.crt", "get", "--raw=/readyz").stderr
-
-
-def test_the_kubeadm_standin_refuses_what_kubeadm_refuses(tmp_path):
-    cfg = tmp_path / "init.yaml"
-    cfg.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n")
-
-    def kubeadm(*args):
-        return subprocess.run([sys.executable, STANDINS / "kubeadm.py", *map(str, args)], capture_output=True,
-                              text=True, env=dict(os.environ, STANDIN_DIR=str(tmp_path), STANDIN_ROOT=str(tmp_path)))
-    assert "can not mix" in kubeadm("init", "--config", cfg, "--pod-network-cidr=10.0.0.0/8").stderr
-    assert "no cluster CA" in kubeadm("init", "--config", cfg, "--skip-token-print").stderr
-    (tmp_path / "pki").mkdir()
-    (tmp_path / "pki/ca.crt").write_text("x")
-    (tmp_path / "pki/ca.key").write_text("x")
-    assert kubeadm("init", "--config", cfg, "--skip-token-print").returncode == 0
-    assert "already exists" in kubeadm("init", "--config", cfg).stderr  # a second init without a reset
-    assert kubeadm("reset", "--force").returncode == 0
-    assert not (tmp_path / "pki/ca.key").exists()  # reset empties the certificates folder
-    assert "no such file" in kubeadm("join", "--config", tmp_path / "nosuch.yaml").stderr
-    other = tmp_path / "other.yaml"
-    other.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\n"
-                     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
-    assert "unknown kind" in kubeadm("init", "--config", other).stderr
-    join = tmp_path / "join.yaml"
-    join.write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ncontrolPlane: {}\n")
-    (tmp_path / "manifests/kube-vip.yaml").write_text("static pod\n")
-    assert "DirAvailable--etc-kubernetes-manifests" in kubeadm("join", "--config", join).stderr
-    join.write_text(join.read_text() + "nodeRegistration: {ignorePreflightErrors: "
-                    "[DirAvailable--etc-kubernetes-manifests]}\n")
-    assert kubeadm("join", "--config", join).returncode == 0
-
-
-def test_a_rerun_of_the_api_steps_changes_nothing(rendered, tmp_path):
-    """Every first-boot API step is idempotent: run the Calico step again on a cluster that has
-    every object, and it succeeds."""
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
-    assert run_script(script, tmp_path).returncode == 0
-    (tmp_path / "var/node-ready").unlink()
-    (tmp_path / "var/steps/calico").unlink()
-    (tmp_path / "etc/kubeadm.yaml").write_text("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n")
-    r = run_script(script, tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert not [c for c in calls(tmp_path)[6:] if c.startswith("kubeadm")]  # kubeadm's step was done
-
-
-def test_an_interrupted_first_boot_resumes_at_its_step(rendered, tmp_path):
-    """The API server goes away after kubeadm init (a reboot, a crash): the first run fails at
-    the deadline; the next run (the unit at the next boot) skips the node check and kubeadm and
-    finishes the Calico step."""
-    check = tmp_path / "node-check"
-    check.write_text(f'#!/bin/sh\necho "node-check $*" >> "{tmp_path}/calls"\n')
-    check.chmod(0o755)
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path, NODE_CHECK=check,
-                          JOIN_TIMEOUT_SECONDS=4)
-    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1000")
-    assert r.returncode == 1 and not (tmp_path / "var/node-ready").exists()
-    assert "transient" in r.stderr and len(failed_lines(r.stderr)) == 1
-    first = calls(tmp_path)
-    assert sum(c.startswith("node-check") for c in first) == 1 and sum(c.startswith("kubeadm init") for c in first) == 1
-    assert (tmp_path / "pki-backup/ca.key").exists()  # still needed until the node is ready
-    state = json.loads((tmp_path / "api-state.json").read_text())
-    state["api_calls"] = 1000  # the API server is back
-    (tmp_path / "api-state.json").write_text(json.dumps(state))
-    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1000")
-    assert r.returncode == 0, r.stderr
-    again = calls(tmp_path)[len(first):]
-    assert not [c for c in again if c.startswith(("node-check", "kubeadm"))], again
-    assert (tmp_path / "var/node-ready").exists() and not (tmp_path / "pki-backup").exists()
-
-
-def test_transient_api_errors_are_retried(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
-    # a `sleep` that records its pause and returns at once: the backoff's delays are checked,
-    # not waited for (the deadline is far; test_worker_gives_up_at_the_deadline waits for real)
-    (tmp_path / "bin" / "sleep").write_text('#!/bin/sh\necho "$@" >> "$STANDIN_DIR/sleeps"\n')
-    (tmp_path / "bin" / "sleep").chmod(0o755)
-    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="2")
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.count("(transient); next try") == 2
-    assert (tmp_path / "sleeps").read_text().split() == ["2", "4"], "2s, then twice as long"
-    assert (tmp_path / "var/node-ready").exists()
-
-
-def test_a_failed_init_is_reset_and_tried_again(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
-    r = run_script(script, tmp_path, STANDIN_KUBEADM_FAIL="1")
-    assert r.returncode == 0, r.stderr
-    kubeadm = [c.split(" --")[0] for c in calls(tmp_path) if c.startswith("kubeadm")]
-    assert kubeadm == ["kubeadm init", "kubeadm reset", "kubeadm init"]
-    assert (tmp_path / "var/node-ready").exists()
-
-
-def test_an_init_interrupted_mid_way_is_reset_before_it_runs_again(rendered, tmp_path):
-    """A reboot during kubeadm init left its files; the seed's CA was kept aside before the try."""
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path)
-    (tmp_path / "pki-backup").mkdir()
-    for f in ("ca.crt", "ca.key"):
-        (tmp_path / "pki-backup" / f).write_text((tmp_path / "pki" / f).read_text())
-    (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests/kube-apiserver.yaml").write_text("# half-done\n")
-    (tmp_path / "var/steps").mkdir(parents=True)
-    (tmp_path / "var/steps/kubeadm-started").write_text("earlier\n")
-    (tmp_path / "var/steps/node-check").write_text("earlier\n")
-    r = run_script(script, tmp_path)
-    assert r.returncode == 0, r.stderr
-    kubeadm = [c.split(" --")[0] for c in calls(tmp_path) if c.startswith("kubeadm")]
-    assert kubeadm == ["kubeadm reset", "kubeadm init"]
-
-
-def test_failed_init_leaves_one_line_and_no_sentinel(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-master"), tmp_path, JOIN_TIMEOUT_SECONDS=1)
-    r = run_script(script, tmp_path, STANDIN_KUBEADM_FAIL="1")
-    assert r.returncode == 1
-    (line,) = failed_lines(r.stderr)
-    assert line.startswith("bakery-firstboot: FAILED on k8s-master (init): kubeadm init exited 1")
-    assert r.stderr.splitlines()[-1] == line
-    assert not (tmp_path / "var/node-ready").exists()
-    assert not any(c.startswith("kubectl") for c in calls(tmp_path))
-
-
-def test_failing_node_check_stops_before_kubeadm(rendered, tmp_path):
-    check = tmp_path / "node-check"
-    check.write_text(f'#!/bin/sh\necho "node-check $*" >> "{tmp_path}/calls"\necho "FAIL swap: on"\nexit 1\n')
-    check.chmod(0o755)
-    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path, NODE_CHECK=check)
-    r = run_script(script, tmp_path)
-    assert r.returncode == 1
-    assert calls(tmp_path) == ["node-check --stage firstboot --expected /opt/bakery/node-check.json --role worker "
-                               "--node-address 192.168.56.31 "
-                               "--node-cidr 192.168.56.0/24 --endpoint 192.168.56.30:6443 --not-before "
-                               + re.search(r"^CA_NOT_BEFORE=(.*)$", (tmp_path / "etc/firstboot.env").read_text(),
-                                           re.M).group(1)]
-    (line,) = failed_lines(r.stderr)
-    assert "node check" in line and not (tmp_path / "var/node-ready").exists()
-    assert "FAIL swap: on" in (tmp_path / "log/firstboot.log").read_text()
-
-
-def test_worker_waits_for_the_endpoint_then_joins(rendered, tmp_path, listener):
-    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path,
-                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener)
-    r = run_script(script, tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert calls(tmp_path) == [f"kubeadm join --config {tmp_path / 'etc/kubeadm.yaml'}"]
-    assert (tmp_path / "var/node-ready").read_text().startswith("join-worker ")
-
-
-def test_worker_gives_up_at_the_deadline(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path,
-                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=free_port(), JOIN_TIMEOUT_SECONDS=5)
-    r = run_script(script, tmp_path)
-    assert r.returncode == 1
-    assert "waiting for the API server" in r.stderr  # it retried before giving up
-    (line,) = failed_lines(r.stderr)
-    assert "did not answer within 5s" in line and r.stderr.splitlines()[-1] == line
-    assert calls(tmp_path) == []  # kubeadm never ran
-    assert not (tmp_path / "var/node-ready").exists()
-
-
-def test_control_plane_nodes_join_one_after_another(rendered, tmp_path, listener):
-    """cp3 waits until cp2 (the control-plane node before it) serves a ready API server on its
-    own address, then joins; cp2 waits for the init node."""
-    out, data = rendered["ha"]
-    cps = [n for n in nodes_of(data) if n["role"] == "control-plane"]
-    for before, node in zip(cps, cps[1:], strict=False):
-        values = written(user_data(out, node["name"]))[VALUES]["content"]
-        assert f"JOIN_AFTER={before['address']}" in values
-    for n in nodes_of(data):
-        if n["role"] == "worker" or n is cps[0]:
-            assert "JOIN_AFTER=''" in written(user_data(out, n["name"]))[VALUES]["content"]
-    script = stage_script(*node_script(rendered, "ha", cps[2]["name"]), tmp_path,
-                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener)
-    (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests/kube-vip.yaml").write_text(written(user_data(out, cps[2]["name"]))[
-        "/etc/kubernetes/manifests/kube-vip.yaml"]["content"])  # in place before kubeadm, as with the seed
-    r = run_script(script, tmp_path, STANDIN_API_DOWN_CALLS="1")  # cp2 not ready at the first look
-    assert r.returncode == 0, r.stderr
-    assert "waiting for the control-plane node" in r.stderr
-    c = calls(tmp_path)
-    ready = f"kubectl --server https://{cps[1]['address']}:{listener} --certificate-authority " \
-            f"{tmp_path / 'pki'}/ca.crt --request-timeout=5s get --raw=/readyz"
-    assert c == [ready, ready, f"kubeadm join --config {tmp_path / 'etc/kubeadm.yaml'}"]
-
-
-def test_failed_join_past_the_deadline_leaves_one_line(rendered, tmp_path, listener):
-    script = stage_script(*node_script(rendered, "ha", "cp2"), tmp_path,
-                          ENDPOINT_HOST="127.0.0.1", ENDPOINT_PORT=listener, JOIN_TIMEOUT_SECONDS=4)
-    r = run_script(script, tmp_path, STANDIN_KUBEADM_FAIL="100")
-    assert "resetting and trying again" in r.stderr  # tried again while the deadline allowed
-    assert r.returncode == 1
-    (line,) = failed_lines(r.stderr)
-    assert "kubeadm join exited 1" in line and not (tmp_path / "var/node-ready").exists()
-    # a control-plane join keeps the CA files aside for a retry after kubeadm reset
-    assert (tmp_path / "pki-backup" / "ca.crt").read_text() == "stand-in\n"
 
 
 def test_the_unit_runs_the_script_until_the_sentinel_exists(rendered, tmp_path):
@@ -897,13 +384,6 @@ def test_script_values_are_shell_quoted(rendered):
             assert re.match(r"^[A-Z_]+=(\(.*\)|'[^']*'|[A-Za-z0-9_./:@%+=,-]+)$", line), (node, line)
 
 
-def test_missing_values_file_fails_clearly(rendered, tmp_path):
-    script = stage_script(*node_script(rendered, "lab", "k8s-node1"), tmp_path)
-    (tmp_path / "etc/firstboot.env").unlink()
-    r = run_script(script, tmp_path)
-    assert r.returncode == 1
-    (line,) = failed_lines(r.stderr)
-    assert "firstboot.env is missing" in line and calls(tmp_path) == []
 
 
 # -- network-config ---------------------------------------------------------------------
