@@ -1,12 +1,18 @@
-"""STAND-IN for kubectl and the API server behind it (bakery's tests; not Kubernetes).
+"""STAND-IN for kubectl and the API server behind it (bakery's tests; not Kubernetes), run
+inside a node's throwaway root by the cluster rehearsal (tests/rehearse.py) against the shared
+simulated cluster (simcluster.py). It enforces what the real kubectl and API server do with the
+calls the first boot makes, stricter where that is simpler, never more lenient:
 
-The first-boot script's API steps run against this. It keeps the cluster's objects in a JSON
-state file and enforces what the real kubectl and API server do with the calls the script
-makes, stricter where that is simpler, never more lenient:
-
-- a call to the API needs a kubeconfig that exists (``--kubeconfig`` or ``$KUBECONFIG``) or an
-  explicit ``--server``; while the API server is "down" (``STANDIN_API_DOWN_CALLS`` calls
-  refused) it fails the way kubectl does ("The connection to the server ... was refused");
+- the connection: a kubeconfig that exists and loads (``--kubeconfig``, ``$KUBECONFIG``), or
+  ``--server`` with ``--certificate-authority`` (anonymous); the server answers only where an
+  API server runs (a control-plane node's address, or a VIP while kube-vip holds it:
+  simcluster.reach), else kubectl's "connection ... refused"; the CA it trusts must be the
+  cluster's (x509: certificate signed by unknown authority); a client certificate must match
+  its key and be signed by the cluster CA (Unauthorized);
+- authorization: system:masters always; ``kubeadm:cluster-admins`` once kubeadm init created its
+  binding; anonymous only the public-info paths (/readyz, /livez, /healthz, /version)
+  (Forbidden otherwise); ``get --raw=/readyz`` on one control-plane node's address answers
+  only once its etcd member joined;
 - ``create -f`` fails with AlreadyExists for every object that exists (and creates the rest,
   exit 1), as kubectl does;
 - ``apply -f`` without ``--server-side`` refuses a CustomResourceDefinition: its
@@ -15,26 +21,24 @@ makes, stricter where that is simpler, never more lenient:
 - ``apply --server-side`` creates or updates; an object ``create`` made is owned by another
   field manager, so re-applying it without ``--force-conflicts`` is a conflict;
 - an object in a namespace needs that namespace to exist; an object of a kind the API server
-  does not serve (not built in, no established CRD ``<plural>.<group>``) fails with "no
-  matches for kind";
-- ``wait --for=condition=established crd/NAME`` needs the CRD; ``get --raw=/readyz`` answers
-  "ok" while the API server is up.
+  does not serve (not built in, no CRD ``<plural>.<group>``) fails with "no matches for kind";
+  a custom resource of operator.tigera.io/Installation is checked against the vendored CRD
+  schema (unknown fields are pruned by the real API server: stricter, refused here);
+- ``wait --for=condition=established crd/NAME`` needs the CRD.
 
 Every object sent to the API server is logged in the state (``sent``), so a test can check
-that each object of a release is sent exactly once. Calls are appended to ``$STANDIN_DIR/calls``
-as ``kubectl ARGS``.
+that each object of a release is sent exactly once. A refusal is a violation of the rehearsal
+(simcluster.violation), except while the API server is down on purpose (node.json
+``faults.apiDownCalls``) and for the refused connections kubectl's callers retry.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-from pathlib import Path
 
+import contracts
+import simcluster as sim
 import yaml
-
-STATE_DIR = Path(os.environ.get("STANDIN_DIR", "."))
-STATE = STATE_DIR / "api-state.json"
 
 # Kinds the API server serves without a CRD: (group, kind) -> namespaced
 BUILTIN = {
@@ -52,21 +56,12 @@ BUILTIN = {
 ANNOTATION_LIMIT = 262144
 
 
-def fail(msg: str, rc: int = 1) -> None:
-    print(msg, file=sys.stderr)
-    sys.exit(rc)
-
-
-def load_state() -> dict:
-    if STATE.exists():
-        return json.loads(STATE.read_text())
-    return {"objects": {}, "sent": [], "api_calls": 0}
-
-
-def save_state(state: dict) -> None:
-    tmp = STATE.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    tmp.replace(STATE)
+def fail(msg: str, *, transient: bool = False) -> None:
+    """kubectl's refusal: a violation of the rehearsal, unless it is one a later try cures."""
+    if transient:
+        print(msg, file=sys.stderr)
+        sys.exit(1)
+    sim.violation("kubectl", msg.removeprefix("error: "), printed=msg)
 
 
 def group_of(api_version: str) -> str:
@@ -91,9 +86,9 @@ def served(state: dict, obj: dict) -> bool | None:
 
 
 def documents(path: str) -> list[dict]:
-    if not os.path.isfile(path):
+    if not sim.path(path).is_file():
         fail(f'error: the path "{path}" does not exist')
-    with open(path) as f:
+    with open(sim.path(path)) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     for d in docs:
         if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") or \
@@ -113,17 +108,72 @@ def check_object(state: dict, obj: dict, path: str) -> str | None:
         return f'error: {obj["kind"]} "{obj["metadata"]["name"]}" has no namespace (stand-in: set one)'
     if namespaced and f"|Namespace||{ns}" not in state["objects"]:
         return f'Error from server (NotFound): error when creating "{path}": namespaces "{ns}" not found'
+    if (obj["apiVersion"], obj["kind"]) == ("operator.tigera.io/v1", "Installation"):
+        errors = contracts.validate_installation(obj)
+        if errors:
+            return f'The Installation "{obj["metadata"]["name"]}" is invalid: ' + "; ".join(errors[:3])
     return None
 
 
+def connect(flags: dict[str, str], path: str) -> tuple[dict, list[str] | None]:
+    """Checks the connection (server, trust, client identity); returns the state and the groups
+    of the caller (None: anonymous). Fails as kubectl does."""
+    if "--server" in flags:
+        ca_file = flags.get("--certificate-authority")
+        if ca_file is not None and not sim.path(ca_file).is_file():
+            fail(f"error: unable to read certificate-authority {ca_file} for cluster due to open {ca_file}: "
+                 "no such file or directory")
+        kc = {"server": flags["--server"], "ca": sim.path(ca_file).read_bytes() if ca_file else None,
+              "cert": None, "key": None, "token": None}
+    else:
+        cfg = flags.get("--kubeconfig") or os.environ.get("KUBECONFIG", "")
+        if not cfg or not sim.path(cfg).is_file():
+            fail("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
+        try:
+            kc = sim.read_kubeconfig(sim.path(cfg))
+        except ValueError as e:
+            fail(str(e))
+    node = sim.node()
+    with sim.state() as st:
+        st["apiCalls"] = st.get("apiCalls", {})
+        st["apiCalls"][node["name"]] = calls = st["apiCalls"].get(node["name"], 0) + 1
+        for name, n in st["nodes"].items():
+            if n.get("host") == node["name"]:
+                sim.sync_static_pods(st, name)
+    if calls <= int((node.get("faults") or {}).get("apiDownCalls", 0)):
+        fail(f"The connection to the server {kc['server'].removeprefix('https://')} was refused - "
+             "did you specify the right host or port?", transient=True)
+    with sim.state(write=False) as st:
+        who, why = sim.reach(st, kc["server"])
+        if who is None:
+            fail(f"The connection to the server {kc['server'].removeprefix('https://')} was refused - "
+                 f"did you specify the right host or port? ({why})")
+        if kc["ca"] is None or not st["ca"].get("ca") or \
+                sim.public_der(sim.load_cert(kc["ca"]).public_key()) != sim.public_der(sim.load_cert(st["ca"]["ca"]).public_key()):
+            fail(f"Unable to connect to the server: tls: failed to verify certificate: x509: certificate signed by "
+                 f"unknown authority (the kubeconfig or --certificate-authority does not hold the cluster's CA; {path})")
+        if kc.get("token"):
+            fail("error: You must be logged in to the server (Unauthorized) (stand-in: token users are not known)")
+        ident = sim.identity(st, kc["cert"], kc["key"])
+        if isinstance(ident, str):
+            fail(f"error: You must be logged in to the server ({ident})")
+        user, groups = ident
+        if kc["cert"] is None:
+            return st, None
+        if not sim.authorized(st, groups):
+            fail(f'Error from server (Forbidden): User "{user}" (groups {groups}) cannot do this: '
+                 f"no binding for its groups{' yet (kubeadm init creates the kubeadm:cluster-admins binding at its end)' if sim.CLUSTER_ADMINS_GROUP in groups else ''}")
+        return st, groups
+
+
 def main(argv: list[str]) -> None:
-    with open(STATE_DIR / "calls", "a") as f:
+    with open(sim.LAB / "calls", "a") as f:
         f.write("kubectl " + " ".join(argv) + "\n")
     flags: dict[str, str] = {}
     switches: set[str] = set()
     words: list[str] = []
     takes_value = {"--kubeconfig", "--server", "--certificate-authority", "--request-timeout", "-f",
-                   "--filename", "--for", "--timeout", "--raw"}
+                   "--filename", "--for", "--timeout", "--raw", "-o", "--output"}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -143,28 +193,33 @@ def main(argv: list[str]) -> None:
     if not words:
         fail("error: no command (stand-in kubectl)")
     verb = words[0]
-    if verb == "version":
-        print("Client Version: stand-in")
+    if verb == "version" and "--client" in switches:
+        v = "v" + sim.node()["kubernetesVersion"].lstrip("v")
+        print(f'{{"clientVersion": {{"gitVersion": "{v}"}}}}' if flags.get("-o") == "json" else f"Client Version: {v}")
         return
-
-    # -- the API server connection
-    state = load_state()
-    ca = flags.get("--certificate-authority")
-    if ca is not None and not os.path.isfile(ca):
-        fail(f"error: unable to read certificate-authority {ca} for cluster due to open {ca}: "
-             "no such file or directory")
-    if "--server" not in flags:
-        cfg = flags.get("--kubeconfig") or os.environ.get("KUBECONFIG", "")
-        if not cfg or not os.path.isfile(cfg):
-            fail("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
-    state["api_calls"] += 1
-    if state["api_calls"] <= int(os.environ.get("STANDIN_API_DOWN_CALLS", "0")):
-        save_state(state)
-        fail("The connection to the server 192.0.2.1:6443 was refused - did you specify the right host or port?")
-
-    if verb == "get" and flags.get("--raw") == "/readyz":
+    what = flags.get("--raw") or " ".join(words)
+    st, groups = connect(flags, what)
+    if groups is None and not (verb == "get" and flags.get("--raw") in sim.PUBLIC_INFO):
+        fail(f'Error from server (Forbidden): User "system:anonymous" cannot {what}')
+    if verb == "get" and flags.get("--raw") in ("/readyz", "/livez", "/healthz"):
+        host, _ = sim.split_server(flags.get("--server") or sim.read_kubeconfig(
+            sim.path(flags.get("--kubeconfig") or os.environ["KUBECONFIG"]))["server"])
+        holder = sim.api_server_at(st, host)
+        if holder is None or holder not in st["etcd"]:
+            fail(f"Error from server (InternalError): the server {host} is not ready: its etcd member has not joined")
         print("ok")
-    elif verb == "wait":
+        return
+    if verb == "get" and words[1:] == ["nodes"]:
+        for name, n in sorted(st["nodes"].items()):
+            if n.get("kubelet"):
+                print(f"{name} {n.get('internalIP')} {n.get('kubeletVersion')}")
+        return
+    with sim.state() as st:
+        api(st, verb, words, flags, switches)
+
+
+def api(state: dict, verb: str, words: list[str], flags: dict[str, str], switches: set[str]) -> None:
+    if verb == "wait":
         if flags.get("--for") != "condition=established" or len(words) != 2 or not words[1].startswith("crd/"):
             fail("error: stand-in kubectl waits only for --for=condition=established crd/NAME")
         name = words[1].removeprefix("crd/")
@@ -206,12 +261,12 @@ def main(argv: list[str]) -> None:
             state["sent"].append(k)
             action = "created" if not exists else ("serverside-applied" if server_side else "configured")
             print(f'{obj["kind"].lower()}/{obj["metadata"]["name"]} {action}')
-        save_state(state)
         if errors:
-            fail("\n".join(errors))
+            state["violations"].append({"node": sim.node()["name"], "step": "kubectl", "reason": errors[0]})
+            print("\n".join(errors), file=sys.stderr)
+            raise SystemExit(1)
     else:
         fail(f'error: unknown command "{verb}" for "kubectl" (stand-in)')
-    save_state(state)
 
 
 if __name__ == "__main__":
