@@ -1,11 +1,17 @@
 """Issue 6: a highly available control plane with kube-vip."""
-import contextlib
+import os
+import sys
 
 import pytest
 import yaml
 
-from conftest import EXAMPLES
-from test_firstboot import calls, run_script, stage_script, user_data, written
+from conftest import EXAMPLES, ROOT
+from test_firstboot import user_data, written
+
+sys.path.insert(0, str(ROOT / "tests"))
+from lab.driver import rehearse
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the rehearsal needs root (namespaces, mounts, chroot)")
 
 HA = EXAMPLES / "ha" / "cluster.yaml"
 MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
@@ -140,64 +146,28 @@ def test_kube_vip_image_is_baked(ha):
     assert image in packer_text
 
 
+@needs_root
 def test_init_script_switches_kube_vip_after_init(ha, tmp_path):
+    """Rehearsed (tests/lab): kube-vip holds the VIP with super-admin.conf while kubeadm init
+    needs it, then the script moves it to admin.conf, and the VIP still answers."""
     out, data = ha
     first = nodes(data, "control-plane")[0]["name"]
-    files = written(user_data(out, first))
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "kube-vip.yaml").write_text(files[MANIFEST]["content"])
-    after = tmp_path / "kube-vip.admin.yaml"
-    after.write_text(files[AFTER]["content"])
-    script = stage_script(files["/usr/local/lib/bakery/firstboot.sh"]["content"],
-                          files["/etc/bakery/firstboot.env"]["content"], tmp_path,
-                          KUBE_VIP_MANIFEST=manifests / "kube-vip.yaml", KUBE_VIP_AFTER_INIT=after)
-    r = run_script(script, tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert calls(tmp_path)[0].startswith("kubeadm init")
-    assert kubeconfig_path(yaml.safe_load((manifests / "kube-vip.yaml").read_text())) == "/etc/kubernetes/admin.conf"
-    assert "switching from super-admin.conf to admin.conf" in r.stderr
+    result = rehearse(out, keep=tmp_path, say=lambda line: None)
+    assert result.ok, result.failure
+    pod = yaml.safe_load((result.root(first) / "etc/kubernetes/manifests/kube-vip.yaml").read_text())
+    assert kubeconfig_path(pod) == "/etc/kubernetes/admin.conf"
+    assert "switching from super-admin.conf to admin.conf" in result.consoles[first]
+    assert result.state["nodes"][first]["staticPods"]["kube-vip"]["groups"] == ["kubeadm:cluster-admins"]
 
 
+@needs_root
 def test_a_retried_control_plane_join_keeps_kube_vip(ha, tmp_path):
     """kubeadm reset empties /etc/kubernetes/manifests: the retry must put kube-vip back."""
-    import socket
-    import threading
-
     out, data = ha
     second = nodes(data, "control-plane")[1]["name"]
     files = written(user_data(out, second))
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    port = srv.getsockname()[1]
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(OSError):
-                srv.accept()[0].close()
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "kube-vip.yaml").write_text(files[MANIFEST]["content"])
-    try:
-        script = stage_script(files["/usr/local/lib/bakery/firstboot.sh"]["content"],
-                              files["/etc/bakery/firstboot.env"]["content"], tmp_path,
-                              KUBE_VIP_MANIFEST=manifests / "kube-vip.yaml", ENDPOINT_HOST="127.0.0.1",
-                              ENDPOINT_PORT=str(port), JOIN_TIMEOUT_SECONDS="300")
-        # a kubeadm whose first join fails and whose reset wipes the manifests, like the real one
-        (tmp_path / "bin/kubeadm").write_text(
-            f'#!/bin/sh\necho "kubeadm $*" >> "{tmp_path}/calls"\n'
-            f'case "$1" in\n  join) [ -e "{tmp_path}/joined-once" ] && exit 0; touch "{tmp_path}/joined-once"; exit 1 ;;\n'
-            f'  reset) rm -rf "{manifests}"/* ;;\nesac\nexit 0\n')
-        r = run_script(script, tmp_path)
-    finally:
-        stop.set()
-        t.join()
-        srv.close()
-    assert r.returncode == 0, r.stderr
-    assert [c.split()[1] for c in calls(tmp_path) if c.startswith("kubeadm")] == ["join", "reset", "join"]
-    assert (manifests / "kube-vip.yaml").read_text() == files[MANIFEST]["content"]
+    result = rehearse(out, keep=tmp_path, faults={second: {"kubeadmFail": 1}}, say=lambda line: None)
+    assert result.ok, result.failure
+    assert [c.split()[1] for c in result.calls[second] if c.startswith(("kubeadm join", "kubeadm reset"))] == \
+        ["join", "reset", "join"]
+    assert (result.root(second) / "etc/kubernetes/manifests/kube-vip.yaml").read_text() == files[MANIFEST]["content"]

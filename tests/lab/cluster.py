@@ -1,0 +1,153 @@
+"""What only the whole cluster shows, checked after every node's first boot:
+
+- nodes: every node registered, its InternalIP (the kubelet's node-ip) its node-network address;
+- calico: what the operator does with the Installation (tigera/operator): its IP pools inside
+  kubeadm's podSubnet ("not within the platform's configured pod network CIDR(s)"), the address
+  its autodetection method picks on each node is the node-network address (first-found would take
+  VirtualBox's NAT address), and every image it will run, and its own, in every node's runtime
+  (tests/data/specs/calico-operator-images.json; spec.registry replaces the registry);
+- admin.conf: the user's kubeconfig from the output folder reaches the endpoint, trusts the
+  cluster's CA and is authorized, and is not in system:masters (the break-glass group of
+  super-admin.conf since kubeadm 1.29: the admin credential in the wrong group fails here);
+- secrets: no node's log or console holds the bootstrap token's secret or a private key, and
+  the spent kubeadm configuration is gone.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import seeds
+
+TESTS = Path(__file__).resolve().parent.parent
+OPERATOR_IMAGES = TESTS / "data" / "specs" / "calico-operator-images.json"
+
+
+def node_network(seed: seeds.Seed):
+    for iface in seed.interfaces:
+        for a in iface.addresses:
+            return ipaddress.ip_interface(a).network
+    return None
+
+
+def autodetected(method: dict, seed: seeds.Seed, internal_ip: str | None) -> str | None:
+    """The IPv4 address Calico's autodetection picks on this node (calico/node's
+    autodetection: first-found, interface, skipInterface, cidrs, canReach, kubernetes)."""
+    ifaces = [(i.name, [str(ipaddress.ip_interface(a).ip) for a in i.addresses]
+               + (["10.0.2.15"] if i.dhcp else [])) for i in seed.interfaces]
+    if not method or method.get("firstFound"):
+        return next((a for _, addrs in ifaces for a in addrs), None)
+    if method.get("kubernetes") == "NodeInternalIP":
+        return internal_ip
+    if "interface" in method:
+        rx = re.compile(method["interface"])
+        return next((a for n, addrs in ifaces if rx.fullmatch(n) for a in addrs), None)
+    if "skipInterface" in method:
+        rx = re.compile(method["skipInterface"])
+        return next((a for n, addrs in ifaces if not rx.fullmatch(n) for a in addrs), None)
+    if "cidrs" in method:
+        nets = [ipaddress.ip_network(c, strict=False) for c in method["cidrs"]]
+        return next((a for _, addrs in ifaces for a in addrs if any(ipaddress.ip_address(a) in n for n in nets)), None)
+    if "canReach" in method:
+        dest = ipaddress.ip_address(method["canReach"])
+        for i in seed.interfaces:
+            for a in i.addresses:
+                if dest in ipaddress.ip_interface(a).network:
+                    return str(ipaddress.ip_interface(a).ip)
+        return next((a for _, addrs in ifaces for a in addrs), None)
+    return None
+
+
+def checks(lab, all_seeds: list[seeds.Seed]) -> Iterator[tuple[str, str | None]]:
+    s = lab.sim()
+    st = lab.state()
+    problems = []
+    for seed in all_seeds:
+        name = seed.user_data.get("hostname") or seed.name
+        n = st["nodes"].get(name)
+        if not n or not n.get("kubelet"):
+            problems.append(f"{seed.name} is not registered")
+            continue
+        net = node_network(seed)
+        if n.get("internalIP") != seed.address or net is None or ipaddress.ip_address(n["internalIP"]) not in net:
+            problems.append(f"{name}'s InternalIP is {n.get('internalIP')}, not its node-network address {seed.address}")
+    yield "nodes", "; ".join(problems) or None
+
+    yield "calico", calico(lab, all_seeds, st)
+
+    admin = lab.out / "admin.conf"
+    try:
+        kc = s.read_kubeconfig(admin)
+    except ValueError as e:
+        yield "admin.conf", str(e)
+    else:
+        who, why = s.reach(st, kc["server"])
+        ident = s.identity(st, kc["cert"], kc["key"])
+        if who is None:
+            yield "admin.conf", f"{kc['server']} does not answer: {why}"
+        elif kc["ca"] is None or s.public_der(s.load_cert(kc["ca"]).public_key()) != \
+                s.public_der(s.load_cert(st["ca"]["ca"]).public_key()):
+            yield "admin.conf", "its certificate-authority-data is not the cluster's CA"
+        elif isinstance(ident, str):
+            yield "admin.conf", ident
+        elif s.MASTERS_GROUP in ident[1]:
+            # kubeadm 1.29+ (constants.SystemPrivilegedGroup): only super-admin.conf, kept on the
+            # init node, is in system:masters; it bypasses RBAC and cannot be revoked
+            yield "admin.conf", (f"the user {ident[0]} is in system:masters, the break-glass group of "
+                                 "super-admin.conf; an admin's credential belongs in kubeadm:cluster-admins")
+        elif not s.authorized(st, ident[1]):
+            yield "admin.conf", f"the user {ident[0]} (groups {ident[1]}) is not authorized: no binding for its groups"
+        else:
+            yield "admin.conf", None
+
+    leaks = []
+    secrets_ = [t["secret"] for t in st["tokens"].values()]
+    for seed in all_seeds:
+        root = lab.work / "nodes" / seed.name / "root"
+        texts = {"console": lab.result.consoles.get(seed.name, "")}
+        for log in (root / "var/log/bakery").glob("*"):
+            texts[str(log.relative_to(root))] = log.read_text(errors="replace")
+        for where, text in texts.items():
+            if any(sec in text for sec in secrets_) or "PRIVATE KEY" in text:
+                leaks.append(f"{seed.name}: {where} holds a secret")
+        if (root / "etc/bakery/kubeadm.yaml").exists():
+            leaks.append(f"{seed.name}: /etc/bakery/kubeadm.yaml (the token) is still on the node")
+    yield "secrets", "; ".join(leaks) or None
+
+
+def calico(lab, all_seeds: list[seeds.Seed], st: dict) -> str | None:
+    objects = {k: v["object"] for k, v in st["objects"].items()}
+    inst = objects.get("operator.tigera.io|Installation||default")
+    if inst is None:
+        return "no Installation named default was created"
+    if not any(k.startswith("apps|Deployment|tigera-operator|") for k in objects):
+        return "the tigera-operator Deployment was not created"
+    spec = inst.get("spec") or {}
+    pod_subnet = st["cluster"].get("podSubnet")
+    net = spec.get("calicoNetwork") or {}
+    for pool in net.get("ipPools") or []:
+        if not pod_subnet or not ipaddress.ip_network(pool["cidr"]).subnet_of(ipaddress.ip_network(pod_subnet)):
+            return (f"IP pool {pool.get('name')} {pool['cidr']} is not within the platform's configured pod network "
+                    f"CIDR(s) (kubeadm podSubnet {pod_subnet})")
+    method = net.get("nodeAddressAutodetectionV4") or {}
+    for seed in all_seeds:
+        name = seed.user_data.get("hostname") or seed.name
+        got = autodetected(method, seed, st["nodes"].get(name, {}).get("internalIP"))
+        if got != seed.address:
+            return f"on {name}, Calico's address autodetection {method or 'firstFound'} picks {got}, not {seed.address}"
+    release = seeds.versions_env(lab.out)["CALICO_VERSION"]
+    table = json.loads(OPERATOR_IMAGES.read_text())["releases"].get(release)
+    if table is None:
+        return f"no operator images known for Calico {release} (tests/data/specs/calico-operator-images.json)"
+    registry = spec.get("registry") or table["defaultRegistry"]
+    default = table["defaultRegistry"].rstrip("/")
+    want = [table["operator"]] + [registry.rstrip("/") + i.removeprefix(default) for i in table["installation"]]
+    for seed in all_seeds:
+        node_json = json.loads((lab.work / "nodes" / seed.name / "root/.rehearsal/node.json").read_text())
+        missing = [i for i in want if i not in node_json["images"]]
+        if missing:
+            return f"{seed.name} lacks images the operator will run: {', '.join(missing)}"
+    return None
