@@ -176,11 +176,8 @@ def admin_conf_in_group(out: Path, group: str) -> None:
     """The user's admin.conf with its certificate (signed by the cluster CA) in another group."""
     sys.path.insert(0, str(ROOT / "tests" / "standins"))
     import simcluster
-    bundle = yaml.safe_load((out / "secrets.yaml").read_text())
-    text = json.dumps(bundle)
-    ca_crt = re.search(r'"certificate": "(-----BEGIN CERTIFICATE-----[^"]+)"', text).group(1).encode().decode("unicode_escape")
-    ca_key = re.search(r'"key": "(-----BEGIN [A-Z ]*PRIVATE KEY-----[^"]+)"', text).group(1).encode().decode("unicode_escape")
-    crt, key = simcluster.issue_client(ca_crt.encode(), ca_key.encode(), "kubernetes-admin", [group])
+    ca = yaml.safe_load((out / "secrets.yaml").read_text())["ca"]
+    crt, key = simcluster.issue_client(ca["certificate"].encode(), ca["key"].encode(), "kubernetes-admin", [group])
     cfg = yaml.safe_load((out / "admin.conf").read_text())
     cfg["users"][0]["user"]["client-certificate-data"] = base64.b64encode(crt).decode()
     cfg["users"][0]["user"]["client-key-data"] = base64.b64encode(key).decode()
@@ -227,6 +224,9 @@ BROKEN = {
     "advertiseAddress": ("single", lambda o: edit_kubeadm(o, "solo", "InitConfiguration",
                                                            lambda d: d["localAPIEndpoint"].update(advertiseAddress="192.168.56.99")),
                          "solo", "kubeadm", "is not an address of this node"),
+    "token in another group": ("lab", lambda o: edit_kubeadm(o, "k8s-master", "InitConfiguration",
+                                                              lambda d: d["bootstrapTokens"][0].update(groups=["system:bootstrappers:other"])),
+                               "k8s-master", "kubeadm", "default-node-token"),
     # the kubelet
     "node-ip": ("lab", lambda o: edit_kubeadm(o, "k8s-node1", "JoinConfiguration",
                                                lambda d: registration_arg(d, "node-ip", "10.0.2.99")),
@@ -263,6 +263,13 @@ BROKEN = {
     "kube-vip with admin.conf during init": ("ha", lambda o: edit_file(o, "cp1", "/etc/kubernetes/manifests/kube-vip.yaml",
                                                                        lambda t: t.replace("/etc/kubernetes/super-admin.conf", "/etc/kubernetes/admin.conf")),
                                              "cp1", "kubeadm", "does not answer"),
+    "kube-vip on a NIC the node lacks": ("ha", lambda o: edit_file(o, "cp1", "/etc/kubernetes/manifests/kube-vip.yaml",
+                                                                    lambda t: t.replace("value: ens18", "value: eth9")),
+                                         "cp1", "kubeadm", "does not answer"),
+    "kube-vip without control-plane mode": ("ha", lambda o: edit_file(o, "cp1", "/etc/kubernetes/manifests/kube-vip.yaml",
+                                                                       lambda t: t.replace("name: cp_enable\n      value: 'true'",
+                                                                                           "name: cp_enable\n      value: 'false'")),
+                                            "cp1", "kubeadm", "does not answer"),
     # the API server and Calico
     "objects created twice": ("single", lambda o: (edit_file(o, "solo", SCRIPT, lambda t: t.replace(
         'kube apply --server-side --force-conflicts -f "${CALICO_DIR}/${m}"', 'kube create -f "${CALICO_DIR}/${m}"')),

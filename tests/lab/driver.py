@@ -23,6 +23,7 @@ TESTS = Path(__file__).resolve().parent.parent
 NODE_TIMEOUT = 120  # seconds of wall time for one node's first boot (a hang is a failure)
 STEP_LINE = re.compile(r"bakery-firstboot: step (\S+)")
 NAT_LEASE = ("10.0.2.15/24", "10.0.2.2")  # VirtualBox NAT's DHCP answer, the same on every VM
+DHCP_ROUTE_METRIC = 100  # netplan's default route-metric for a DHCP ethernet (dhcp4-overrides)
 
 
 @dataclass
@@ -68,22 +69,19 @@ class Lab:
         self.tag = f"rh{os.getpid()}"
         self.net = f"{self.tag}net"
         self.python = os.path.realpath(sys.executable)
-        (work / "host-view").mkdir()
-        (work / "host-view" / "state").symlink_to(self.state_dir)
 
     # -- the shared state, from the driver's side ------------------------------------------
-    def state(self) -> dict:
-        f = self.state_dir / "cluster.json"
-        return json.loads(f.read_text()) if f.exists() else {}
-
     def sim(self):
         """The stand-ins' state module, pointed at this lab's state (from the host's side)."""
         if str(TESTS / "standins") not in sys.path:
             sys.path.insert(0, str(TESTS / "standins"))
         import simcluster as sim
-        sim.LAB = self.work / "host-view"
-        sim.STATE, sim.LOCK = sim.LAB / "state" / "cluster.json", sim.LAB / "state" / "lock"
+        sim.STATE, sim.LOCK = self.state_dir / "cluster.json", self.state_dir / "lock"
         return sim
+
+    def state(self) -> dict:
+        with self.sim().state(write=False) as st:
+            return st
 
     def update_state(self, fn) -> None:
         with self.sim().state() as st:
@@ -114,13 +112,12 @@ class Lab:
         try:
             sh("ip", "-n", self.net, "link", "set", "lo", "up")
             pending = [s for s in all_seeds if s is not inits[0]]
-            order = [inits[0]]
             if not self.boot(inits[0]):
                 return self.result
             while pending:
                 st = self.state()
                 ready = [s for s in pending if s.action != "join-control-plane" or not s.join_after
-                         or self.api_ready(st, s.join_after)]
+                         or self.sim().api_server_ready(st, s.join_after)]
                 ready.sort(key=lambda s: s.action != "join-control-plane")
                 if not ready:
                     s = pending[0]
@@ -128,7 +125,6 @@ class Lab:
                                                         "no node before it makes ready (JOIN_AFTER)")
                 node = ready[0]
                 pending.remove(node)
-                order.append(node)
                 if not self.boot(node):
                     return self.result
             self.cluster_checks(all_seeds)
@@ -136,11 +132,6 @@ class Lab:
             sh("ip", "netns", "del", self.net, check=False)
             self.result.state = self.state()
         return self.result
-
-    @staticmethod
-    def api_ready(st: dict, address: str) -> bool:
-        return any(n.get("apiServer") and n.get("address") == address and name in st.get("etcd", [])
-                   for name, n in st.get("nodes", {}).items())
 
     # -- one node ---------------------------------------------------------------------------
     def boot(self, seed: seeds.Seed) -> bool:
@@ -163,12 +154,13 @@ class Lab:
         (root / "usr").mkdir()
         ns = f"{self.tag}n{len(list((self.work / 'nodes').iterdir()))}"
         try:
-            addresses, default_addr = self.network(ns, seed)
+            interfaces, default_addr = self.network(ns, seed)
         except (subprocess.CalledProcessError, ValueError) as e:
             self.fail(name, "network", f"network-config cannot be applied: {getattr(e, 'stderr', '') or e}")
             return False
         node_json = {"name": name, "hostname": (root / "etc/hostname").read_text().strip(),
-                     "addresses": addresses, "defaultRouteAddress": default_addr,
+                     "interfaces": interfaces, "addresses": [a for addrs in interfaces.values() for a in addrs],
+                     "defaultRouteAddress": default_addr,
                      "faults": self.faults.get(name, {}), **facts}
         (root / ".rehearsal").mkdir()
         (root / ".rehearsal" / "node.json").write_text(json.dumps(node_json, indent=1))
@@ -243,12 +235,14 @@ class Lab:
                 listener.wait()
             sh("ip", "netns", "del", ns, check=False)
 
-    def network(self, ns: str, seed: seeds.Seed) -> tuple[list[str], str]:
+    def network(self, ns: str, seed: seeds.Seed) -> tuple[dict[str, list[str]], str]:
         """The node's NICs as its network-config sets them (veth pairs whose other ends are in
         the lab's network namespace); a DHCP NIC gets VirtualBox NAT's lease."""
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-        addresses, default_addr, gateway = [], None, None
+        addresses: list[str] = []
+        routes = []  # (metric, gateway, NIC, source address): the lowest metric is the default route
+        interfaces = {}
         for i, iface in enumerate(seed.interfaces):
             peer = f"{ns}p{i}"
             mac = ["address", iface.mac] if iface.mac else []
@@ -262,26 +256,27 @@ class Lab:
             for a in assigned:
                 sh("ip", "-n", ns, "addr", "add", a, "dev", iface.name)
                 addresses.append(str(ipaddress.ip_interface(a).ip))
-            if iface.dhcp and default_addr is None:
-                default_addr, gateway = str(ipaddress.ip_interface(NAT_LEASE[0]).ip), (NAT_LEASE[1], iface.name)
-            elif iface.gateway and gateway is None and assigned:
-                default_addr, gateway = str(ipaddress.ip_interface(assigned[0]).ip), (iface.gateway, iface.name)
+            interfaces[iface.name] = [str(ipaddress.ip_interface(a).ip) for a in assigned]
+            if iface.dhcp:
+                routes.append((DHCP_ROUTE_METRIC, NAT_LEASE[1], iface.name, str(ipaddress.ip_interface(NAT_LEASE[0]).ip)))
+            if iface.gateway and iface.addresses:
+                routes.append((iface.gateway_metric, iface.gateway, iface.name,
+                               str(ipaddress.ip_interface(iface.addresses[0]).ip)))
             if iface.addresses:
                 # the other end answers for the endpoint (when it is not this node) on this network
                 host = seed.values.get("ENDPOINT_HOST", "")
                 net = ipaddress.ip_interface(iface.addresses[0]).network
                 if host and host not in addresses and ipaddress.ip_address(host) in net:
                     sh("ip", "-n", self.net, "addr", "add", f"{host}/{net.prefixlen}", "dev", peer)
-        if gateway:
-            sh("ip", "-n", ns, "route", "add", "default", "via", gateway[0], "dev", gateway[1], "onlink")
-        if default_addr is None:
-            default_addr = addresses[0] if addresses else "127.0.0.1"
-        return addresses, default_addr
+        for metric, via, dev, _ in routes:
+            sh("ip", "-n", ns, "route", "add", "default", "via", via, "dev", dev, "metric", str(metric), "onlink")
+        default_addr = min(routes)[3] if routes else addresses[0] if addresses else "127.0.0.1"
+        return interfaces, default_addr
 
     def listen_if_answering(self, seed: seeds.Seed):
         host, port = seed.values.get("ENDPOINT_HOST", ""), seed.values.get("ENDPOINT_PORT", "6443")
         sim = self.sim()
-        if not host or seed.action == "init" or sim.reach(self.state() or sim.empty_state(), f"https://{host}:{port}")[0] is None:
+        if not host or seed.action == "init" or sim.reach(self.state(), f"https://{host}:{port}")[0] is None:
             return None
         code = ("import socket,sys\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
                 f"s.bind(({host!r},{int(port)}));s.listen(64);print('up',flush=True)\n"

@@ -34,7 +34,6 @@ from . import seeds
 TESTS = Path(__file__).resolve().parent.parent
 SPECS = TESTS / "data" / "specs"
 STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "containerd")
-UNIT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class CloudInitError(Exception):
@@ -138,10 +137,9 @@ def bake(out: Path, root: Path, python: str) -> dict:
 def standin_wrappers(usr_upper: Path, python: str) -> None:
     """kubeadm, kubectl, ... in the node's /usr (an overlay over the host's): each runs its
     stand-in with the host's Python, mounted at the same path in the node."""
+    (usr_upper / "bin").mkdir(parents=True, exist_ok=True)
     for tool in STANDINS:
-        for d in ("bin", "sbin"):
-            (usr_upper / d).mkdir(parents=True, exist_ok=True)
-        dest = usr_upper / ("bin" if tool != "containerd" else "bin") / tool
+        dest = usr_upper / "bin" / tool
         dest.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} /.rehearsal/tests/standins/{tool.replace("-", "_")}.py "$@"\n')
         dest.chmod(0o755)
 

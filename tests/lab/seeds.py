@@ -3,7 +3,6 @@
 Nothing here checks the folder's manifest: the rehearsal plays what the seeds say."""
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ class Interface:
     addresses: list[str]  # with prefix, e.g. 192.168.56.11/24
     dhcp: bool
     gateway: str | None
+    gateway_metric: int  # the static default route's metric (netplan: 0 unless given)
 
 
 @dataclass
@@ -82,12 +82,12 @@ def interfaces(network_config: dict) -> list[Interface]:
     out = []
     for key, eth in (net.get("ethernets") or {}).items():
         match = eth.get("match") or {}
-        gw = eth.get("gateway4")
+        gw, metric = eth.get("gateway4"), 0
         for r in eth.get("routes") or []:
             if r.get("to") in ("default", "0.0.0.0/0"):
-                gw = r.get("via")
+                gw, metric = r.get("via"), int(r.get("metric", 0))
         out.append(Interface(eth.get("set-name") or key, match.get("macaddress"), list(eth.get("addresses") or []),
-                             bool(eth.get("dhcp4")), gw))
+                             bool(eth.get("dhcp4")), gw, metric))
     return out
 
 
@@ -112,11 +112,6 @@ def read_seeds(out: Path) -> list[Seed]:
     return [read_seed(d) for d in sorted((out / "nodes").iterdir()) if d.is_dir()]
 
 
-def node_network(seed: Seed) -> ipaddress.IPv4Interface | None:
-    for iface in seed.interfaces:
-        for a in iface.addresses:
-            return ipaddress.ip_interface(a)  # type: ignore[return-value]
-    return None
 
 
 def bake_images(out: Path) -> list[str]:

@@ -63,6 +63,8 @@ TAKES_VALUE = {"config", "ignore-preflight-errors", "node-name", "kubeconfig", "
                "cri-socket", "image-repository"}
 SHARED_PKI = (("ca", True), ("front-proxy-ca", True), ("etcd/ca", True))
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
+TOKEN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
+NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
@@ -175,9 +177,10 @@ class Kubeadm:
             self.refuse("preflight", f"the stand-in knows no images for Kubernetes {version} "
                                      "(tests/data/specs/kubeadm-images.json)")
         missing = [i for i in want if i not in sim.images_here()]
-        if missing:
-            error("ImagePull", f"the images {missing} are not in the container runtime and the first boot pulls nothing "
-                               f"(imagePullPolicy {registration.get('imagePullPolicy', 'IfNotPresent')})")
+        if missing:  # not waivable here: ignoring ImagePull leaves pods that cannot start offline
+            self.refuse("preflight", f"[ERROR ImagePull]: the images {missing} are not in the container runtime and "
+                                     f"the first boot pulls nothing (imagePullPolicy "
+                                     f"{registration.get('imagePullPolicy', 'IfNotPresent')})")
 
     def check_address(self, address: str | None, what: str) -> str:
         if address is None:
@@ -206,6 +209,21 @@ class Kubeadm:
                     self.refuse("certs", f"{pki}/{name} is not the cluster's: a control-plane node must share the "
                                          "cluster's CAs and service-account key")
         return found
+
+    def check_token(self, t: dict) -> None:
+        """A bootstrap token as kubeadm validates it (apis/bootstraptoken/v1, validation.go):
+        the token's form, its usages; and the group kubeadm's RBAC (phases/bootstraptoken/node)
+        binds for joining (system:bootstrappers:kubeadm:default-node-token): stricter, any other
+        group's token could not post the kubelet's CSR."""
+        if not TOKEN.fullmatch(str(t.get("token", ""))):
+            self.refuse("bootstrap-token", f"the bootstrap token {str(t.get('token'))[:7]}… does not match "
+                                           "[a-z0-9]{6}.[a-z0-9]{16}")
+        bad = set(t.get("usages", [])) - {"signing", "authentication"}
+        if bad:
+            self.refuse("bootstrap-token", f"invalid bootstrap token usages {sorted(bad)}")
+        if NODE_TOKEN_GROUP not in t.get("groups", [NODE_TOKEN_GROUP]):
+            self.refuse("bootstrap-token", f"the bootstrap token's groups {t.get('groups')} lack {NODE_TOKEN_GROUP}, "
+                                           "the group kubeadm allows to join")
 
     # -- writes --------------------------------------------------------------------------
     def write_kubeconfigs(self, pki: str, server: str, names: list[tuple[str, str, list[str]]]) -> None:
@@ -251,6 +269,8 @@ class Kubeadm:
         reg = init.get("nodeRegistration") or {}
         name = reg.get("name") or self.node["hostname"]
         version = cluster.get("kubernetesVersion") or self.installed
+        for t in init.get("bootstrapTokens") or []:
+            self.check_token(t)
         with sim.state(write=False) as st:
             if st["initialized"]:
                 self.refuse("preflight", "stand-in: the cluster exists already; a second kubeadm init would make "
@@ -279,6 +299,7 @@ class Kubeadm:
         with sim.state() as st:
             st["ca"] = shared
             st["caKey"] = sim.path(f"{pki}/ca.key").read_text()  # the controller-manager signs the kubelets' CSRs
+            st["kubeletConfig"] = docs.get("KubeletConfiguration", {})  # the kubelet-config ConfigMap
             st["cluster"] = {"name": cluster.get("clusterName", "kubernetes"), "kubernetesVersion": version,
                              "controlPlaneEndpoint": endpoint, "bindPort": port,
                              "imageRepository": cluster.get("imageRepository") or "registry.k8s.io",
@@ -299,7 +320,7 @@ class Kubeadm:
                 ttl = seconds(t.get("ttl", "24h0m0s"))
                 st["tokens"][tid] = {"secret": secret, "expires": sim.now() + ttl if ttl else None,
                                      "usages": t.get("usages", ["signing", "authentication"]),
-                                     "groups": t.get("groups", ["system:bootstrappers:kubeadm:default-node-token"])}
+                                     "groups": t.get("groups", [NODE_TOKEN_GROUP])}
             st["initialized"] = True
         print("Your Kubernetes control-plane has initialized successfully!")
         if "skip-token-print" not in self.flags:
@@ -375,7 +396,8 @@ class Kubeadm:
         crt, key = sim.issue_client(ca_pem, st["caKey"].encode(), f"system:node:{name}", ["system:nodes"])
         sim.write_kubeconfig(sim.KUBELET_CONF, server, ca_pem, f"system:node:{name}", crt, key)
         with sim.state() as st:
-            self.start_kubelet(st, name, reg, {}, role="control-plane" if cp is not None else "worker")
+            self.start_kubelet(st, name, reg, st.get("kubeletConfig", {}),
+                               role="control-plane" if cp is not None else "worker")
             if cp is not None:
                 st["nodes"][name].update({"address": advertise, "apiServer": True})
                 st["etcd"].append(name)

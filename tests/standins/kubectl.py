@@ -262,9 +262,7 @@ def api(state: dict, verb: str, words: list[str], flags: dict[str, str], switche
             action = "created" if not exists else ("serverside-applied" if server_side else "configured")
             print(f'{obj["kind"].lower()}/{obj["metadata"]["name"]} {action}')
         if errors:
-            state["violations"].append({"node": sim.node()["name"], "step": "kubectl", "reason": errors[0]})
-            print("\n".join(errors), file=sys.stderr)
-            raise SystemExit(1)
+            sim.violation("kubectl", errors[0].removeprefix("error: "), printed="\n".join(errors))
     else:
         fail(f'error: unknown command "{verb}" for "kubectl" (stand-in)')
 

@@ -5,7 +5,7 @@ adopted, the bootstrap tokens it registered, the RBAC binding of ``kubeadm:clust
 the etcd members, which node runs an API server, the static pods each node's kubelet runs (for
 kube-vip and its VIP), the API objects (kubectl.py) and every contract violation a stand-in
 found. Every stand-in runs inside a node's throwaway root (tests/lab/), where the lab's own
-files are under ``/.rehearsal`` (``$REHEARSAL_LAB`` outside a node root):
+files are under ``/.rehearsal`` (the lab points STATE and LOCK at its own folder to read it):
 
 - ``/.rehearsal/state/cluster.json`` (shared by every node, guarded by ``state/lock``);
 - ``/.rehearsal/node.json``: this node's name, its addresses (from its network-config, as the
@@ -22,18 +22,17 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-LAB = Path(os.environ.get("REHEARSAL_LAB", "/.rehearsal"))
+LAB = Path("/.rehearsal")
 STATE = LAB / "state" / "cluster.json"
 LOCK = LAB / "state" / "lock"
 NODE = LAB / "node.json"
-ROOT = Path(os.environ.get("REHEARSAL_ROOT", "/"))  # the node's root, as the stand-in sees it
+ROOT = Path("/")  # the node's root, as the stand-in sees it (a chroot)
 
 # kubeadm's paths (cmd/kubeadm/app/constants/constants.go)
 KUBERNETES_DIR = "/etc/kubernetes"
@@ -334,12 +333,15 @@ def vip_holder(st: dict, address: str) -> str | None:
     plane mode, leader election on a Lease) holds the address only while its kubeconfig lets
     it take the lease, i.e. while the identity in that file is authorized (kube-vip#684: with
     kubeadm 1.29+ admin.conf is authorized only after init, so on the init node kube-vip
-    must use super-admin.conf during init). Its image must be in the node's runtime."""
+    must use super-admin.conf during init). Its image must be in the node's runtime, control
+    plane mode on (``cp_enable``), and ``vip_interface`` a NIC of the node (kube-vip adds the
+    address to that link and fails when it does not exist: pkg/vip, netlink.LinkByName)."""
     for name, n in st["nodes"].items():
         pod = (n.get("staticPods") or {}).get("kube-vip")
         if not pod or not n.get("apiServer") or pod.get("address") != address:
             continue
-        if not pod.get("imagePresent") or pod.get("groups") is None:
+        if not pod.get("imagePresent") or pod.get("groups") is None or not pod.get("controlPlane") \
+                or not pod.get("interfaceExists"):
             continue
         if authorized(st, pod["groups"]):
             return name
@@ -387,6 +389,8 @@ def sync_static_pods(st: dict, name: str) -> None:
         if pname == "kube-vip":
             env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
             entry["address"] = env.get("address") or env.get("vip_address")
+            entry["controlPlane"] = env.get("cp_enable") == "true"
+            entry["interfaceExists"] = env.get("vip_interface") in node().get("interfaces", {})
             mounts = {m["name"]: m["mountPath"] for c in containers for m in c.get("volumeMounts") or []}
             host_paths = {v["name"]: (v.get("hostPath") or {}).get("path")
                           for v in (pod.get("spec") or {}).get("volumes") or []}
@@ -403,9 +407,3 @@ def sync_static_pods(st: dict, name: str) -> None:
         pods[pname] = entry
     n["staticPods"] = pods
 
-
-def in_subnet(address: str, cidr: str) -> bool:
-    try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False
