@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 from .output.layout import SECRETS_NAME, default_out
-from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_file_atomic, write_tree
+from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_tree
 from .spec.model import Cluster
 
 
@@ -23,21 +24,28 @@ class RenderResult:
 
 
 def _entry(f: OutputFile) -> dict:
+    if f.link is not None:
+        return {"path": f.path, "kind": f.kind, "node": f.node, "role": f.role, "link": f.link}
     return {"path": f.path, "kind": f.kind, "node": f.node, "role": f.role,
             "sha256": hashlib.sha256(f.content).hexdigest(), "size": len(f.content), "mode": f"{f.mode:04o}"}
 
 
-def manifest(cluster: Cluster, entries: list[dict], fingerprint: str) -> OutputFile:
-    """manifest.json: every file's hash, size and mode (never its content), sorted by path."""
+def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: str) -> OutputFile:
+    """manifest.json: every file's hash, size and mode (never its content), sorted by path,
+    and the id of the bootstrap token the seeds carry (the id is the public half of a token:
+    kubeadm names its Secret bootstrap-token-<id>; the secret half is never recorded)."""
     doc = {"bakery": __version__, "cluster": cluster.name, "kubernetesVersion": cluster.kubernetes_version,
-           "bakeFingerprint": fingerprint, "files": sorted(entries, key=lambda e: e["path"])}
+           "bakeFingerprint": fingerprint, "bootstrapTokenId": token_id,
+           "files": sorted(entries, key=lambda e: e["path"])}
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
 
-def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None) -> Iterator[OutputFile]:
+def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
+               bundle_link: str | None = None) -> Iterator[OutputFile]:
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
     a render holds one node's files at a time, whatever the cluster's size. plan: the image
-    plan when the command has computed it already (the plan is computed once per command)."""
+    plan when the command has computed it already (the plan is computed once per command).
+    bundle_link: <out>/secrets.yaml is a symlink with this text, kept as it is."""
     from .deliver import handoff as deliver
     from .image import packer
     from .pki import kubeconfig
@@ -61,11 +69,13 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None) -> 
         yield from deliver.cluster_files(cluster, plan, nodes, plans)
         if bundle_in_tree:
             yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)
+        elif bundle_link is not None:
+            yield OutputFile(SECRETS_NAME, b"", kind="secrets", link=bundle_link)
 
     for f in each():
         entries.append(_entry(f))
         yield f
-    yield manifest(cluster, entries, plan.fingerprint)
+    yield manifest(cluster, entries, plan.fingerprint, bundle.token_id)
 
 
 def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
@@ -76,36 +86,78 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
                    rotate_token: bool = False, check_only: bool = False,
                    lock_timeout: float = 60.0, plan=None) -> RenderResult:
-    from .pki import bundle as secrets
+    from .pki import store
 
-    dest = Path(out) if out else default_out(cluster)
-    bundle_path = Path(secrets_path) if secrets_path else dest / SECRETS_NAME
-    bundle_in_tree = bundle_path.absolute().parent == dest.absolute()
+    dest = (Path(out) if out else default_out(cluster)).absolute()
+    _refuse_dest(dest, writing=not check_only)
     if check_only:
-        return _check(cluster, dest, bundle_path, bundle_in_tree, plan)
+        if rotate_token:
+            raise InputError("--check writes nothing, so it cannot rotate the token; run the render with "
+                             "--rotate-token alone", check="check-rotate-token")
+        return _check(cluster, dest, store.locate(dest, secrets_path), plan)
     _refuse_foreign(dest)
     with locked(dest, lock_timeout):
-        clean_stale(dest)
-        bundle, changed, notes = secrets.obtain(cluster, bundle_path, rotate_token=rotate_token)
-        if changed and not bundle_in_tree:
-            # the bundle outside the tree is written first: outputs never refer to a lost bundle
-            bundle_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_file_atomic(bundle_path, bundle.to_bytes(), 0o600)
-        count = 0
+        loc = store.locate(dest, secrets_path)  # under the tree's lock: the in-tree link is stable
+        with store.locked(loc, lock_timeout):
+            clean_stale(dest)
+            bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token)
+            seeded = _seeded_token_id(dest)
+            count = 0
 
-        def counted():
-            nonlocal count
-            for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree, plan=plan):
-                count += 1
-                yield f
-        write_tree(dest, counted())
-    result = RenderResult(dest, count)
+            def counted():
+                nonlocal count
+                for f in iter_files(cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link):
+                    count += 1
+                    yield f
+
+            # An external bundle changes with the tree: renamed into place right before the
+            # swap, with signals held over both (write_tree), so a kill, Ctrl-C or full disk
+            # before then changes neither, and outputs never refer to a bundle not on disk.
+            commit = (lambda: store.write(loc, bundle)) if changed and not loc.in_tree else None
+            interrupted = write_tree(dest, counted(), before_swap=commit)
+    result = RenderResult(dest, count, exit_code=130 if interrupted else 0)
     result.messages.append(f"wrote {count} files to {dest}")
     result.messages += notes
     if rotate_token:
         result.messages.append("new bootstrap token; on a running cluster register it with:")
         result.messages.append(f"  {bundle.token_create_command(cluster)}")
+    elif seeded is not None and seeded != bundle.token_id:
+        result.messages.append(f"the bundle's bootstrap token ({bundle.token_id}) is not the one the previous seeds "
+                               f"in {dest} carried ({seeded}): a --rotate-token that was interrupted, or a bundle "
+                               "changed by hand. The seeds now carry the bundle's; on a running cluster register "
+                               "it with:")
+        result.messages.append(f"  {bundle.token_create_command(cluster)}")
+    if interrupted:
+        result.messages.append("interrupted while the outputs were being swapped in; the render completed")
     return result
+
+
+def _seeded_token_id(dest: Path) -> str | None:
+    """The token id the output folder's seeds carry, from its manifest (None if unknown)."""
+    from .fsafe import read_regular
+
+    try:
+        doc = json.loads(read_regular(dest / "manifest.json", 64 << 20))
+    except (OSError, ValueError):
+        return None
+    token_id = doc.get("bootstrapTokenId") if isinstance(doc, dict) else None
+    return token_id if isinstance(token_id, str) else None
+
+
+def _refuse_dest(dest: Path, *, writing: bool) -> None:
+    """Output folders a render must not swap: a symlink (the link itself would be replaced),
+    and the folder the user is in or one holding it (the shell would be left in a deleted
+    folder)."""
+    if dest.is_symlink():
+        raise InputError(f"--out {dest} is a symbolic link (to {os.path.realpath(dest)}); a render replaces its "
+                         "output folder whole, which would replace the link: pass the real folder",
+                         check="out-symlink")
+    if writing:
+        here = Path.cwd().resolve()
+        real = dest.resolve()
+        if real == here or real in here.parents:
+            raise InputError(f"--out {dest} is the folder you are in, or holds it; a render replaces its output "
+                             "folder whole: pick a sub-folder, such as outputs/<cluster>", check="out-cwd")
 
 
 def _refuse_foreign(dest: Path) -> None:
@@ -127,17 +179,21 @@ def _refuse_foreign(dest: Path) -> None:
                          check="out-not-bakery")
 
 
-def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool, plan=None) -> RenderResult:
-    from .pki import bundle as secrets
+def _check(cluster: Cluster, dest: Path, loc, plan=None) -> RenderResult:
+    from .pki import store
 
-    if not bundle_path.exists():
-        raise InputError(f"no secrets bundle at {bundle_path}: nothing was rendered there yet; "
+    if not loc.real.exists():
+        raise InputError(f"no secrets bundle at {loc.path}: nothing was rendered there yet; "
                          "run `bakery render` first", check="check-no-bundle")
-    bundle, _, notes = secrets.obtain(cluster, bundle_path, rotate_token=False, create=False)
+    bundle, _, notes = store.obtain(cluster, loc, rotate_token=False, create=False)
     changed, wanted = [], set()
-    for f in iter_files(cluster, bundle, bundle_in_tree=bundle_in_tree, plan=plan):
+    for f in iter_files(cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link):
         wanted.add(f.path)
-        if read_file(dest / f.path) != f.content:
+        if f.link is not None:
+            same = (dest / f.path).is_symlink() and os.readlink(dest / f.path) == f.link
+        else:
+            same = read_file(dest / f.path) == f.content
+        if not same:
             changed.append(f.path)
     have = set(list_tree(dest))
     changed = sorted(set(changed) | (have - wanted))
@@ -150,4 +206,3 @@ def _check(cluster: Cluster, dest: Path, bundle_path: Path, bundle_in_tree: bool
         result.messages.append(f"{dest} is up to date ({len(wanted)} files)")
     result.messages += notes
     return result
-

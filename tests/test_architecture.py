@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bakery"
 # image and seed -> delivery -> render -> the command line. A module may import its own
 # part and any part listed before it, never one listed after it.
 STAGES = (
-    "errors", "resources", "templating", "versions", "nodefacts",  # shared helpers, the catalog, node facts
+    "errors", "fsafe", "resources", "templating", "versions", "nodefacts",  # shared helpers, the catalog, node facts
     "guest",      # runs on the node: imports nothing from bakery
     "providers",  # each hypervisor's facts
     "output",     # OutputFile, the atomic writer, the output layout
@@ -114,7 +114,7 @@ def test_the_graph_sees_relative_and_lazy_imports():
     g = graph()
     assert "bakery.spec.loader" in g["bakery.spec.pipeline"]      # from .loader import ...
     assert "bakery.spec.validate" in g["bakery.spec.pipeline"]    # inside a function
-    assert "bakery.pki.bundle" in g["bakery.render"]              # from .pki import bundle as ...
+    assert "bakery.pki.store" in g["bakery.render"]               # from .pki import store, in a function
     assert "bakery.cli.deliver" in g["bakery.cli"]
 
 
@@ -192,6 +192,6 @@ def test_each_render_computes_the_plan_once(monkeypatch, tmp_path):
             return _original(*a, **k)
         monkeypatch.setattr(planpkg, name, counted)
     cluster, _ = load_cluster(str(PACKAGE.parent / "examples" / "lab" / "cluster.yaml"))
-    bundle, *_ = secrets.obtain(cluster, tmp_path / "secrets.yaml", rotate_token=False, create=True)
+    bundle = secrets.new_bundle(cluster)
     render.collect(cluster, bundle, bundle_in_tree=False)
     assert calls == {"image_plan": 1, "node_plans": 1}

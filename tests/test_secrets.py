@@ -408,14 +408,14 @@ def test_key_algorithm_change_keeps_the_cas(good_bundle, tmp_path):
 def test_parse_rejects_expired_admin(model, good_bundle):
     now = datetime.datetime.now(datetime.UTC)
     admin = secrets._make_admin(good_bundle.ca, "rsa-2048", 365, now - datetime.timedelta(days=350))
-    with pytest.raises(secrets._Bad, match="admin.certificate .* expires on"):
+    with pytest.raises(secrets.BadBundle, match="admin.certificate .* expires on"):
         secrets.parse(replace(good_bundle, admin=admin).to_bytes())
 
 
 def test_parse_rejects_admin_signed_by_another_ca(good_bundle):
     now = datetime.datetime.now(datetime.UTC)
     admin = secrets._make_admin(good_bundle.etcd_ca, "rsa-2048", 365, now)
-    with pytest.raises(secrets._Bad, match="not signed by the cluster CA"):
+    with pytest.raises(secrets.BadBundle, match="not signed by the cluster CA"):
         secrets.parse(replace(good_bundle, admin=admin).to_bytes())
 
 

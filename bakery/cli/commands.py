@@ -22,6 +22,15 @@ def _fail(exc: BakeryError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _finite(value: float) -> float:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -103,8 +112,9 @@ def validate(cluster: str, strict: bool, output: str) -> None:
 @click.option("--rotate-token", is_flag=True, help="Make a new bootstrap token and print how to register it.")
 @click.option("--check", "check_only", is_flag=True,
               help="Render to a temporary folder and exit 1 if anything differs from what is on disk.")
-@click.option("--lock-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Seconds to wait for another render of the same output folder.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0, max=86400), default=60.0, show_default=True,
+              callback=lambda ctx, param, value: _finite(value),
+              help="Seconds to wait for another render of the same output folder or bundle.")
 def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool, rotate_token: bool,
            check_only: bool, lock_timeout: float) -> None:
     """Write Packer templates and per-node cloud-init for CLUSTER.yaml."""
@@ -135,17 +145,21 @@ def schema() -> None:
 def init(directory: str, force: bool) -> None:
     """Write an example cluster.yaml into DIRECTORY (default: here), with your SSH public key
     (~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, the first found) if there is one."""
+    import os
     from pathlib import Path
 
+    from .. import fsafe
     from ..spec import scaffold
 
     target = Path(directory) / "cluster.yaml"
+    if target.is_symlink() and not force:  # dangling or not: never written through without --force
+        raise InputError(f"{target} is a symbolic link (to {os.readlink(target)}); pass --force to write the "
+                         "example where it points", check="init-exists")
     if target.exists() and not force:
         raise InputError(f"{target} exists; pass --force to overwrite it", check="init-exists")
     key = scaffold.find_public_key(Path.home())
     example = scaffold.cluster_yaml(key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(example)
+    fsafe.write_atomic(target, example.encode(), 0o644, through_links=True)
     for line in scaffold.describe(key):
         click.echo(line)
     click.echo(f"wrote {target}; next: bakery validate {target}")
@@ -163,25 +177,25 @@ def secrets() -> None:
 def secrets_check(cluster: str, secrets_path: str | None) -> None:
     """Report the expiry of every certificate and the token's lifetime; exit 2 if the bundle
     is unusable or a certificate expires within 30 days. Prints no secret."""
-    from pathlib import Path
-
-    from ..output.layout import SECRETS_NAME, default_out
+    from ..output.layout import default_out
     from ..pki import bundle as sec
+    from ..pki import store
     from ..spec.pipeline import load_cluster
 
     model, _ = load_cluster(cluster)
-    path = Path(secrets_path) if secrets_path else default_out(model) / SECRETS_NAME
-    if not path.is_file():
+    loc = store.locate(default_out(model), secrets_path)
+    path = loc.path
+    if not loc.real.exists():
         raise InputError(f"no secrets bundle at {path}; run `bakery render` first or pass --secrets",
                          check="secrets-bundle")
-    data = path.read_bytes()
+    data = store.read(loc.real)
     try:
         rows = sec.expiry_report(data)
     except Exception:  # noqa: BLE001 - a bundle that is not even YAML: parse() below says why
         rows = []
     for name, cn, end, days in rows:
         click.echo(f"{name:14} {cn:22} expires {end} ({days} days)")
-    bundle, _, notes = sec.obtain(model, path, rotate_token=False, create=False)
+    bundle, _, notes = store.obtain(model, loc, rotate_token=False, create=False)
     for note in notes:
         click.echo(note)
     ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after kubeadm init"

@@ -10,15 +10,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import fcntl
 import os
+import secrets
 import shutil
 import stat
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import fsafe
 from ..errors import EnvError
 
 FILE_MODE = 0o644
@@ -37,6 +37,7 @@ class OutputFile:
     role: str | None = None
     secret: bool = False
     executable: bool = False
+    link: str | None = None  # a symbolic link with this text, not a file (content is empty)
 
     @property
     def mode(self) -> int:
@@ -45,33 +46,9 @@ class OutputFile:
         return EXEC_MODE if self.executable else FILE_MODE
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, content: bytes) -> None:
-    view = memoryview(content)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def write_file_atomic(path: Path, content: bytes, mode: int) -> None:
     """write-temp, fsync, rename: the file is either old or new, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # independent of the umask
-        _write_all(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsafe.write_atomic(path, content, mode)
 
 
 _RENAME_EXCHANGE = 2
@@ -146,6 +123,9 @@ def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None =
         if f.secret:
             secret_dirs.add(rel_parent)
             secret_dirs.update(rel_parent.parents)
+        if f.link is not None:
+            os.symlink(f.link, target)
+            continue
         if previous is not None and _same_file(previous / f.path, f):
             try:
                 os.link(previous / f.path, target)
@@ -155,7 +135,7 @@ def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None =
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
         try:
             os.fchmod(fd, f.mode)
-            _write_all(fd, f.content)
+            fsafe.write_all(fd, f.content)
         finally:
             os.close(fd)
     for d in made:
@@ -177,31 +157,49 @@ def _sync_tree(root: Path) -> None:
         os.close(fd)
 
 
-def write_tree(dest: Path, files: Iterable[OutputFile]) -> None:
-    """Replace dest with exactly these files, atomically."""
+def write_tree(dest: Path, files: Iterable[OutputFile], before_swap: Callable[[], None] | None = None) -> bool:
+    """Replace dest with exactly these files, atomically. ``before_swap`` runs once the new
+    tree is on disk, right before it is swapped in, with signals held over both: a file
+    that must change with the tree (an external secrets bundle) is renamed there.
+    Returns True when a Ctrl-C arrived during the swap (the render completed anyway)."""
+    interrupted = False
     dest = dest.absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.new-{os.getpid()}"
-    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    fsafe.makedirs(dest.parent)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # a fresh name: nothing planted under it
+    tmp = dest.parent / f".{dest.name}.new-{tag}"
+    old = dest.parent / f".{dest.name}.old-{tag}"
     try:
         previous = dest if dest.is_dir() and not dest.is_symlink() else None
         _build_tree(tmp, files, previous)
         _sync_tree(tmp)
-        if dest.exists():
-            if not dest.is_dir() or dest.is_symlink():
-                raise EnvError(f"{dest} exists and is not a folder; move it away or pick another --out")
-            if _exchange(tmp, dest):
-                shutil.rmtree(tmp)  # tmp now holds the old tree
-            else:  # pragma: no cover - non-Linux fallback: two renames
-                os.rename(dest, old)
-                os.rename(tmp, dest)
-                shutil.rmtree(old)
-        else:
-            os.rename(tmp, dest)
-        _fsync_dir(dest.parent)
+        if dest.exists() and (not dest.is_dir() or dest.is_symlink()):
+            raise EnvError(f"{dest} exists and is not a folder; move it away or pick another --out")
+        swapped = False
+        try:
+            with fsafe.signals_held():
+                if before_swap is not None:
+                    before_swap()
+                _swap(tmp, dest, old)
+                swapped = True
+        except KeyboardInterrupt:  # delivered when the hold ends: the render is complete
+            if not swapped:
+                raise
+            interrupted = True
+        fsafe.fsync_dir(dest.parent)
+        return interrupted
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange, the old tree
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _swap(tmp: Path, dest: Path, old: Path) -> None:
+    """Put the tree at tmp in dest's place: one exchange (the old tree then sits at tmp), or
+    one rename when dest does not exist yet. Removing the old tree is the caller's."""
+    if not dest.exists():
+        os.rename(tmp, dest)
+    elif not _exchange(tmp, dest):  # pragma: no cover - non-Linux fallback: two renames
+        os.rename(dest, old)
+        os.rename(tmp, dest)
 
 
 def clean_stale(dest: Path) -> None:
@@ -215,30 +213,19 @@ def clean_stale(dest: Path) -> None:
             os.rename(stale, dest)
 
 
+def lock_path(dest: Path) -> Path:
+    """The lock file of an output folder: beside it, since the folder itself is swapped."""
+    dest = dest.absolute()
+    return dest.parent / f".{dest.name}.lock"
+
+
 @contextlib.contextmanager
 def locked(dest: Path, timeout: float = 60.0) -> Iterator[None]:
     """One render per output folder at a time; the second waits up to `timeout` seconds."""
     dest = dest.absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = dest.parent / f".{dest.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                    raise EnvError(f"{dest} is being rendered by {holder} (lock {lock_path}); "
-                                   "wait for it or stop it") from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    fsafe.makedirs(dest.parent)
+    with fsafe.locked(lock_path(dest), f"{dest}", timeout):
         yield
-    finally:
-        os.close(fd)
 
 
 def read_file(path: Path) -> bytes | None:

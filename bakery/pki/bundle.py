@@ -27,10 +27,7 @@ import re
 import secrets as _random
 import string
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import cast
-
-from ..errors import InputError
 
 API_VERSION = "bakery.dev/v1alpha1"
 KIND = "SecretsBundle"
@@ -288,21 +285,21 @@ def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
 
 # -- loading and checking ----------------------------------------------------------------
 
-class _Bad(Exception):
-    """One problem with a bundle; becomes an InputError naming the file."""
+class BadBundle(Exception):
+    """One problem with a bundle, in a line that quotes no secret; the caller names the file."""
 
 
 def _text(doc: dict, key: str, where: str = "") -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise _Bad(f"{where}{key} is missing or not a string")
+        raise BadBundle(f"{where}{key} is missing or not a string")
     return value
 
 
 def _pair(doc: dict, key: str, cert_name: str = "certificate") -> KeyPair:
     value = doc.get(key)
     if not isinstance(value, dict):
-        raise _Bad(f"{key} is missing or not a mapping")
+        raise BadBundle(f"{key} is missing or not a mapping")
     return KeyPair(_text(value, cert_name, f"{key}."), _text(value, "key", f"{key}."))
 
 
@@ -315,14 +312,14 @@ def _load_key(pem: str, where: str):
         return serialization.load_pem_private_key(pem.encode(), password=None,
                                                   unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError) as exc:  # the message never contains key material
-        raise _Bad(f"{where}.key is not an unencrypted PEM private key") from exc
+        raise BadBundle(f"{where}.key is not an unencrypted PEM private key") from exc
 
 
 def _load_cert(pem: str, where: str):
     try:
         return _cert(pem)
     except ValueError as exc:
-        raise _Bad(f"{where}.certificate is not a PEM certificate") from exc
+        raise BadBundle(f"{where}.certificate is not a PEM certificate") from exc
 
 
 def _same_key(cert_or_pub, key) -> bool:
@@ -336,15 +333,15 @@ def _same_key(cert_or_pub, key) -> bool:
 def _check_validity(cert, where: str, now: datetime.datetime) -> None:
     end = cert.not_valid_after_utc
     if cert.not_valid_before_utc > now + datetime.timedelta(days=1):
-        raise _Bad(f"{where} is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (check the clock)")
+        raise BadBundle(f"{where} is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (check the clock)")
     if end <= now:
-        raise _Bad(f"{where} expired on {end:%Y-%m-%d}")
+        raise BadBundle(f"{where} expired on {end:%Y-%m-%d}")
     if end - now < MIN_REMAINING:
-        raise _Bad(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days")
+        raise BadBundle(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days")
 
 
 def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
-    """Parse and check a bundle. Raises _Bad with a one-line reason that quotes no secret."""
+    """Parse and check a bundle. Raises BadBundle with a one-line reason that quotes no secret."""
     import yaml
 
     now = now or datetime.datetime.now(datetime.UTC)
@@ -353,20 +350,20 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _Bad(f"it is not valid YAML{where}") from None
+        raise BadBundle(f"it is not valid YAML{where}") from None
     except UnicodeDecodeError:
-        raise _Bad("it is not UTF-8 text") from None
+        raise BadBundle("it is not UTF-8 text") from None
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
-        raise _Bad(f"it is not a bakery secrets bundle (no 'kind: {KIND}')")
+        raise BadBundle(f"it is not a bakery secrets bundle (no 'kind: {KIND}')")
     if doc.get("apiVersion") != API_VERSION:
-        raise _Bad(f"apiVersion {doc.get('apiVersion')!r} is not {API_VERSION!r}")
+        raise BadBundle(f"apiVersion {doc.get('apiVersion')!r} is not {API_VERSION!r}")
     cluster = _text(doc, "cluster")
     alg = _text(doc, "keyAlgorithm")
     if alg not in KUBEADM_ALGORITHM:
-        raise _Bad(f"keyAlgorithm {alg!r} is not one of {', '.join(KUBEADM_ALGORITHM)}")
+        raise BadBundle(f"keyAlgorithm {alg!r} is not one of {', '.join(KUBEADM_ALGORITHM)}")
     token = doc.get("bootstrapToken")
     if not isinstance(token, str) or not TOKEN_RE.match(token):
-        raise _Bad("bootstrapToken is not of the form [a-z0-9]{6}.[a-z0-9]{16}")  # the value is not shown
+        raise BadBundle("bootstrapToken is not of the form [a-z0-9]{6}.[a-z0-9]{16}")  # the value is not shown
     bundle = Bundle(cluster=cluster, key_algorithm=alg, token=token, ca=_pair(doc, "ca"),
                     etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
                     service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"))
@@ -375,12 +372,12 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
         pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[part]
         cert, key = _load_cert(pair.certificate, part), _load_key(pair.key, part)
         if not _same_key(cert, key):
-            raise _Bad(f"{part}.key does not belong to {part}.certificate")
+            raise BadBundle(f"{part}.key does not belong to {part}.certificate")
         if _algorithm_of(cert.public_key()) != alg:
-            raise _Bad(f"{part} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
+            raise BadBundle(f"{part} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
                        f"but keyAlgorithm says {alg}")
         if not _is_ca(cert):
-            raise _Bad(f"{part}.certificate is not a CA certificate")
+            raise BadBundle(f"{part}.certificate is not a CA certificate")
         _check_validity(cert, f"{part}.certificate ({cn})", now)
 
     from cryptography.hazmat.primitives import serialization
@@ -388,24 +385,24 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     try:
         sa_pub = serialization.load_pem_public_key(bundle.service_account.certificate.encode())
     except ValueError:
-        raise _Bad("serviceAccount.publicKey is not a PEM public key") from None
+        raise BadBundle("serviceAccount.publicKey is not a PEM public key") from None
     if not _same_key(sa_pub, _load_key(bundle.service_account.key, "serviceAccount")):
-        raise _Bad("serviceAccount.key does not belong to serviceAccount.publicKey")
+        raise BadBundle("serviceAccount.key does not belong to serviceAccount.publicKey")
 
     admin_cert = _load_cert(bundle.admin.certificate, "admin")
     if not _same_key(admin_cert, _load_key(bundle.admin.key, "admin")):
-        raise _Bad("admin.key does not belong to admin.certificate")
+        raise BadBundle("admin.key does not belong to admin.certificate")
     from cryptography.exceptions import InvalidSignature
 
     try:
         admin_cert.verify_directly_issued_by(_cert(bundle.ca.certificate))
     except (ValueError, TypeError, InvalidSignature) as exc:
-        raise _Bad("admin.certificate is not signed by the cluster CA (ca)") from exc
+        raise BadBundle("admin.certificate is not signed by the cluster CA (ca)") from exc
     _check_validity(admin_cert, "admin.certificate (kubernetes-admin)", now)
 
     stated = doc.get("discoveryHash")
     if stated is not None and stated != bundle.discovery_hash:
-        raise _Bad("discoveryHash does not match ca.certificate (was the CA replaced by hand?)")
+        raise BadBundle("discoveryHash does not match ca.certificate (was the CA replaced by hand?)")
     return bundle
 
 
@@ -455,7 +452,7 @@ def reissue_admin_note(bundle: Bundle) -> str | None:
             f"{', '.join(groups) or 'old'} rights until {cert.not_valid_after_utc:%Y-%m-%d}: delete them")
 
 
-def _reissue_admin(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
+def reissue_admin(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
     """The bundle with its admin certificate reissued in kubeadm:cluster-admins: same key,
     same CA, a new validity period; nothing else changes."""
     now = now or datetime.datetime.now(datetime.UTC)
@@ -473,55 +470,13 @@ def _is_ca(cert) -> bool:
         return False
 
 
-def obtain(cluster, path: Path, *, rotate_token: bool,
-           create: bool = True) -> tuple[Bundle, bool, list[str]]:
-    """The bundle at ``path`` (checked), or a new one. Returns (bundle, changed, notes):
-    changed when the bundle was created, its token replaced or its admin certificate
-    reissued, i.e. when it must be written; notes say what happened, one line each, and
-    never quote a secret."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"the secrets bundle {path} is a folder; give the path of a file",
-                         check="secrets-bundle")
-    if not path.exists():
-        if not create:
-            raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
-                             check="secrets-bundle")
-        created = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
-        return new_bundle(cluster), True, [created]
-    try:
-        bundle = parse(path.read_bytes())
-    except _Bad as exc:
-        raise InputError(f"{path}: the secrets bundle is unusable: {exc}; restore it from your backup "
-                         "(bakery never replaces a bundle, since a new one means a new cluster)",
-                         check="secrets-bundle") from None
-    if bundle.cluster != cluster.name:
-        raise InputError(f"{path}: this secrets bundle belongs to cluster {bundle.cluster!r}, not "
-                         f"{cluster.name!r}; point --secrets at {cluster.name}'s bundle, or if you renamed the "
-                         "cluster, change `cluster:` in the bundle", check="secrets-cluster")
-    if bundle.key_algorithm != cluster.key_algorithm:
-        # A CA is never rotated by a render: the keys already in use decide. cluster.yaml
-        # must say so, so that it describes the cluster that exists.
-        raise InputError(f"{path}: the cluster's CAs have {bundle.key_algorithm} keys, but "
-                         f"spec.secrets.keyAlgorithm is {cluster.key_algorithm}; bakery never rotates a CA: "
-                         f"set keyAlgorithm: {bundle.key_algorithm}, or move the bundle away to build a new "
-                         "cluster", check="secrets-key-algorithm")
-    changed, notes = False, []
-    note = reissue_admin_note(bundle)
-    if note:
-        bundle, changed = _reissue_admin(bundle, cluster), True
-        # create=False: a caller that writes nothing (render --check, secrets info)
-        notes.append(f"{path}: {note if not create else note.replace('a render reissues it', 'reissued it', 1)}")
-    if rotate_token:
-        bundle, changed = replace(bundle, token=_fresh_token_unlike(bundle.token)), True
-    return bundle, changed, notes
-
-
-def _fresh_token_unlike(old: str) -> str:
+def fresh_token_unlike(old: str) -> str:
+    """A new token whose id differs from the old one's."""
     while True:
         token = new_token()
         if token.split(".")[0] != old.split(".")[0]:
             return token
 
 
-__all__ = ["Bundle", "KeyPair", "obtain", "new_bundle", "parse", "go_duration", "reissue_admin_note"]
+__all__ = ["Bundle", "KeyPair", "BadBundle", "new_bundle", "parse", "go_duration", "reissue_admin_note",
+           "reissue_admin", "fresh_token_unlike"]

@@ -1,0 +1,161 @@
+"""Where the secrets bundle lives and how it changes on disk.
+
+- **Where.** By default in the output tree (``<out>/secrets.yaml``), written as part of
+  the tree's one atomic swap. Elsewhere with ``--secrets PATH``. A symlink, either as
+  ``--secrets`` or at ``<out>/secrets.yaml`` (a link into a vault), is written through:
+  its existing target is replaced atomically and the link is kept; keys are never copied
+  beside it.
+- **Locked.** An external bundle is locked for the whole command that reads and writes it
+  (two first renders with one bundle path make one CA, not two; concurrent rotations do
+  not split). Its lock file sits beside it, or, for a bundle inside another output
+  tree, is that tree's lock.
+- **Bounded.** A bundle is read as a regular file of at most MAX_BYTES.
+- **All or nothing.** A changed bundle is staged (written and synced under a fresh name)
+  only once the new tree is on disk, then renamed into place just before the tree is
+  swapped in, with signals held over both renames (see render). The manifest of a tree
+  records the id of the token its seeds carry, so a run killed between the two renames is
+  found and finished by the next render, which prints how to register the token.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .. import fsafe
+from ..errors import EnvError, InputError
+from ..output.layout import SECRETS_NAME
+from ..output.writer import lock_path
+from .bundle import BadBundle, Bundle, fresh_token_unlike, new_bundle, parse, reissue_admin, reissue_admin_note
+
+MAX_BYTES = 1 << 20  # a bundle of RSA-4096 keys is about 20 kB
+MODE = 0o600
+DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class Location:
+    path: Path  # as the user gave it (or <out>/secrets.yaml)
+    real: Path  # where its bytes live: a symlink's target
+    in_tree: bool  # written as a file of the output tree, in its swap
+    link: str | None = None  # <out>/secrets.yaml is this symlink: the new tree keeps it
+    lock: Path | None = None  # the lock of an external bundle; None: the tree's lock covers it
+
+
+def locate(dest: Path, secrets_path: str | os.PathLike | None) -> Location:
+    """Where the bundle of the output folder ``dest`` is, and how it is locked."""
+    dest = Path(dest).absolute()
+    path = Path(secrets_path) if secrets_path else dest / SECRETS_NAME
+    if path.is_symlink():
+        real = fsafe.link_target(path)  # an existing regular file of this user's, or EnvError
+        link = os.readlink(path) if path.absolute().parent == dest else None
+        return Location(path, real, False, link, _lock_of(real, dest))
+    if path.absolute().parent == dest:
+        return Location(path, path.absolute(), True)
+    return Location(path, path.absolute(), False, None, _lock_of(path.absolute(), dest))
+
+
+def _lock_of(real: Path, dest: Path) -> Path | None:
+    folder = real.parent
+    if folder == dest:
+        return None
+    if (folder / "manifest.json").is_file():  # inside another output tree, swapped whole: its lock
+        return lock_path(folder)
+    return folder / f".{real.name}.lock"
+
+
+@contextlib.contextmanager
+def locked(loc: Location, timeout: float) -> Iterator[None]:
+    """Hold the external bundle's lock (nothing to do for a bundle in the tree)."""
+    if loc.lock is None:
+        yield
+        return
+    fsafe.makedirs(loc.lock.parent, DIR_MODE)
+    with fsafe.locked(loc.lock, f"the secrets bundle {loc.path}", timeout):
+        yield
+
+
+def read(path: Path) -> bytes:
+    """The bundle's bytes: a regular file, bounded."""
+    try:
+        return fsafe.read_regular(path, MAX_BYTES)
+    except fsafe.NotRegular as exc:
+        raise InputError(f"the secrets bundle {path} is {exc.kind}; give the path of a file",
+                         check="secrets-bundle") from None
+    except fsafe.TooLarge:
+        raise InputError(f"the secrets bundle {path} holds more than {MAX_BYTES:,} bytes; a bundle is a few "
+                         "kilobytes: is this the right file?", check="secrets-bundle") from None
+
+
+def _clean_temporaries(real: Path) -> None:
+    """Remove temporary bundles left by a killed run (under the bundle's lock: no other
+    run is writing one now). Only plain files of this user's are touched."""
+    for tmp in real.parent.glob(f".{real.name}.tmp-*"):
+        try:
+            st = tmp.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                tmp.unlink()
+        except OSError:
+            continue
+
+
+def obtain(cluster, loc: Location, *, rotate_token: bool,
+           create: bool = True) -> tuple[Bundle, bool, list[str]]:
+    """The bundle at ``loc`` (checked), or a new one. Returns (bundle, changed, notes):
+    changed when the bundle was created, its token replaced or its admin certificate
+    reissued, i.e. when it must be written; notes say what happened, one line each, and
+    never quote a secret."""
+    path = loc.path
+    if create and not loc.in_tree:
+        _clean_temporaries(loc.real)
+    if loc.real.is_dir():
+        raise InputError(f"the secrets bundle {path} is a folder; give the path of a file",
+                         check="secrets-bundle")
+    if not loc.real.exists():
+        if not create:
+            raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
+                             check="secrets-bundle")
+        created = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
+        return new_bundle(cluster), True, [created]
+    try:
+        bundle = parse(read(loc.real))
+    except BadBundle as exc:
+        raise InputError(f"{path}: the secrets bundle is unusable: {exc}; restore it from your backup "
+                         "(bakery never replaces a bundle, since a new one means a new cluster)",
+                         check="secrets-bundle") from None
+    if bundle.cluster != cluster.name:
+        raise InputError(f"{path}: this secrets bundle belongs to cluster {bundle.cluster!r}, not "
+                         f"{cluster.name!r}; point --secrets at {cluster.name}'s bundle, or if you renamed the "
+                         "cluster, change `cluster:` in the bundle", check="secrets-cluster")
+    if bundle.key_algorithm != cluster.key_algorithm:
+        # A CA is never rotated by a render: the keys already in use decide. cluster.yaml
+        # must say so, so that it describes the cluster that exists.
+        raise InputError(f"{path}: the cluster's CAs have {bundle.key_algorithm} keys, but "
+                         f"spec.secrets.keyAlgorithm is {cluster.key_algorithm}; bakery never rotates a CA: "
+                         f"set keyAlgorithm: {bundle.key_algorithm}, or move the bundle away to build a new "
+                         "cluster", check="secrets-key-algorithm")
+    changed, notes = False, []
+    note = reissue_admin_note(bundle)
+    if note:
+        bundle, changed = reissue_admin(bundle, cluster), True
+        # create=False: a caller that writes nothing (render --check, secrets check)
+        notes.append(f"{path}: {note if not create else note.replace('a render reissues it', 'reissued it', 1)}")
+    if rotate_token:
+        bundle, changed = replace(bundle, token=fresh_token_unlike(bundle.token)), True
+    return bundle, changed, notes
+
+
+def write(loc: Location, bundle: Bundle) -> None:
+    """Replace an external bundle (or a linked one's target) atomically: a fresh exclusive
+    temporary file beside it, synced, renamed; nothing left behind on failure."""
+    if loc.in_tree:  # pragma: no cover - the tree's swap writes it
+        raise AssertionError("an in-tree bundle is written with the tree")
+    if loc.real.is_symlink():  # replaced by a link since locate(): refuse rather than follow
+        raise EnvError(f"{loc.real} became a symbolic link during the render; nothing was written")
+    fsafe.write_atomic(loc.real, bundle.to_bytes(), MODE, dir_mode=DIR_MODE)
+
+
+__all__ = ["Location", "locate", "locked", "obtain", "read", "write", "MAX_BYTES"]
