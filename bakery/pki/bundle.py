@@ -27,12 +27,14 @@ import re
 import secrets as _random
 import string
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, cast
 
 API_VERSION = "bakery.dev/v1alpha1"
 KIND = "SecretsBundle"
 
-TOKEN_RE = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+# kubeadm's bootstrap token, matched with fullmatch: the whole string (a `$` would let a
+# final newline through).
+TOKEN_RE = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 TOKEN_USAGES = ("signing", "authentication")
 TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
@@ -303,23 +305,176 @@ def _pair(doc: dict, key: str, cert_name: str = "certificate") -> KeyPair:
     return KeyPair(_text(value, cert_name, f"{key}."), _text(value, "key", f"{key}."))
 
 
+# What each field holds: one PEM block of the type kubeadm writes for that file, with
+# nothing but whitespace around it (keyutil.MarshalPrivateKeyToPEM: PKCS#1 or SEC1 for a
+# key; PKIX for sa.pub). A second block would reach the files made from the field (a
+# second CA in ca.crt and admin.conf) while every check here reads only the first.
+_PEM_KINDS = {"CERTIFICATE": "a certificate", "RSA PRIVATE KEY": "a PKCS#1 RSA private key",
+              "EC PRIVATE KEY": "a SEC1 EC private key", "PRIVATE KEY": "a PKCS#8 private key",
+              "ENCRYPTED PRIVATE KEY": "an encrypted PKCS#8 private key", "PUBLIC KEY": "a PKIX public key",
+              "RSA PUBLIC KEY": "a PKCS#1 RSA public key", "CERTIFICATE REQUEST": "a certificate request"}
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----\r?\n((?:[A-Za-z0-9+/=]+\r?\n)+)-----END \1-----")
+_PEM_SPACE = " \t\r\n"
+
+
+def _key_label(algorithm: str) -> str:
+    return "EC PRIVATE KEY" if algorithm == "ecdsa-p256" else "RSA PRIVATE KEY"
+
+
+def _one_pem(text: str, where: str, label: str) -> None:
+    """``text`` is one PEM block of type ``label`` and, around it, whitespace only."""
+    want = _PEM_KINDS[label]
+    blocks = text.count("-----BEGIN ")
+    if blocks > 1:
+        raise BadBundle(f"{where} holds {blocks} PEM blocks; it must hold exactly one, {want}")
+    match = _PEM_BLOCK.search(text)
+    if match is None:
+        raise BadBundle(f"{where} is not a well-formed PEM block; it must hold {want}")
+    if text[:match.start()].strip(_PEM_SPACE) or text[match.end():].strip(_PEM_SPACE):
+        raise BadBundle(f"{where} has text around its PEM block; it must hold {want} and nothing else")
+    found = match[1]
+    if found != label:  # a label is [A-Z0-9 ] only: safe to name, and never key material
+        kind = _PEM_KINDS.get(found) or ("a private key of another format" if "PRIVATE" in found
+                                          else f"a PEM block labelled {found!r}")
+        raise BadBundle(f"{where} holds {kind}; it must hold {want}, as kubeadm writes it")
+
+
 def _load_key(pem: str, where: str):
+    """The private key, fully checked once per read of a bundle: for RSA, OpenSSL's
+    consistency check (primes, exponents, CRT values). A key whose CRT values were damaged
+    still matches its certificate, and one signature made with it gives its factors away.
+    It costs ~35 ms per RSA-2048 key and ~0.3 s per RSA-4096 key (most of it OpenSSL's
+    primality tests), five keys per read; keys that bakery has just generated never come
+    here (new_bundle does not read its keys back)."""
     from cryptography.hazmat.primitives import serialization
 
     try:
-        # bakery made these keys and checks each against its certificate or public key
-        # below; OpenSSL's full RSA consistency check would cost ~40 ms a key per render.
-        return serialization.load_pem_private_key(pem.encode(), password=None,
-                                                  unsafe_skip_rsa_key_validation=True)
-    except (ValueError, TypeError) as exc:  # the message never contains key material
-        raise BadBundle(f"{where}.key is not an unencrypted PEM private key") from exc
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except TypeError:  # a password is needed; no message of cryptography's contains key material
+        raise BadBundle(f"{where}.key is encrypted; the bundle holds its keys unencrypted, as kubeadm's "
+                        "files do") from None
+    except ValueError:
+        pass
+    try:
+        serialization.load_pem_private_key(pem.encode(), password=None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError):
+        raise BadBundle(f"{where}.key is not a valid private key: unreadable, or its private and public "
+                        "halves disagree") from None
+    raise BadBundle(f"{where}.key fails the RSA key consistency check: its exponent or CRT values are "
+                    "corrupt (a damaged or tampered key)")
 
 
 def _load_cert(pem: str, where: str):
+    """The certificate, with the parts read below parsed now (a malformed name or
+    extension is a bad bundle, not a traceback)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
-        return _cert(pem)
-    except ValueError as exc:
-        raise BadBundle(f"{where}.certificate is not a PEM certificate") from exc
+        cert = _cert(pem)
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())  # parsed here, once
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+        raise BadBundle(f"{where}.certificate is not a PEM certificate that can be read") from exc
+    return cert
+
+
+def _check_algorithm(where: str, public_key, alg: str) -> None:
+    found = _algorithm_of(public_key)
+    if found != alg:
+        raise BadBundle(f"{where} has a {found or 'unsupported'} key, but keyAlgorithm says {alg}")
+
+
+def _names(name) -> list[tuple[str, str]]:
+    """A subject's attributes as (OID, value), sorted: equal for equal sets in any order."""
+    return sorted((a.oid.dotted_string, str(a.value)) for a in name)
+
+
+def _cn_only(cn: str) -> list[tuple[str, str]]:
+    from cryptography.x509.oid import NameOID
+
+    return [(NameOID.COMMON_NAME.dotted_string, cn)]
+
+
+def _may_sign_certificates(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _for_client_auth(cert) -> bool:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        return ExtendedKeyUsageOID.CLIENT_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _check_ca(part: str, cn: str, cert, now: datetime.datetime) -> None:
+    """A CA as kubeadm makes it (certutil.NewSelfSignedCACert): named CN=<cn> and nothing
+    else, self-signed, BasicConstraints CA:TRUE, KeyUsage keyCertSign, in date."""
+    from cryptography.exceptions import InvalidSignature
+
+    subject = _names(cert.subject)
+    if subject != _cn_only(cn):
+        other = next((f" (it bears {f}'s name, CN={c}: the CAs were swapped or copied)"
+                      for f, c in CAS if f != part and subject == _cn_only(c)), "")
+        raise BadBundle(f"{part}.certificate's subject is not CN={cn}, as kubeadm names this CA{other}")
+    if cert.issuer != cert.subject:
+        raise BadBundle(f"{part}.certificate is not self-signed: its issuer is not its subject")
+    if not _is_ca(cert):
+        raise BadBundle(f"{part}.certificate is not a CA certificate (no BasicConstraints CA:TRUE)")
+    if not _may_sign_certificates(cert):
+        raise BadBundle(f"{part}.certificate may not sign certificates (no KeyUsage keyCertSign)")
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise BadBundle(f"{part}.certificate is not self-signed: its signature does not verify with its "
+                        "own key") from None
+    _check_validity(cert, f"{part}.certificate ({cn})", now)
+
+
+def _check_admin(cert, ca_cert, now: datetime.datetime) -> None:
+    """A client certificate of the cluster CA for kubernetes-admin in kubeadm:cluster-admins
+    (or in system:masters, as older bakery made it; the storage layer reissues that one)."""
+    from cryptography.exceptions import InvalidSignature
+
+    if _is_ca(cert):
+        raise BadBundle("admin.certificate is a CA certificate (BasicConstraints CA:TRUE); it must be a "
+                        "client certificate")
+    if _may_sign_certificates(cert):
+        raise BadBundle("admin.certificate may sign certificates (KeyUsage keyCertSign); it must be a client "
+                        "certificate")
+    if not _for_client_auth(cert):
+        raise BadBundle("admin.certificate is not for client authentication (no ExtendedKeyUsage clientAuth)")
+    if _admin_group(cert) is None:
+        raise BadBundle(f"admin.certificate's subject is not O={ADMIN_ORG}, CN={ADMIN_CN} (nor the older "
+                        f"O={LEGACY_ADMIN_ORG}, CN={ADMIN_CN}, which a render reissues)")
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise BadBundle("admin.certificate is not signed by the cluster CA (ca)") from exc
+    _check_validity(cert, f"admin.certificate ({ADMIN_CN})", now)
+
+
+def _check_distinct(keys: list[tuple[str, Any]]) -> None:
+    """Each CA, the service account and the admin have a key of their own: a CA key that is
+    also the admin's would ship in admin.conf; one shared by two CAs lets whoever holds it
+    sign for both."""
+    from cryptography.hazmat.primitives import serialization
+
+    seen: dict[bytes, str] = {}
+    for where, key in keys:
+        spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        if spki in seen:
+            raise BadBundle(f"{where}.key is the same key as {seen[spki]}.key; each CA, the service account "
+                            "and the admin need a key of their own")
+        seen[spki] = where
 
 
 def _same_key(cert_or_pub, key) -> bool:
@@ -362,43 +517,50 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     if alg not in KUBEADM_ALGORITHM:
         raise BadBundle(f"keyAlgorithm {alg!r} is not one of {', '.join(KUBEADM_ALGORITHM)}")
     token = doc.get("bootstrapToken")
-    if not isinstance(token, str) or not TOKEN_RE.match(token):
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         raise BadBundle("bootstrapToken is not of the form [a-z0-9]{6}.[a-z0-9]{16}")  # the value is not shown
     bundle = Bundle(cluster=cluster, key_algorithm=alg, token=token, ca=_pair(doc, "ca"),
                     etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
                     service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"))
 
+    pairs = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca,
+             "serviceAccount": bundle.service_account, "admin": bundle.admin}
+    for part, pair in pairs.items():
+        if part == "serviceAccount":
+            _one_pem(pair.certificate, "serviceAccount.publicKey", "PUBLIC KEY")
+        else:
+            _one_pem(pair.certificate, f"{part}.certificate", "CERTIFICATE")
+        _one_pem(pair.key, f"{part}.key", _key_label(alg))
+
+    keys = []
     for part, cn in CAS:
-        pair = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca}[part]
-        cert, key = _load_cert(pair.certificate, part), _load_key(pair.key, part)
+        cert, key = _load_cert(pairs[part].certificate, part), _load_key(pairs[part].key, part)
         if not _same_key(cert, key):
             raise BadBundle(f"{part}.key does not belong to {part}.certificate")
-        if _algorithm_of(cert.public_key()) != alg:
-            raise BadBundle(f"{part} has a {_algorithm_of(cert.public_key()) or 'unsupported'} key, "
-                       f"but keyAlgorithm says {alg}")
-        if not _is_ca(cert):
-            raise BadBundle(f"{part}.certificate is not a CA certificate")
-        _check_validity(cert, f"{part}.certificate ({cn})", now)
+        _check_algorithm(part, cert.public_key(), alg)
+        _check_ca(part, cn, cert, now)
+        keys.append((part, key))
 
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     try:
         sa_pub = serialization.load_pem_public_key(bundle.service_account.certificate.encode())
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise BadBundle("serviceAccount.publicKey is not a PEM public key") from None
-    if not _same_key(sa_pub, _load_key(bundle.service_account.key, "serviceAccount")):
+    sa_key = _load_key(bundle.service_account.key, "serviceAccount")
+    if not _same_key(sa_pub, sa_key):
         raise BadBundle("serviceAccount.key does not belong to serviceAccount.publicKey")
+    _check_algorithm("serviceAccount", sa_pub, alg)
+    keys.append(("serviceAccount", sa_key))
 
-    admin_cert = _load_cert(bundle.admin.certificate, "admin")
-    if not _same_key(admin_cert, _load_key(bundle.admin.key, "admin")):
+    admin_cert, admin_key = _load_cert(bundle.admin.certificate, "admin"), _load_key(bundle.admin.key, "admin")
+    if not _same_key(admin_cert, admin_key):
         raise BadBundle("admin.key does not belong to admin.certificate")
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        admin_cert.verify_directly_issued_by(_cert(bundle.ca.certificate))
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise BadBundle("admin.certificate is not signed by the cluster CA (ca)") from exc
-    _check_validity(admin_cert, "admin.certificate (kubernetes-admin)", now)
+    _check_algorithm("admin", admin_cert.public_key(), alg)
+    _check_admin(admin_cert, _cert(bundle.ca.certificate), now)
+    keys.append(("admin", admin_key))
+    _check_distinct(keys)
 
     stated = doc.get("discoveryHash")
     if stated is not None and stated != bundle.discovery_hash:
@@ -429,14 +591,22 @@ def expiry_report(data: bytes, now: datetime.datetime | None = None) -> list[tup
     return rows
 
 
-def _admin_subject_ok(bundle: Bundle) -> bool:
-    """Whether the admin certificate is exactly O=kubeadm:cluster-admins, CN=kubernetes-admin."""
+def _admin_group(cert) -> str | None:
+    """ADMIN_ORG or LEGACY_ADMIN_ORG when the certificate's subject is exactly that group and
+    CN kubernetes-admin (in either order); None for any other identity."""
     from cryptography.x509.oid import NameOID
 
-    subject = _cert(bundle.admin.certificate).subject
-    attrs = sorted((a.oid.dotted_string, a.value) for a in subject)
-    return attrs == sorted([(NameOID.ORGANIZATION_NAME.dotted_string, ADMIN_ORG),
-                            (NameOID.COMMON_NAME.dotted_string, ADMIN_CN)])
+    attrs = _names(cert.subject)
+    for org in (ADMIN_ORG, LEGACY_ADMIN_ORG):
+        if attrs == sorted([(NameOID.ORGANIZATION_NAME.dotted_string, org),
+                            (NameOID.COMMON_NAME.dotted_string, ADMIN_CN)]):
+            return org
+    return None
+
+
+def _admin_subject_ok(bundle: Bundle) -> bool:
+    """Whether the admin certificate is exactly O=kubeadm:cluster-admins, CN=kubernetes-admin."""
+    return _admin_group(_cert(bundle.admin.certificate)) == ADMIN_ORG
 
 
 def reissue_admin_note(bundle: Bundle) -> str | None:
