@@ -353,12 +353,17 @@ BAD = {
     "ca-key-mismatch": lambda m, g: swapped_key_bundle(m, g).to_bytes(),
     "ca-expires-soon": lambda m, g: expired_ca_bundle(m, g).to_bytes(),
     "truncated-pem": lambda m, g: g.to_bytes().replace(g.ca.certificate.splitlines()[3].encode(), b"AAAA"),
+    # a second CA appended to ca.certificate would reach ca.crt and admin.conf (issue 16);
+    # tests/test_bundle_tamper.py tries every other tampering on parse() itself
+    "ca-second-certificate": lambda m, g: replace(
+        g, ca=secrets.KeyPair(g.ca.certificate + g.etcd_ca.certificate, g.ca.key)).to_bytes(),
 }
 REASON = {
     "not-yaml": "not valid YAML", "not-a-bundle": "not a bakery secrets bundle", "binary": "",
     "missing-field": "frontProxyCa is missing", "bad-token": "bootstrapToken is not of the form",
     "ca-key-mismatch": "ca.key does not belong to ca.certificate",
     "ca-expires-soon": "expires on", "truncated-pem": "ca",
+    "ca-second-certificate": "ca.certificate holds 2 PEM blocks",
 }
 
 
