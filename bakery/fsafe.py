@@ -189,6 +189,20 @@ def write_atomic(path: str | os.PathLike, content: bytes, mode: int, *, through_
     return path
 
 
+_completed: list[str] = []
+
+
+def record_completed(lines: list[str]) -> None:
+    """Say what this process has finished for good (a tree swapped in, a bundle renamed),
+    in the words to show the user if a Ctrl-C arrives before the command's own report."""
+    _completed.extend(lines)
+
+
+def completed() -> list[str]:
+    """What this process finished for good so far (see record_completed)."""
+    return list(_completed)
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP over a few renames that belong together: a signal
@@ -210,8 +224,9 @@ def _open_lock(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise EnvError(f"the lock file {path} is a symbolic link; bakery does not follow it. Remove it "
+        what = {errno.ELOOP: "is a symbolic link", errno.EISDIR: "is a folder"}.get(exc.errno or 0)
+        if what:
+            raise EnvError(f"the lock file {path} {what}; bakery does not follow or write it. Remove it "
                            "(someone with write access to that folder may have planted it)") from None
         raise
     st = os.fstat(fd)

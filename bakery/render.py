@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, fsafe
 from .errors import InputError
 from .output.layout import SECRETS_NAME, default_out
 from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_tree
@@ -114,22 +114,29 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # swap, with signals held over both (write_tree), so a kill, Ctrl-C or full disk
             # before then changes neither, and outputs never refer to a bundle not on disk.
             commit = (lambda: store.write(loc, bundle)) if changed and not loc.in_tree else None
-            interrupted = write_tree(dest, counted(), before_swap=commit)
-    result = RenderResult(dest, count, exit_code=130 if interrupted else 0)
-    result.messages.append(f"wrote {count} files to {dest}")
-    result.messages += notes
-    if rotate_token:
-        result.messages.append("new bootstrap token; on a running cluster register it with:")
-        result.messages.append(f"  {bundle.token_create_command(cluster)}")
-    elif seeded is not None and seeded != bundle.token_id:
-        result.messages.append(f"the bundle's bootstrap token ({bundle.token_id}) is not the one the previous seeds "
-                               f"in {dest} carried ({seeded}): a --rotate-token that was interrupted, or a bundle "
-                               "changed by hand. The seeds now carry the bundle's; on a running cluster register "
-                               "it with:")
-        result.messages.append(f"  {bundle.token_create_command(cluster)}")
-    if interrupted:
-        result.messages.append("interrupted while the outputs were being swapped in; the render completed")
+            result = RenderResult(dest, 0)
+
+            def report() -> None:  # right after the swap, signals still held
+                result.count = count
+                result.messages += _messages(cluster, dest, count, notes, bundle, rotate_token, seeded)
+                fsafe.record_completed(result.messages)
+
+            write_tree(dest, counted(), before_swap=commit, after_swap=report)
     return result
+
+
+def _messages(cluster: Cluster, dest: Path, count: int, notes: list[str], bundle, rotate_token: bool,
+              seeded: str | None) -> list[str]:
+    lines = [f"wrote {count} files to {dest}", *notes]
+    if rotate_token:
+        lines.append("new bootstrap token; on a running cluster register it with:")
+        lines.append(f"  {bundle.token_create_command(cluster)}")
+    elif seeded is not None and seeded != bundle.token_id:
+        lines.append(f"the bundle's bootstrap token ({bundle.token_id}) is not the one the previous seeds "
+                     f"in {dest} carried ({seeded}): a --rotate-token that was interrupted, or a bundle "
+                     "changed by hand. The seeds now carry the bundle's; on a running cluster register it with:")
+        lines.append(f"  {bundle.token_create_command(cluster)}")
+    return lines
 
 
 def _seeded_token_id(dest: Path) -> str | None:

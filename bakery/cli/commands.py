@@ -42,7 +42,15 @@ class _Group(click.Group):
         except BakeryError as exc:
             _fail(exc)
         except KeyboardInterrupt:
-            click.echo("interrupted; nothing was changed", err=True)
+            from ..fsafe import completed
+
+            done = completed()
+            if not done:
+                click.echo("interrupted; nothing was changed", err=True)
+            else:  # the interruption came after a commit: show what completed, as its report would
+                click.echo("interrupted after this completed:", err=True)
+                for line in done:
+                    click.echo(line)
             sys.exit(130)
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""

@@ -65,6 +65,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     """
     import os
 
+    from .. import fsafe
     from ..build import runner as packer_run
     from ..errors import EnvError, InputError
     from ..image import packer
@@ -99,7 +100,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     binary, version = packer_run.preflight(
         folder, env=env, required_env=required, required_version=packer.required_version(),
         variables=[v.name for v in packer.variables(model, plan) if not v.has_default])
-    images.mkdir(parents=True, exist_ok=True)
+    fsafe.makedirs(images)
     click.echo(f"baking {plan.image_name} with {', '.join(todo)} (Packer {'.'.join(map(str, version))}); "
                f"artifacts in {images}", err=True)
     packer_run.init(binary, folder, version, env=env)

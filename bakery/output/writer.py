@@ -157,12 +157,12 @@ def _sync_tree(root: Path) -> None:
         os.close(fd)
 
 
-def write_tree(dest: Path, files: Iterable[OutputFile], before_swap: Callable[[], None] | None = None) -> bool:
+def write_tree(dest: Path, files: Iterable[OutputFile], before_swap: Callable[[], None] | None = None,
+               after_swap: Callable[[], None] | None = None) -> None:
     """Replace dest with exactly these files, atomically. ``before_swap`` runs once the new
-    tree is on disk, right before it is swapped in, with signals held over both: a file
-    that must change with the tree (an external secrets bundle) is renamed there.
-    Returns True when a Ctrl-C arrived during the swap (the render completed anyway)."""
-    interrupted = False
+    tree is on disk, right before it is swapped in, and ``after_swap`` right after, with
+    signals held over all three: a file that must change with the tree (an external secrets
+    bundle) is renamed in before_swap; after_swap records what completed (fsafe.completed)."""
     dest = dest.absolute()
     fsafe.makedirs(dest.parent)
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # a fresh name: nothing planted under it
@@ -174,19 +174,13 @@ def write_tree(dest: Path, files: Iterable[OutputFile], before_swap: Callable[[]
         _sync_tree(tmp)
         if dest.exists() and (not dest.is_dir() or dest.is_symlink()):
             raise EnvError(f"{dest} exists and is not a folder; move it away or pick another --out")
-        swapped = False
-        try:
-            with fsafe.signals_held():
-                if before_swap is not None:
-                    before_swap()
-                _swap(tmp, dest, old)
-                swapped = True
-        except KeyboardInterrupt:  # delivered when the hold ends: the render is complete
-            if not swapped:
-                raise
-            interrupted = True
+        with fsafe.signals_held():
+            if before_swap is not None:
+                before_swap()
+            _swap(tmp, dest, old)
+            if after_swap is not None:
+                after_swap()
         fsafe.fsync_dir(dest.parent)
-        return interrupted
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after an exchange, the old tree
         shutil.rmtree(old, ignore_errors=True)
