@@ -14,6 +14,8 @@ from .output.layout import SECRETS_NAME, default_out
 from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_tree
 from .spec.model import Cluster
 
+MANIFEST_MAX = 256 << 20  # a 5,000-node cluster's manifest.json is about 5 MB
+
 
 @dataclass
 class RenderResult:
@@ -141,10 +143,8 @@ def _messages(cluster: Cluster, dest: Path, count: int, notes: list[str], bundle
 
 def _seeded_token_id(dest: Path) -> str | None:
     """The token id the output folder's seeds carry, from its manifest (None if unknown)."""
-    from .fsafe import read_regular
-
     try:
-        doc = json.loads(read_regular(dest / "manifest.json", 64 << 20))
+        doc = json.loads(fsafe.read_regular(dest / "manifest.json", MANIFEST_MAX))
     except (OSError, ValueError):
         return None
     token_id = doc.get("bootstrapTokenId") if isinstance(doc, dict) else None
@@ -177,8 +177,8 @@ def _refuse_foreign(dest: Path) -> None:
     if entries <= {SECRETS_NAME}:  # empty, or a bundle put there for the first render
         return
     try:
-        ours = "bakeFingerprint" in json.loads((dest / "manifest.json").read_text())
-    except (OSError, ValueError, TypeError):
+        ours = "bakeFingerprint" in json.loads(fsafe.read_regular(dest / "manifest.json", MANIFEST_MAX))
+    except (OSError, ValueError, TypeError):  # NotRegular and TooLarge are ValueErrors
         ours = False
     if not ours:
         raise InputError(f"{dest} holds files that bakery did not write (no bakery manifest.json); a render "
@@ -199,7 +199,7 @@ def _check(cluster: Cluster, dest: Path, loc, plan=None) -> RenderResult:
         if f.link is not None:
             same = (dest / f.path).is_symlink() and os.readlink(dest / f.path) == f.link
         else:
-            same = read_file(dest / f.path) == f.content
+            same = read_file(dest / f.path, len(f.content)) == f.content
         if not same:
             changed.append(f.path)
     have = set(list_tree(dest))

@@ -423,3 +423,19 @@ def test_check_with_rotate_token_is_refused(tmp_path):
     r = bakery_forked("render", "--check", "--rotate-token", LAB, "--out", tmp_path / "out")
     assert r.returncode == 2 and "--rotate-token" in r.stderr
     assert (tmp_path / "out" / "secrets.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["render", "check"])
+def test_a_pipe_planted_in_the_output_tree_never_hangs_a_command(tmp_path, command):
+    out = tmp_path / "out"
+    render_here(LAB, out)
+    (out / "manifest.json").unlink()
+    os.mkfifo(out / "manifest.json")
+    args = ["render", LAB, "--out", out] + (["--check"] if command == "check" else [])
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "bakery", *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 30 and "Traceback" not in r.stderr
+    if command == "render":  # not a bakery manifest: the folder is not bakery's to replace
+        assert r.returncode == 2 and "did not write" in r.stderr
+    else:
+        assert r.returncode == 1 and " manifest.json" in r.stdout  # not a regular file: reported, not read

@@ -222,10 +222,12 @@ def locked(dest: Path, timeout: float = 60.0) -> Iterator[None]:
         yield
 
 
-def read_file(path: Path) -> bytes | None:
+def read_file(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes if it holds at most ``limit`` of them; None otherwise (missing,
+    a folder, a pipe or device, larger): for comparing with what a render would write."""
     try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return fsafe.read_regular(path, limit)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, fsafe.NotRegular, fsafe.TooLarge):
         return None
 
 
