@@ -140,7 +140,7 @@ def test_seed_iso_secret_mode_follows_user_data(tmp_path):
         for n in cluster.nodes:
             st = (dest / "nodes" / n.name / "seed.iso").stat()
             assert stat.S_IMODE(st.st_mode) == mode
-            snippet = dest / "proxmox" / "snippets" / f"lab-{n.name}-user.yaml"
+            snippet = dest / "proxmox" / "snippets" / f"lab_{n.name}-user.yaml"
             assert stat.S_IMODE(snippet.stat().st_mode) == mode
 
 
@@ -156,8 +156,32 @@ def test_kinds(tmp_path):
     assert files["nodes/k8s-master/seed.iso"].kind == "seed"
     assert files["virtualbox/create-vms.sh"].kind == "virtualbox" and files["virtualbox/create-vms.sh"].executable
     assert files["proxmox/deploy.sh"].kind == "proxmox" and files["proxmox/deploy.sh"].executable
-    assert files["proxmox/snippets/lab-k8s-node1-network.yaml"].kind == "proxmox"
+    assert files["proxmox/snippets/lab_k8s-node1-network.yaml"].kind == "proxmox"
     assert files["README.md"].kind == "docs"
+
+
+def test_snippet_names_do_not_collide_across_clusters(tmp_path):
+    """Issue 16: cluster lab's node a-b and cluster lab-a's node b both wrote lab-a-b-user.yaml to
+    the one snippet storage (and lab-a-b-seed-*.iso to the ISO storage). Every name one cluster
+    puts on Proxmox storage now differs from every name of the other's, each in the tree and in
+    deploy.sh, and each survives pve-storage's file-name rules."""
+    snippets, clusters = {}, {}
+    for name, node in (("lab", "a-b"), ("lab-a", "b")):
+        folder = tmp_path / name
+        folder.mkdir()
+        cluster = lab(folder, lambda t, name=name, node=node: t.replace("name: lab ", f"name: {name} ").replace(
+            "name: k8s-node2,", f"name: {node},"))
+        files = by_path(delivery_files(cluster, seed_files(cluster)))
+        snippets[name] = {Path(p).name for p in files if p.startswith("proxmox/snippets/")}
+        deploy = files["proxmox/deploy.sh"].content.decode()
+        assert len(snippets[name]) == 3 * 3 and all(f"snippets/{s}" in deploy for s in snippets[name])
+        clusters[name] = cluster
+    assert not snippets["lab"] & snippets["lab-a"], snippets["lab"] & snippets["lab-a"]
+    for name, cluster in clusters.items():
+        isos = {deliver.volume_stem(cluster, n.name) + "-seed-0123456789ab.iso" for n in cluster.nodes}
+        for volume in snippets[name] | isos:
+            # PVE::Storage::normalize_content_filename keeps [a-zA-Z0-9_.-]; a snippet has no '/'
+            assert re.fullmatch(r"[a-zA-Z0-9_.-]+", volume) and volume.startswith(f"{name}_"), volume
 
 
 def test_builders_select_hypervisor_files(tmp_path):
@@ -371,6 +395,10 @@ if tool == "pvesm":
         print("local dir active 1 1 1 1%")
     elif args[0] == "path":
         storage, vol = args[1].split(":", 1)
+        if not vol.startswith("snippets/") or "/" in vol[len("snippets/"):] or vol == "snippets/":
+            # pve-storage's parse_volname: snippets/<a name without '/'>
+            print(f"unable to parse directory volume name '{vol}'", file=sys.stderr)
+            sys.exit(255)
         print(os.path.join(root, "storage", storage, vol))
 elif tool == "qm":
     cmd, vmid = args[0], args[1]
@@ -417,21 +445,21 @@ def test_deploy_sh_runs_and_is_idempotent(tmp_path):
     sets = [c for c in log if c[:2] == ["qm", "set"] and "--cicustom" in c]
     for n, c in zip(cluster.nodes, sets, strict=True):
         cicustom = dict(kv.split("=", 1) for kv in c[c.index("--cicustom") + 1].split(","))
-        assert cicustom == {"user": f"local:snippets/lab-{n.name}-user.yaml",
-                            "network": f"local:snippets/lab-{n.name}-network.yaml",
-                            "meta": f"local:snippets/lab-{n.name}-meta.yaml"}
+        assert cicustom == {"user": f"local:snippets/lab_{n.name}-user.yaml",
+                            "network": f"local:snippets/lab_{n.name}-network.yaml",
+                            "meta": f"local:snippets/lab_{n.name}-meta.yaml"}
         # the snippets the VM will read: the node's user-data byte for byte; a network-config
         # for the one NIC the clone has, matched by the MAC set on net0
         net0 = c[c.index("--net0") + 1]
         assert net0 == f"virtio={deliver.stable_mac('lab', n.name).upper()},bridge=vmbr0"
         snippets = state / "storage" / "local" / "snippets"
-        assert (snippets / f"lab-{n.name}-user.yaml").read_bytes() == by_path(seeds)[f"nodes/{n.name}/user-data"].content
-        network = yaml.safe_load((snippets / f"lab-{n.name}-network.yaml").read_text())["network"]
+        assert (snippets / f"lab_{n.name}-user.yaml").read_bytes() == by_path(seeds)[f"nodes/{n.name}/user-data"].content
+        network = yaml.safe_load((snippets / f"lab_{n.name}-network.yaml").read_text())["network"]
         assert [e["match"] for e in network["ethernets"].values()] == [{"macaddress": deliver.stable_mac("lab", n.name)}]
-        meta = yaml.safe_load((snippets / f"lab-{n.name}-meta.yaml").read_text())
+        meta = yaml.safe_load((snippets / f"lab_{n.name}-meta.yaml").read_text())
         assert meta["local-hostname"] == n.name and meta["instance-id"].startswith(f"lab-{n.name}-")
         for part in ("user", "network", "meta"):
-            assert stat.S_IMODE((snippets / f"lab-{n.name}-{part}.yaml").stat().st_mode) == 0o600
+            assert stat.S_IMODE((snippets / f"lab_{n.name}-{part}.yaml").stat().st_mode) == 0o600
         assert c[c.index("--memory") + 1] == str(n.memory_mib) and c[c.index("--cores") + 1] == str(n.cpus)
     # a cloud-init drive is added because the template has none
     assert sum(1 for c in log if c[:2] == ["qm", "set"] and "--ide2" in c) == 3
@@ -477,7 +505,7 @@ def test_proxmox_seed_of_a_virtualbox_and_proxmox_cluster_matches_the_proxmox_ni
     gateway = data["spec"]["network"]["gateway"]
     for node in data["spec"]["nodes"]:
         (c,) = [c for c in sets.values()
-                if c[c.index("--cicustom") + 1].startswith(f"user=local:snippets/lab-{node['name']}-")]
+                if c[c.index("--cicustom") + 1].startswith(f"user=local:snippets/lab_{node['name']}-")]
         model_mac = re.fullmatch(r"virtio=([0-9A-F:]{17}),bridge=vmbr0", c[c.index("--net0") + 1]).group(1)
         cicustom = dict(kv.split("=", 1) for kv in c[c.index("--cicustom") + 1].split(","))
         installed = state / "storage" / "local" / cicustom["network"].split(":", 1)[1]
@@ -530,7 +558,7 @@ def test_vm_ids_and_bridge_from_cluster_yaml(tmp_path):
     text = files["proxmox/deploy.sh"].content.decode()
     assert "template=700\n" in text and "bridge=vmbr7\n" in text
     assert re.search(r"^create_vm k8s-node2 4242 ", text, re.M)
-    assert "user=cephfs:snippets/lab-k8s-node2-user.yaml" in text
+    assert "user=cephfs:snippets/lab_k8s-node2-user.yaml" in text
     assert "virtualbox/create-vms.sh" not in files
 
 

@@ -182,6 +182,11 @@ class Handler(BaseHTTPRequestHandler):
             if content not in ("iso", "vztmpl", "import"):  # pve-storage's enum: no snippets
                 return self.reply(400, message={"content": f"value '{content}' does not have a value in the enumeration 'iso, vztmpl, import'"})
             fname, data, _ = p["filename"]
+            # pve-storage (PVE::Storage::normalize_content_filename) turns every character of the
+            # name but [a-zA-Z0-9_.-] into '_', and an ISO must end in .iso: the stand-in refuses a
+            # name it would change, since the caller then names a volume that does not exist
+            if re.sub(r"[^a-zA-Z0-9_.-]", "_", fname) != fname or (content == "iso" and not fname.endswith(".iso")):
+                return self.reply(400, message={"filename": f"'{fname}' is not a file name Proxmox keeps as it is"})
             volid = f"{m.group(1)}:{content}/{fname}"
 
             def stored():
@@ -253,7 +258,7 @@ def test_deploy_creates_each_vm(tmp_path, server):
     reqs = server.requests
     for n in cluster.nodes:
         # the seed on the ISO storage is the node's Proxmox seed: its snippets, read back by xorriso
-        uploaded = [v for v in server.storage["local"].items() if f"lab-{n.name}-seed-" in v[0]]
+        uploaded = [v for v in server.storage["local"].items() if f"lab_{n.name}-seed-" in v[0]]
         assert len(uploaded) == 1 and uploaded[0][1][0] == "iso"
         assert uploaded[0][1][1] == deliver.proxmox_seed_iso(cluster, out, n.name)  # reproducible
         if shutil.which("xorriso"):
@@ -332,15 +337,15 @@ def test_untrusted_certificate(tmp_path, server, monkeypatch):
 
 def test_cicustom_needs_snippets_on_the_storage(tmp_path, server):
     cluster, out = setup(tmp_path, server)
-    with pytest.raises(EnvError, match="snippets missing on local: local:snippets/lab-k8s-master-user.yaml"):
+    with pytest.raises(EnvError, match="snippets missing on local: local:snippets/lab_k8s-master-user.yaml"):
         deployer(cluster, out, server, cicustom=True).deploy()
     for n in cluster.nodes:
         for part in ("user", "network", "meta"):
-            server.storage["local"][f"local:snippets/lab-{n.name}-{part}.yaml"] = ("snippets", b"")
+            server.storage["local"][f"local:snippets/lab_{n.name}-{part}.yaml"] = ("snippets", b"")
     deployer(cluster, out, server, cicustom=True).deploy()
     cfg = server.vms[9101]["config"]
-    assert cfg["cicustom"] == ("user=local:snippets/lab-k8s-node1-user.yaml,network=local:snippets/"
-                               "lab-k8s-node1-network.yaml,meta=local:snippets/lab-k8s-node1-meta.yaml")
+    assert cfg["cicustom"] == ("user=local:snippets/lab_k8s-node1-user.yaml,network=local:snippets/"
+                               "lab_k8s-node1-network.yaml,meta=local:snippets/lab_k8s-node1-meta.yaml")
     assert cfg["ide0"].startswith("local-lvm:vm-9101-cloudinit"), "cicustom keeps the cloud-init drive"
     assert not [r for r in server.requests if r[1].endswith("/upload")]
     # deploy.sh gives the same cicustom value

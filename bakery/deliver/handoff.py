@@ -136,9 +136,24 @@ class NodeDelivery:
         return self.mac.upper()
 
 
+# Snippet and seed ISO names are global on a Proxmox storage, so they carry the cluster's name,
+# and must say unambiguously which cluster and node they belong to: with '-' between them,
+# cluster lab's node a-b and cluster lab-a's node b would both write lab-a-b-user.yaml. The
+# cluster and the node are RFC 1123 labels (the schema: [a-z0-9-]), so '_' cannot occur in
+# either, and it survives Proxmox's file names: pve-storage keeps [a-zA-Z0-9_.-] of an uploaded
+# file's name (PVE::Storage::normalize_content_filename) and takes any name without '/' as a
+# snippet (parse_volname: ^snippets/([^/]+)$). The part ('user', 'network', 'meta', 'seed')
+# holds no '-' and follows the node after the last '-'.
+CLUSTER_SEPARATOR = "_"
+
+
+def volume_stem(cluster, node_name: str) -> str:
+    """'<cluster>_<node>': the unambiguous start of a node's file names on Proxmox storage."""
+    return f"{cluster.name}{CLUSTER_SEPARATOR}{node_name}"
+
+
 def snippet_name(cluster, node_name: str, part: str) -> str:
-    """Snippet file names are global on a Proxmox storage: prefix the cluster's name."""
-    return f"{cluster.name}-{node_name}-{part}.yaml"
+    return f"{volume_stem(cluster, node_name)}-{part}.yaml"
 
 
 SNIPPET_PARTS = (("user", "user-data"), ("network", "network-config"), ("meta", "meta-data"))

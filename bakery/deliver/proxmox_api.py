@@ -126,10 +126,10 @@ class Deployer:
         """Upload the node's Proxmox seed as an ISO made from its snippets, as ISO content (named
         by its hash, so a changed seed is a new file and an unchanged one is not sent again);
         returns its volume id."""
-        from .handoff import proxmox_seed_iso
+        from .handoff import proxmox_seed_iso, volume_stem
 
         data = proxmox_seed_iso(self.cluster, self.out, name)
-        fname = f"{self.cluster.name}-{name}-seed-{hashlib.sha256(data).hexdigest()[:12]}.iso"
+        fname = f"{volume_stem(self.cluster, name)}-seed-{hashlib.sha256(data).hexdigest()[:12]}.iso"
         storage = self.px.iso_storage
         volid = f"{storage}:iso/{fname}"
         if volid in self._storage_volumes(storage, "iso"):
