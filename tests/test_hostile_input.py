@@ -9,6 +9,7 @@ timeout. pytest's count of test_corpus_case is the number of attacks tried.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -134,7 +135,9 @@ PATTERN_FIELDS = [
     ("spec", "nodes", 0, "interface"), ("spec", "nodes", 0, "labels", "example.com/zone"),
     ("spec", "nodes", 0, "taints", 0, "key"), ("spec", "nodes", 0, "taints", 0, "value"),
 ]
-# every integer field, with its schema maximum
+# every integer field, with its schema maximum. memoryMiB: 4 TiB, Proxmox's cap (qemu-server,
+# PVE/QemuServer/Memory.pm get_max_mem); diskSizeMiB: 16 TiB, a bound rather than a platform's
+# limit; VM ids: pve-common's pve-vmid, 100 to 999,999,999.
 INTEGER_FIELDS = {
     ("spec", "cni", "calico", "mtu"): 9000, ("spec", "secrets", "caValidityDays"): 36500,
     ("spec", "secrets", "adminCertValidityDays"): 3650, ("spec", "image", "cpus"): 512,
@@ -176,6 +179,36 @@ def text_case(id_: str, check: str, text: str, at: tuple[int, int] | None = None
 
 CASES: list[Case] = []
 
+# 3. a trailing newline in every field a pattern checks (double-quoted "\n", and a block scalar)
+for path in PATTERN_FIELDS:
+    CASES.append(value_case(f"newline-end-{dotted(path)}", path, json.dumps(base_value(path) + "\n"),
+                            "control-character", "U+000A (LF), at its end"))
+CASES.append(value_case("newline-block-scalar-name", ("metadata", "name"), "|\n    lab", "control-character",
+                        "U+000A (LF)"))
+# 3. every class of control character in a value: C0, DEL, C1, line/paragraph separators, format
+for esc, name in [("\\0", "U+0000 (NUL)"), ("\\a", "U+0007 (BEL)"), ("\\b", "U+0008 (BS)"), ("\\t", "U+0009 (HT)"),
+                  ("\\v", "U+000B (VT)"), ("\\f", "U+000C (FF)"), ("\\r", "U+000D (CR)"), ("\\e", "U+001B (ESC)"),
+                  ("\\x1f", "U+001F (US)"), ("\\x7f", "U+007F (DEL)"), ("\\N", "U+0085 (NEL)"),
+                  ("\\x9b", "U+009B (CSI)"), ("\\L", "U+2028 (LINE SEPARATOR)"),
+                  ("\\P", "U+2029 (PARAGRAPH SEPARATOR)"), ("\\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+                  ("\\u200b", "U+200B (ZERO WIDTH SPACE)"), ("\\ufeff", "U+FEFF (ZERO WIDTH NO-BREAK SPACE)")]:
+    CASES.append(value_case(f"control-in-name-{name.split()[0]}", ("metadata", "name"), f'"la{esc}b"',
+                            "control-character", f"{name}, at character 3"))
+# the ISO URL is the one string whose pattern takes any character but whitespace and quotes
+CASES.append(value_case("control-in-url-ESC", ("spec", "image", "iso", "url"),
+                        '"https://mirror.example/\\e[2J.iso"', "control-character", "U+001B (ESC)"))
+CASES.append(value_case("control-in-url-DEL", ("spec", "image", "proxmox", "url"),
+                        '"https://pve.example/\\x7f"', "control-character", "U+007F (DEL)"))
+CASES.append(value_case("tab-inside-plain-value", ("spec", "nodes", 1, "name"), "w\t1", "control-character",
+                        "U+0009 (HT)"))
+# ... and in a mapping key (an unknown one, and a label key)
+_t, _v, _k = emit(extra_keys={("spec", "image"): '"cp\\eus": 2'})
+CASES.append(Case("control-in-key", "control-character", _t.encode(), at=_k[("spec", "image", "<extra>")],
+                  says="key 'cp\\x1bus' in spec.image holds a control character, U+001B (ESC)"))
+_t, _v, _k = emit(extra_keys={("spec", "nodes", 0, "labels"): '"zone\\n": b'})
+CASES.append(Case("newline-in-label-key", "control-character", _t.encode(),
+                  at=_k[("spec", "nodes", 0, "labels", "<extra>")], says="U+000A (LF)"))
+
 # 11. raw control characters in the text itself: the right character at the right place, escaped
 _text, _values, _ = emit()
 _name_line, _name_col = _values[("metadata", "name")]
@@ -203,14 +236,51 @@ CASES.append(Case("surrogate-in-value", "file-encoding",
 CASES.append(text_case("tab-indentation", "yaml-syntax", _text.replace("\n  name: lab", "\n\tname: lab"),
                        at=(_name_line, 1), says="a tab character"))
 
-# 10. numbers too long to convert, and values YAML cannot convert
-for path in INTEGER_FIELDS:
+# 10. numbers where integers are meant: YAML 1.1's other forms, fractions, the unbounded
+for n, (path, maximum) in enumerate(INTEGER_FIELDS.items()):
+    form, read = [("010", "an octal number, 8"), ("0x10", "a hexadecimal number, 16"),
+                  ("1:10:00", "a base-60 (sexagesimal) number, 4200"), ("0b11", "a binary number, 3"),
+                  ("1_000", "a number with its underscores left out, 1000")][n % 5]
+    CASES.append(value_case(f"{form}-in-{dotted(path)}", path, form, "number-form", read))
     CASES.append(value_case(f"5000-digits-in-{dotted(path)}", path, "9" * 5000, "number-too-large",
                             "a number 5,000 characters long"))
+    CASES.append(value_case(f"above-maximum-{dotted(path)}", path, str(maximum + 1), "schema-maximum",
+                            f"greater than the maximum of {maximum}"))
+    CASES.append(value_case(f"fraction-in-{dotted(path)}", path, f"{maximum}.0", "schema-type",
+                            f"YAML read {maximum}.0 as a decimal number; write {maximum}"))
+CASES.append(value_case("fraction-2.5-cpus", ("spec", "image", "cpus"), "2.5", "schema-type", "a whole number"))
+CASES.append(value_case("negative-octal-generation", ("spec", "nodes", 0, "generation"), "-010", "number-form",
+                        "an octal number, -8"))
+CASES.append(value_case("inf-cpus", ("spec", "image", "cpus"), ".inf", "schema-type", "not number inf"))
 CASES.append(value_case("5000-digit-name", ("metadata", "name"), "9" * 5000, "number-too-large",
                         "takes a number that large; if it is text, quote it"))
 CASES.append(value_case("impossible-date", ("spec", "kubernetes", "version"), "2024-13-45", "yaml-value",
                         'YAML reads 2024-13-45 as a date'))
+CASES.append(value_case("duration-beyond-go", ("spec", "bootstrap", "tokenTTL"), "9999999999h", "duration-range"))
+CASES.append(value_case("duration-5000-digits", ("spec", "bootstrap", "tokenTTL"), "9" * 5000 + "h",
+                        "schema-maxlength", "longer than the maximum of 32 characters"))
+CASES.append(value_case("version-5000-digits", ("spec", "kubernetes", "version"), '"1.' + "3" * 5000 + '.0"',
+                        "schema-maxlength"))
+CASES.append(value_case("vmid-beyond-proxmox", ("spec", "image", "proxmox", "firstVmId"), "999999999",
+                        "vmid-range", "node w1 would get Proxmox VM id 1000000000, above Proxmox's largest"))
+CASES[-1].at = emit()[1][("spec", "nodes", 1, "name")]  # the node whose id is too large
+
+# 12. a string field that YAML read as something else: say what it read, and to quote it
+for path, source, says in [
+    (("spec", "kubernetes", "version"), "1.36", 'YAML read 1.36 as a number; quote it: "1.36"'),
+    (("spec", "kubernetes", "version"), "1.30", 'YAML read 1.30 as the number 1.3; quote it: "1.30"'),
+    (("spec", "containerd", "version"), "2.2", 'YAML read 2.2 as a number; quote it: "2.2"'),
+    (("metadata", "name"), "yes", 'YAML read yes as the boolean true; quote it: "yes"'),
+    (("metadata", "name"), "off", 'YAML read off as the boolean false; quote it: "off"'),
+    (("metadata", "name"), "~", 'YAML read ~ as nothing (null); quote it: "~"'),
+    (("metadata", "name"), "010", 'YAML read 010 as the number 8; quote it: "010"'),
+    (("metadata", "name"), "2024-01-01", 'YAML read 2024-01-01 as a date; quote it: "2024-01-01"'),
+    (("spec", "nodes", 0, "mac"), "52:54:00:12:34:56",
+     'YAML read 52:54:00:12:34:56 as the number 41135085296; quote it: "52:54:00:12:34:56"'),
+    (("spec", "nodes", 0, "labels", "example.com/zone"), "true", 'YAML read true as the boolean true; quote it'),
+    (("spec", "network", "nameservers", 0), "1.1", 'YAML read 1.1 as a number; quote it: "1.1"'),
+]:
+    CASES.append(value_case(f"yaml-read-{source}-as-{dotted(path)}", path, source, "schema-type", says))
 
 # 4. and 17. the file itself
 CASES += [
@@ -248,6 +318,8 @@ CASES += [
     Case("alias-bomb-of-text", "yaml-too-large",
          b"a: &a '" + b"x" * 1_000_000 + b"'\nb: &b [" + b"*a," * 100 + b"]\nc: [" + b"*b," * 400 + b"]\n",
          says="characters of text"),
+    Case("10MB-name", "schema-format", _text.replace("name: lab", "name: " + "a" * 10_000_000).encode(),
+         at=(_name_line, _name_col), says="aaaa…', not an RFC 1123 label"),
 ]
 
 IDS = [c.id for c in CASES]
@@ -320,10 +392,10 @@ def test_the_base_cluster_is_valid(tmp_path):
 
 
 def test_corpus_is_large_and_covers_every_item():
-    assert len(CASES) >= 50
+    assert len(CASES) >= 60
     checks = {c.check for c in CASES}
-    assert {"control-character", "number-too-large", "file-not-regular", "file-symlink-loop",
-            "file-encoding", "yaml-too-large", "yaml-too-deep"} <= checks
+    assert {"control-character", "number-form", "number-too-large", "file-not-regular", "file-symlink-loop",
+            "file-encoding", "yaml-too-large", "yaml-too-deep", "schema-type"} <= checks
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -342,7 +414,9 @@ def test_corpus_case(case: Case, tmp_path):
 
 # -- the real command line, for a representative subset -------------------------------------------
 
-CLI_CASES = ["raw-U+001B-in-value", "raw-NUL-after-8KiB", "5000-digits-in-spec.image.cpus", "fifo", "dev-zero",
+CLI_CASES = ["newline-end-metadata.name", "newline-end-spec.nodes[0].address", "control-in-name-U+001B",
+             "control-in-key", "raw-U+001B-in-value", "raw-NUL-after-8KiB", "010-in-spec.cni.calico.mtu",
+             "5000-digits-in-spec.image.cpus", "yaml-read-1.36-as-spec.kubernetes.version", "fifo", "dev-zero",
              "dev-urandom", "symlink-loop", "utf16-le", "deep-flow-nesting", "alias-bomb"]
 
 
@@ -390,6 +464,135 @@ def test_fifo_with_a_writer_that_never_ends_is_refused_at_once(tmp_path):
     finally:
         writer.kill()
         writer.wait()
+
+
+# -- the pieces under the corpus ------------------------------------------------------------------
+
+def _patterns(schema, path="$"):
+    if isinstance(schema, dict):
+        if isinstance(schema.get("pattern"), str):
+            yield path, schema["pattern"]
+        for k, v in schema.items():
+            yield from _patterns(v, f"{path}.{k}")
+
+
+def test_every_schema_pattern_refuses_a_trailing_newline_by_itself():
+    """The ECMA-262 reading of the schema's patterns, without the control-character pass: a
+    valid value passes, the same with a final newline does not (Python's `$` let it pass)."""
+    from jsonschema import Draft202012Validator
+
+    from bakery.resources import cluster_schema
+    from bakery.spec import validate
+
+    schema = cluster_schema()
+    seen = 0
+    for path in PATTERN_FIELDS:
+        sub = schema
+        for part in path:
+            sub = sub["items"] if isinstance(part, int) else (
+                sub.get("properties", {}).get(part) or sub["additionalProperties"])
+        good = base_value(path)
+        ours = validate.validator_class()(sub)
+        assert ours.is_valid(good), (path, good)
+        assert not ours.is_valid(good + "\n"), path
+        assert Draft202012Validator(sub).is_valid(good + "\n"), path  # what Python's `$` let through
+        seen += 1
+    assert seen == len(PATTERN_FIELDS)
+    # keys too: propertyNames goes through the same keyword
+    labels = schema["properties"]["spec"]["properties"]["nodes"]["items"]["properties"]["labels"]
+    assert not validate.validator_class()(labels).is_valid({"zone\n": "a"})
+
+
+def test_code_matches_names_to_their_true_end():
+    from bakery.spec.checks import DNS_SUBDOMAIN
+
+    assert DNS_SUBDOMAIN.fullmatch("api.example.com")
+    assert not DNS_SUBDOMAIN.fullmatch("api.example.com\n") and not DNS_SUBDOMAIN.match("api\n")
+
+
+def test_every_schema_pattern_translates():
+    from bakery.resources import cluster_schema
+    from bakery.spec.validate import ecma_to_python
+
+    found = list(_patterns(cluster_schema()))
+    assert len(found) >= 30
+    for where, pattern in found:
+        translated = ecma_to_python(pattern)
+        assert "$" not in translated.replace("\\$", ""), where
+        re.compile(translated)
+
+
+# Cases of the JSON-Schema-Test-Suite, tests/draft2020-12/optional/ecmascript-regex.json (the
+# semantics of ECMA-262 patterns that Python's re does not share), as (pattern, string, valid).
+ECMA_CASES = [
+    ("^abc$", "abc\n", False), ("^abc$", "abc", True),
+    ("^\\d$", "0", True), ("^\\d$", "\u07c0", False), ("^\\D$", "\u07c0", True), ("^\\D$", "0", False),
+    ("^\\w$", "a", True), ("^\\w$", "\u00e9", False), ("^\\W$", "\u00e9", True),
+    ("^\\s$", " ", True), ("^\\s$", "\t", True), ("^\\s$", "\u000b", True), ("^\\s$", "\u00a0", True),
+    ("^\\s$", "\ufeff", True), ("^\\s$", "\u2029", True), ("^\\s$", "\u2003", True), ("^\\s$", "\u0001", False),
+    ("^\\s$", "\u2013", False), ("^\\S$", "\ufeff", False), ("^\\S$", "\u0001", True),
+    ("^\\d+$", "42", True), ("^\\d+$", "\u09ea\u09e8", False), ("[a-z]cole", "l'\u00e9cole", False),
+    # and `.`, which stops at ECMA's line terminators (ECMA-262 22.2.2.9)
+    ("^a.b$", "a\u2028b", False), ("^a.b$", "a\rb", False), ("^a.b$", "axb", True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "text", "valid"), ECMA_CASES)
+def test_patterns_have_ecma_262_semantics(pattern, text, valid):
+    from bakery.spec.validate import validator_class
+
+    assert validator_class()({"pattern": pattern}).is_valid(text) is valid
+
+
+def test_untranslatable_escapes_are_refused():
+    from bakery.spec.validate import ecma_to_python
+
+    for pattern in ("\\bword", "[\\D]", "\\p{Letter}", "[]", "a[^]"):
+        with pytest.raises(ValueError):
+            ecma_to_python(pattern)
+
+
+def test_a_multiline_field_takes_newlines_and_tabs_only():
+    """The control-character pass is general: a field the schema marks x-multiline takes LF and
+    HT (no field does today), but no other control character."""
+    from bakery.spec import validate
+    from bakery.spec.loader import load_text
+
+    schema = {"type": "object", "properties": {"notes": {"type": "string", "x-multiline": True},
+                                               "name": {"type": "string"}}}
+    doc = load_text('notes: "one\\ntwo\\tthree"\nname: "a\\nb"\n')
+    found, values, _ = validate._prepass(doc, schema)
+    assert values == {("name",)} and [d.check for d in found] == ["control-character"]
+    doc = load_text('notes: "one\\etwo"\n')
+    found, values, _ = validate._prepass(doc, schema)
+    assert values == {("notes",)}
+
+
+def test_every_integer_in_the_schema_is_bounded():
+    from bakery.resources import cluster_schema
+
+    def walk(s, path="$"):
+        if isinstance(s, dict):
+            types = s.get("type") if isinstance(s.get("type"), list) else [s.get("type")]
+            if "integer" in types:
+                yield path, s
+            for k, v in s.items():
+                yield from walk(v, f"{path}.{k}")
+
+    found = list(walk(cluster_schema()))
+    assert len(found) == len(INTEGER_FIELDS)
+    for path, s in found:
+        assert "minimum" in s and "maximum" in s, path
+
+
+def test_a_number_read_right_is_kept():
+    """The refusals stop at what is wrong: decimal integers, and quoted numbers in strings, pass."""
+    from bakery.spec.loader import load_text
+    from bakery.spec.validate import schema_diagnostics
+
+    text, _, _ = emit({("spec", "image", "cpus"): "+4", ("spec", "nodes", 0, "generation"): "0",
+                       ("spec", "nodes", 0, "labels", "example.com/zone"): '"010"'})
+    assert schema_diagnostics(load_text(text)) == []
 
 
 def test_diagnostics_never_print_a_raw_control_character():

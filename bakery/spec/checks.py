@@ -229,7 +229,9 @@ def _even(ctx: Ctx) -> Iterator[Diagnostic]:
 
 
 RESERVED_PORTS = COMPONENT_PORTS
-DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+# An RFC 1123 subdomain, matched to the true end with fullmatch (a `$` would also match before a
+# final newline).
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 
 
 @check("endpoint")
@@ -249,7 +251,7 @@ def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            if not DNS_SUBDOMAIN.match(host):
+            if not DNS_SUBDOMAIN.fullmatch(host):
                 yield ctx.err("endpoint-dns", path,
                               f"the endpoint host {host} is not a lower-case DNS name (RFC 1123), which kubeadm "
                               "requires of controlPlaneEndpoint and certificate names", "write it in lower case")
@@ -439,7 +441,12 @@ def _cp_size(ctx: Ctx) -> Iterator[Diagnostic]:
                           "wants at least 2 vCPUs and 1700 MiB", "give it cpus: 2 and memoryMiB: 2048 or more")
 
 
-@check("vmid-duplicate")
+# The largest Proxmox VM id (pve-common's 'pve-vmid' standard option: minimum 100, maximum
+# 999_999_999); the schema bounds each id the file gives, this check the ones that follow firstVmId.
+PROXMOX_MAX_VMID = 999_999_999
+
+
+@check("vmid-duplicate", "vmid-range")
 def _vmids(ctx: Ctx) -> Iterator[Diagnostic]:
     if proxmox.BUILDER not in ctx.spec["image"]["builders"]:
         return
@@ -447,6 +454,11 @@ def _vmids(ctx: Ctx) -> Iterator[Diagnostic]:
     seen = {px["templateVmId"]: "the template"}
     for i, node in enumerate(ctx.spec["nodes"]):
         vmid = derive.node_vm_id(node, i, px)
+        if vmid > PROXMOX_MAX_VMID:
+            yield ctx.err("vmid-range", ("spec", "nodes", i, "name"),
+                          f"node {node['name']} would get Proxmox VM id {vmid}, above Proxmox's largest, "
+                          f"{PROXMOX_MAX_VMID:,}", "lower image.proxmox.firstVmId, or set this node's vmId")
+            continue
         if vmid in seen:
             yield ctx.err("vmid-duplicate", ("spec", "nodes", i, "vmId" if node.get("vmId") else "name"),
                           f"node {node['name']} would get Proxmox VM id {vmid}, already {seen[vmid]}'s",
@@ -466,8 +478,19 @@ def _host_only(ctx: Ctx) -> Iterator[Diagnostic]:
                       "set network.gateway to the host's address, or widen nodeCidr")
 
 
-@check("duration")
+# Both durations reach kubeadm's configuration as Go durations (time.ParseDuration), which hold
+# at most 2^63 - 1 nanoseconds: 2562047h47m16.854775807s; beyond that kubeadm refuses the file.
+GO_MAX_DURATION_SECONDS = (2**63 - 1) // 10**9
+
+
+@check("duration", "duration-range")
 def _durations(ctx: Ctx) -> Iterator[Diagnostic]:
+    for key in ("tokenTTL", "joinTimeout"):
+        if parse_duration(ctx.spec["bootstrap"][key]) > GO_MAX_DURATION_SECONDS:
+            yield ctx.err("duration-range", ("spec", "bootstrap", key),
+                          f"{key} {ctx.spec['bootstrap'][key]} is longer than a Go duration can be (about 292 years), "
+                          "so kubeadm would refuse its configuration", "use a duration such as 24h ('0' for never)")
+            return
     if parse_duration(ctx.spec["bootstrap"]["joinTimeout"]) < 30:
         yield ctx.err("join-timeout", ("spec", "bootstrap", "joinTimeout"),
                       f"joinTimeout {ctx.spec['bootstrap']['joinTimeout']} is too short for a node to join",

@@ -30,9 +30,10 @@ def _schema_key_pattern() -> re.Pattern:
     """The pattern cluster.yaml's schema gives spec.access.sshAuthorizedKeys items, so that
     what init writes is exactly what validate accepts."""
     from ..resources import cluster_schema
+    from .validate import compiled
 
     access = cluster_schema()["properties"]["spec"]["properties"]["access"]["properties"]
-    return re.compile(access["sshAuthorizedKeys"]["items"]["pattern"])
+    return compiled(access["sshAuthorizedKeys"]["items"]["pattern"])  # with ECMA-262's meaning, as validate
 
 
 COMMENT_RE = re.compile(r"[A-Za-z0-9@._+:-]{1,100}")
