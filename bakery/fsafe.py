@@ -54,29 +54,49 @@ def file_kind(mode: int) -> str:
     return "not a regular file"  # pragma: no cover
 
 
-def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+class NotOwn(ValueError):
+    """The file belongs to another user."""
+
+    def __init__(self, path: Path, uid: int):
+        super().__init__(f"{path} belongs to another user (uid {uid})")
+        self.path, self.uid = path, uid
+
+
+def read_regular(path: str | os.PathLike, limit: int, *, own: bool = False) -> bytes:
     """The bytes of a regular file, at most ``limit`` of them. Opens without blocking (a FIFO
     with no writer would block open(2) itself), checks the opened file with fstat (no race
     between a check and the open) and reads at most limit + 1 bytes whatever st_size says.
-    Raises NotRegular, TooLarge, or OSError (missing, permission, a symlink loop)."""
+    With ``own``, only a file of this user's. Raises NotRegular, NotOwn, TooLarge, or
+    OSError (missing, permission, a symlink loop)."""
     p = Path(path)
     fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise NotRegular(p, file_kind(st.st_mode))
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise TooLarge(p, limit)
-        return b"".join(chunks)
+        if own and st.st_uid != os.geteuid():
+            raise NotOwn(p, st.st_uid)
+        try:
+            return read_fd(fd, limit)
+        except TooLarge:
+            raise TooLarge(p, limit) from None
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from an open file, whatever its size claims; TooLarge if it
+    holds more."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise TooLarge(Path(f"/proc/self/fd/{fd}"), limit)
+    return b"".join(chunks)
 
 
 def makedirs(path: str | os.PathLike, mode: int = 0o755) -> None:
@@ -224,7 +244,8 @@ def _open_lock(path: Path) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
-        what = {errno.ELOOP: "is a symbolic link", errno.EISDIR: "is a folder"}.get(exc.errno or 0)
+        what = {errno.ELOOP: "is a symbolic link", errno.EISDIR: "is a folder", errno.ENXIO: "is a socket",
+                errno.EACCES: "cannot be opened (permission denied: someone else's?)"}.get(exc.errno or 0)
         if what:
             raise EnvError(f"the lock file {path} {what}; bakery does not follow or write it. Remove it "
                            "(someone with write access to that folder may have planted it)") from None

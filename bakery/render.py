@@ -90,6 +90,9 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
                    lock_timeout: float = 60.0, plan=None) -> RenderResult:
     from .pki import store
 
+    if out is not None and not out.strip():
+        raise InputError("--out is empty; give a folder, or leave --out out for outputs/<cluster>",
+                         check="out-empty")
     dest = (Path(out) if out else default_out(cluster)).absolute()
     _refuse_dest(dest, writing=not check_only)
     if check_only:
@@ -98,8 +101,9 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
                              "--rotate-token alone", check="check-rotate-token")
         return _check(cluster, dest, store.locate(dest, secrets_path), plan)
     _refuse_foreign(dest)
+    store.locate(dest, secrets_path)  # a bundle path that cannot work is refused before anything is made
     with locked(dest, lock_timeout):
-        loc = store.locate(dest, secrets_path)  # under the tree's lock: the in-tree link is stable
+        loc = store.locate(dest, secrets_path)  # again under the tree's lock: the in-tree link is stable
         with store.locked(loc, lock_timeout):
             clean_stale(dest)
             bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token)
@@ -145,7 +149,7 @@ def _seeded_token_id(dest: Path) -> str | None:
     """The token id the output folder's seeds carry, from its manifest (None if unknown)."""
     try:
         doc = json.loads(fsafe.read_regular(dest / "manifest.json", MANIFEST_MAX))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     token_id = doc.get("bootstrapTokenId") if isinstance(doc, dict) else None
     return token_id if isinstance(token_id, str) else None
@@ -173,12 +177,16 @@ def _refuse_foreign(dest: Path) -> None:
         return
     if not dest.is_dir():
         raise InputError(f"--out {dest} is a file, not a folder; pick a new or empty folder", check="out-not-bakery")
+    owner = dest.stat().st_uid
+    if owner != os.geteuid():  # its files could be anyone's, hard-linked anywhere
+        raise InputError(f"--out {dest} belongs to another user (uid {owner}); a render replaces its output folder "
+                         "and reuses its files: pick a folder of yours", check="out-not-bakery")
     entries = {p.name for p in dest.iterdir()}
     if entries <= {SECRETS_NAME}:  # empty, or a bundle put there for the first render
         return
     try:
-        ours = "bakeFingerprint" in json.loads(fsafe.read_regular(dest / "manifest.json", MANIFEST_MAX))
-    except (OSError, ValueError, TypeError):  # NotRegular and TooLarge are ValueErrors
+        ours = "bakeFingerprint" in json.loads(fsafe.read_regular(dest / "manifest.json", MANIFEST_MAX, own=True))
+    except (OSError, ValueError, TypeError, RecursionError):  # NotRegular, NotOwn and TooLarge are ValueErrors
         ours = False
     if not ours:
         raise InputError(f"{dest} holds files that bakery did not write (no bakery manifest.json); a render "

@@ -439,3 +439,163 @@ def test_a_pipe_planted_in_the_output_tree_never_hangs_a_command(tmp_path, comma
         assert r.returncode == 2 and "did not write" in r.stderr
     else:
         assert r.returncode == 1 and " manifest.json" in r.stdout  # not a regular file: reported, not read
+
+
+# -- found by the review: aliases, neighbours' folders, self-locks, read-only media ------------
+
+NOBODY = 65534
+
+
+def _give_away(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, NOBODY, NOBODY)
+
+
+@pytest.mark.parametrize("spelling", ["link", "dotdot"])
+def test_the_trees_own_bundle_under_another_spelling_stays_the_trees(tmp_path, spelling):
+    out = tmp_path / "out"
+    render_here(LAB, out)
+    before = (out / "secrets.yaml").read_bytes()
+    if spelling == "link":
+        (tmp_path / "link.yaml").symlink_to(out / "secrets.yaml")
+        given = tmp_path / "link.yaml"
+    else:
+        (out / "sub").mkdir()
+        given = out / "sub" / ".." / "secrets.yaml"
+    r = run_bakery("render", LAB, "--out", out, "--secrets", given)
+    assert r.returncode == 0, r.stderr
+    assert (out / "secrets.yaml").read_bytes() == before  # kept, same CA, same token
+
+
+def test_a_bundle_elsewhere_inside_the_output_folder_is_refused(tmp_path):
+    r = run_bakery("render", LAB, "--out", tmp_path / "o2", "--secrets", tmp_path / "o2" / "pki" / "secrets.yaml")
+    assert r.returncode == 2 and "inside the output folder" in r.stderr, r.stderr
+    assert not (tmp_path / "o2").exists()
+
+
+def test_a_planted_old_tree_is_never_put_in_place(tmp_path):
+    """A neighbour's `.out.old-x` holding their bundle: never renamed into the output folder,
+    never used; the first render makes its own CA."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    render_here(LAB, tmp_path / "theirs")
+    planted = shared / ".out.old-x"
+    planted.mkdir()
+    os.replace(tmp_path / "theirs" / "secrets.yaml", planted / "secrets.yaml")
+    _give_away(planted)
+    r = run_bakery("render", LAB, "--out", shared / "out")
+    assert r.returncode == 0 and "created the secrets bundle" in r.stdout, r.stderr
+    assert ca_of(shared / "out") != ca_of(tmp_path / "theirs") and planted.is_dir()
+
+
+def test_an_output_folder_of_another_user_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    render_here(LAB, shared / "out")
+    _give_away(shared / "out")
+    r = run_bakery("render", LAB, "--out", shared / "out")
+    assert r.returncode == 2 and "belongs to another user" in r.stderr, r.stderr
+
+
+def test_a_bundle_of_another_user_is_refused(tmp_path):
+    render_here(LAB, tmp_path / "first", secrets=tmp_path / "theirs.yaml")
+    os.chown(tmp_path / "theirs.yaml", NOBODY, NOBODY)
+    r = run_bakery("render", LAB, "--out", tmp_path / "out", "--secrets", tmp_path / "theirs.yaml")
+    assert r.returncode == 2 and "belongs to another user" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_file_with_another_name_is_not_reused_by_the_next_tree(tmp_path):
+    """Someone holding a hard link to a file of the tree could rewrite the next tree through
+    it if the render reused that inode: only files with one name are reused."""
+    out = tmp_path / "out"
+    render_here(LAB, out)
+    script = next((out / "packer" / "scripts").iterdir())
+    os.link(script, tmp_path / "kept")
+    other = next(p for p in (out / "packer" / "scripts").iterdir() if p != script)
+    other_inode = other.stat().st_ino
+    render_here(LAB, out)
+    assert script.stat().st_ino != (tmp_path / "kept").stat().st_ino
+    assert other.stat().st_ino == other_inode  # an untouched file of one name is still reused
+
+
+def test_a_pipe_in_the_previous_tree_is_never_opened_blocking(tmp_path):
+    from bakery.output import writer
+
+    os.mkfifo(tmp_path / "f")
+    t0 = time.monotonic()
+    assert writer._open_same(tmp_path / "f", writer.OutputFile("f", b"x")) is None
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_first_render_and_a_render_using_its_bundle_share_one_ca(tmp_path):
+    for round_ in range(3):
+        a, b = tmp_path / f"A{round_}", tmp_path / f"B{round_}"
+        procs = [subprocess.Popen([sys.executable, "-m", "bakery", "render", str(LAB), "--out", str(a)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+                 subprocess.Popen([sys.executable, "-m", "bakery", "render", str(LAB), "--out", str(b), "--secrets",
+                                   str(a / "secrets.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+        results = [p.communicate() + (p.returncode,) for p in procs]
+        assert all(rc == 0 for *_, rc in results), results
+        assert ca_of(a) == ca_of(b)
+        assert sum("created the secrets bundle" in o for o, _, _ in results) == 1
+
+
+def test_a_render_never_waits_for_its_own_lock(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    work.mkdir()
+    render_here(LAB, out)
+    t0 = time.monotonic()
+    r = run_bakery("render", LAB, "--out", "../out", "--secrets", "../out/secrets.yaml", "--lock-timeout", "20",
+                   cwd=work)
+    assert r.returncode == 0 and time.monotonic() - t0 < 15, r.stderr
+
+
+def test_a_bundle_on_read_only_media_is_usable_until_it_must_change(tmp_path):
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        bundle = disk / "lab.yaml"
+        render_here(LAB, tmp_path / "first", secrets=bundle)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        r = run_bakery("render", LAB, "--out", tmp_path / "out", "--secrets", bundle)
+        assert r.returncode == 0, r.stderr
+        r = run_bakery("render", LAB, "--out", tmp_path / "out", "--secrets", bundle, "--rotate-token")
+        assert r.returncode == 1 and "Read-only" in r.stderr and "Traceback" not in r.stderr
+        assert seeded_tokens(tmp_path / "out") == {token_of(bundle)}  # nothing half-rotated
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_a_bundle_nested_deep_is_one_line_not_a_traceback(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    for args in (["render", LAB, "--out", tmp_path / "out", "--secrets", deep],
+                 ["secrets", "check", LAB, "--secrets", deep]):
+        r = run_bakery(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and "deeper" in r.stderr, r.stderr
+
+
+def test_a_deep_manifest_in_the_output_folder_is_no_traceback(tmp_path):
+    out = tmp_path / "out"
+    render_here(LAB, out)
+    (out / "manifest.json").write_text("[" * 200000)
+    r = run_bakery("render", LAB, "--out", out)
+    assert r.returncode == 2 and "did not write" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_paths_with_control_characters_are_escaped_in_every_line(tmp_path):
+    out = tmp_path / "o\x1b]0;T\x07ut"
+    r = run_bakery("render", LAB, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout + r.stderr and "\x07" not in r.stdout + r.stderr
+    assert "\\x1b]0;T\\x07ut" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--out", ""], ["--secrets", "/dev/stdin"]])
+def test_odd_paths_are_bad_input(tmp_path, args):
+    r = subprocess.run([sys.executable, "-m", "bakery", "render", str(LAB), *args], capture_output=True, text=True,
+                       cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -7,18 +7,28 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import EXIT_ENV, EXIT_INPUT, BakeryError, InputError
+from ..errors import EXIT_ENV, EXIT_INPUT, BakeryError, InputError, printable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def say(text: str, err: bool = False) -> None:
+    """One line for the terminal: paths and values in it may hold any character, so every one
+    that is not printable is written as an escape (errors.printable)."""
+    click.echo(printable(text), err=err)
+
+
 def _fail(exc: BakeryError) -> None:
     # diagnostics carry their own "error[check]:" prefix; environment failures get one
-    click.echo(str(exc) if isinstance(exc, InputError) else f"error: {exc}", err=True)
+    if isinstance(exc, InputError):
+        for d in exc.diagnostics:
+            say(str(d), err=True)
+    else:
+        say(f"error: {exc}", err=True)
     if isinstance(exc, InputError):
         n = len([d for d in exc.diagnostics if d.severity == "error"]) or len(exc.diagnostics)
         if n > 1:
-            click.echo(f"{n} problems; nothing was written.", err=True)
+            say(f"{n} problems; nothing was written.", err=True)
     sys.exit(exc.exit_code)
 
 
@@ -46,15 +56,15 @@ class _Group(click.Group):
 
             done = completed()
             if not done:
-                click.echo("interrupted; nothing was changed", err=True)
+                say("interrupted; nothing was changed", err=True)
             else:  # the interruption came after a commit: show what completed, as its report would
-                click.echo("interrupted after this completed:", err=True)
+                say("interrupted after this completed:", err=True)
                 for line in done:
-                    click.echo(line)
+                    say(line)
             sys.exit(130)
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            click.echo(f"error: {exc.strerror or exc}{where}; check the path, permissions and free space", err=True)
+            say(f"error: {exc.strerror or exc}{where}; check the path, permissions and free space", err=True)
             sys.exit(EXIT_ENV)
 
 
@@ -100,13 +110,13 @@ def validate(cluster: str, strict: bool, output: str) -> None:
                                "diagnostics": [d.as_dict() for d in diags]}, indent=2))
     else:
         for d in diags:
-            click.echo(str(d), err=True)
+            say(str(d), err=True)
         if failed:
-            click.echo(f"{cluster}: invalid ({_count(len(errors), 'error')}, "
+            say(f"{cluster}: invalid ({_count(len(errors), 'error')}, "
                        f"{_count(len(diags) - len(errors), 'warning')})", err=True)
         else:
             warn = f", {_count(len(diags), 'warning')}" if diags else ""
-            click.echo(f"{cluster}: valid ({_count(len(loaded.doc.data['spec']['nodes']), 'node')}{warn})")
+            say(f"{cluster}: valid ({_count(len(loaded.doc.data['spec']['nodes']), 'node')}{warn})")
     sys.exit(EXIT_INPUT if failed else 0)
 
 
@@ -131,11 +141,11 @@ def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool
 
     model, report = load_cluster(cluster, strict=strict)
     for d in report.warnings:
-        click.echo(str(d), err=True)
+        say(str(d), err=True)
     result = render_cluster(model, out=out, secrets_path=secrets_path, rotate_token=rotate_token,
                             check_only=check_only, lock_timeout=lock_timeout)
     for line in result.messages:
-        click.echo(line)
+        say(line)
     sys.exit(result.exit_code)
 
 
@@ -169,8 +179,8 @@ def init(directory: str, force: bool) -> None:
     example = scaffold.cluster_yaml(key)
     fsafe.write_atomic(target, example.encode(), 0o644, through_links=True)
     for line in scaffold.describe(key):
-        click.echo(line)
-    click.echo(f"wrote {target}; next: bakery validate {target}")
+        say(line)
+    say(f"wrote {target}; next: bakery validate {target}")
 
 
 @cli.group()
@@ -202,13 +212,13 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
     except Exception:  # noqa: BLE001 - a bundle that is not even YAML: parse() below says why
         rows = []
     for name, cn, end, days in rows:
-        click.echo(f"{name:14} {cn:22} expires {end} ({days} days)")
+        say(f"{name:14} {cn:22} expires {end} ({days} days)")
     bundle, _, notes = store.obtain(model, loc, rotate_token=False, create=False)
     for note in notes:
-        click.echo(note)
+        say(note)
     ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after kubeadm init"
-    click.echo(f"{'token':14} {bundle.token_id + '.****':22} {ttl}")
-    click.echo(f"{path}: usable")
+    say(f"{'token':14} {bundle.token_id + '.****':22} {ttl}")
+    say(f"{path}: usable")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..providers import BUILDERS, proxmox
-from .commands import CLUSTER_ARG
+from .commands import CLUSTER_ARG, say
 
 OUT_OPTION = click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
                           help="Output folder. Default: outputs/<metadata.name>/ under the current folder.")
@@ -23,7 +23,7 @@ def _load(path: str):
 
     model, report = load_cluster(path)
     for d in report.warnings:
-        click.echo(str(d), err=True)
+        say(str(d), err=True)
     return model
 
 
@@ -42,7 +42,7 @@ def _ensure_rendered(model, out: str | None, secrets_path: str | None, plan=None
     if stale:
         result = render_cluster(model, out=out, secrets_path=secrets_path, plan=plan)
         for line in result.messages:
-            click.echo(line, err=True)
+            say(line, err=True)
     from pathlib import Path
 
     return Path(out).absolute() if out else default_out(model)
@@ -84,7 +84,7 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
     todo = wanted if force else [b for b in wanted if b not in recorded]
     for b in wanted:
         if b not in todo:
-            click.echo(f"{b}: {plan.image_name} is built already ({recorded[b].get('artifact_id')}); "
+            say(f"{b}: {plan.image_name} is built already ({recorded[b].get('artifact_id')}); "
                        "--force builds it again")
     if not todo:
         return
@@ -101,19 +101,19 @@ def build(cluster: str, only: str | None, force: bool, out: str | None, secrets_
         folder, env=env, required_env=required, required_version=packer.required_version(),
         variables=[v.name for v in packer.variables(model, plan) if not v.has_default])
     fsafe.makedirs(images)
-    click.echo(f"baking {plan.image_name} with {', '.join(todo)} (Packer {'.'.join(map(str, version))}); "
+    say(f"baking {plan.image_name} with {', '.join(todo)} (Packer {'.'.join(map(str, version))}); "
                f"artifacts in {images}", err=True)
     packer_run.init(binary, folder, version, env=env)
     try:
         result = _build_with_progress(packer_run, binary, folder, todo, force, {"output_dir": str(images)}, env)
     except packer_run.Interrupted as exc:
-        click.echo(f"{exc}; nothing was recorded", err=True)
+        say(f"{exc}; nothing was recorded", err=True)
         sys.exit(130)
     if not result.ok:
         raise EnvError(f"packer build failed: {result.failure()} (full log: rerun with PACKER_LOG=1)")
     for a in result.tracker.artifacts:
         where = ", ".join(str(images / p) if not os.path.isabs(p) else p for p in a.files) or a.id
-        click.echo(f"{a.build}: {a.string or a.id} -> {where}")
+        say(f"{a.build}: {a.string or a.id} -> {where}")
 
 
 def _build_with_progress(packer_run, binary, folder, builders, force, variables, env):
@@ -157,7 +157,7 @@ def _build_with_progress(packer_run, binary, folder, builders, force, variables,
             return
         text = ev.text.strip("\n")
         if text.startswith("==>") or ev.ui_level == "error" or text.startswith("Build '"):
-            click.echo(f"[{int(time.monotonic() - start):>5}s] {text}", err=True)
+            say(f"[{int(time.monotonic() - start):>5}s] {text}", err=True)
 
     return packer_run.build(binary, folder, builders=builders, force=force, variables=variables, env=env,
                             on_event=on_plain)
@@ -205,12 +205,12 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
     api = deploy_proxmox.connect(url, px.token_id, secret, verify=not px.insecure_skip_tls_verify)
 
     def report(name, message):
-        click.echo(f"{name}: {message}", err=True)
+        say(f"{name}: {message}", err=True)
 
     results = deploy_proxmox.Deployer(model, dest, api, report=report, cicustom=cicustom,
                                       timeout=timeout).deploy()
     for r in results:
-        click.echo(f"{r.name}: VM {r.vm_id} {r.state}{f' ({r.detail})' if r.detail else ''}")
+        say(f"{r.name}: VM {r.vm_id} {r.state}{f' ({r.detail})' if r.detail else ''}")
 
 
 @click.command()

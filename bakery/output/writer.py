@@ -82,19 +82,45 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _same_file(prev: Path, f: OutputFile) -> bool:
-    """Whether the previous tree's file is exactly this one: bytes and mode."""
+def _open_same(prev: Path, f: OutputFile) -> int | None:
+    """An open descriptor of the previous tree's file if it is exactly this one (bytes and
+    mode) and a plain file of this user's with one name; else None. Opened without
+    following a link or blocking on a pipe, and checked on the descriptor (fstat), so what
+    was checked is what gets linked (through /proc/self/fd) however the path changes."""
     try:
-        st = os.lstat(prev)
+        fd = os.open(prev, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or st.st_size != len(f.content) or stat.S_IMODE(st.st_mode) != f.mode:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_nlink == 1
+                and st.st_size == len(f.content) and stat.S_IMODE(st.st_mode) == f.mode
+                and fsafe.read_fd(fd, len(f.content)) == f.content):
+            return fd
+    except (OSError, fsafe.TooLarge):
+        pass
+    os.close(fd)
+    return None
+
+
+def _link_same(prev: Path, f: OutputFile, target: Path) -> bool:
+    """Hard-link the previous tree's identical file at target (see _open_same)."""
+    fd = _open_same(prev, f)
+    if fd is None:
         return False
     try:
-        with open(prev, "rb") as fh:
-            return fh.read(len(f.content) + 1) == f.content
+        # linkat(AT_FDCWD, "/proc/self/fd/N", dirfd, name, AT_SYMLINK_FOLLOW), as open(2) shows
+        # for O_TMPFILE; CPython calls linkat (not link) only when a dir_fd is given.
+        parent = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=parent, follow_symlinks=True)
+        finally:
+            os.close(parent)
+        return True
     except OSError:
-        return False
+        return False  # no /proc, another filesystem, or links not allowed: write it
+    finally:
+        os.close(fd)
 
 
 def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None = None) -> None:
@@ -126,12 +152,8 @@ def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None =
         if f.link is not None:
             os.symlink(f.link, target)
             continue
-        if previous is not None and _same_file(previous / f.path, f):
-            try:
-                os.link(previous / f.path, target)
-                continue
-            except OSError:
-                pass  # another filesystem, or links not allowed: write it
+        if previous is not None and _link_same(previous / f.path, f, target):
+            continue
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
         try:
             os.fchmod(fd, f.mode)
@@ -197,14 +219,17 @@ def _swap(tmp: Path, dest: Path, old: Path) -> None:
 
 
 def clean_stale(dest: Path) -> None:
-    """Remove temporary trees left by killed renders (they never replaced anything)."""
-    for stale in dest.parent.glob(f".{dest.name}.new-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale in dest.parent.glob(f".{dest.name}.old-*"):
-        if dest.exists():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:  # pragma: no cover - killed between the two renames of the fallback
-            os.rename(stale, dest)
+    """Remove temporary trees left by killed renders (they never replaced anything; on
+    Linux the swap is one exchange, so no leftover is ever a tree to put back). Only folders
+    of this user's are removed; anything else under those names is left alone."""
+    for pattern in (f".{dest.name}.new-*", f".{dest.name}.old-*"):
+        for stale in dest.parent.glob(pattern):
+            try:
+                st = stale.lstat()
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def lock_path(dest: Path) -> Path:

@@ -508,6 +508,8 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
         raise BadBundle(f"it is not valid YAML{where}") from None
     except UnicodeDecodeError:
         raise BadBundle("it is not UTF-8 text") from None
+    except RecursionError:  # a bundle is three levels deep; PyYAML's Python loader recurses
+        raise BadBundle("it nests far deeper than a bundle does") from None
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise BadBundle(f"it is not a bakery secrets bundle (no 'kind: {KIND}')")
     if doc.get("apiVersion") != API_VERSION:

@@ -46,42 +46,81 @@ class Location:
 
 
 def locate(dest: Path, secrets_path: str | os.PathLike | None) -> Location:
-    """Where the bundle of the output folder ``dest`` is, and how it is locked."""
+    """Where the bundle of the output folder ``dest`` is, and how it is locked. Paths are
+    compared as they really are (symlinks and '..' resolved): a bundle that is the tree's own
+    under another spelling is the tree's; one elsewhere inside the output folder is refused,
+    since the swap would throw it away."""
     dest = Path(dest).absolute()
+    real_dest = Path(os.path.realpath(dest))
     path = Path(secrets_path) if secrets_path else dest / SECRETS_NAME
+    link = None
     if path.is_symlink():
-        real = fsafe.link_target(path)  # an existing regular file of this user's, or EnvError
-        link = os.readlink(path) if path.absolute().parent == dest else None
-        return Location(path, real, False, link, _lock_of(real, dest))
-    if path.absolute().parent == dest:
-        return Location(path, path.absolute(), True)
-    return Location(path, path.absolute(), False, None, _lock_of(path.absolute(), dest))
+        try:
+            real = fsafe.link_target(path)  # an existing regular file of this user's
+        except EnvError as exc:
+            raise InputError(str(exc), check="secrets-bundle") from None
+        if Path(os.path.realpath(path.absolute().parent)) == real_dest:
+            link = os.readlink(path)  # <out>/secrets.yaml is a link: the new tree keeps it
+    else:
+        real = Path(os.path.realpath(path))
+    if real == real_dest / SECRETS_NAME:
+        return Location(path, real, True)
+    if real_dest in real.parents:
+        raise InputError(f"the secrets bundle {path} is inside the output folder {dest} (at {real}), which a render "
+                         f"replaces whole: keep it at {dest / SECRETS_NAME} or outside that folder",
+                         check="secrets-bundle")
+    return Location(path, real, False, link, _lock_of(real, real_dest))
 
 
-def _lock_of(real: Path, dest: Path) -> Path | None:
+def _lock_of(real: Path, real_dest: Path) -> Path | None:
+    """An external bundle's lock. A file named secrets.yaml, or one beside a manifest.json,
+    sits in a folder that is (or may become) an output tree, swapped whole: its lock is that
+    tree's lock, which a render of that tree holds too. Any other file's lock is beside it.
+    None when that is the lock of the tree being rendered, which the caller holds."""
     folder = real.parent
-    if folder == dest:
+    if real.name == SECRETS_NAME or (folder / "manifest.json").is_file():
+        lock = lock_path(folder)
+    else:
+        lock = folder / f".{real.name}.lock"
+    if Path(os.path.realpath(lock.parent)) / lock.name == Path(os.path.realpath(real_dest.parent)) / \
+            lock_path(real_dest).name:
         return None
-    if (folder / "manifest.json").is_file():  # inside another output tree, swapped whole: its lock
-        return lock_path(folder)
-    return folder / f".{real.name}.lock"
+    return lock
 
 
 @contextlib.contextmanager
 def locked(loc: Location, timeout: float) -> Iterator[None]:
-    """Hold the external bundle's lock (nothing to do for a bundle in the tree)."""
+    """Hold the external bundle's lock (nothing to do for a bundle in the tree). A bundle in
+    a folder this user cannot write (read-only media) cannot change under bakery either, and
+    bakery cannot change it: it is used unlocked, and a render that would have to write it
+    fails at that write."""
     if loc.lock is None:
         yield
         return
-    fsafe.makedirs(loc.lock.parent, DIR_MODE)
+    folder = loc.lock.parent
+    if folder.is_dir() and loc.real.exists() and not _writable(folder):
+        yield
+        return
+    fsafe.makedirs(folder, DIR_MODE)
     with fsafe.locked(loc.lock, f"the secrets bundle {loc.path}", timeout):
         yield
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        return os.access(folder, os.W_OK) and not os.statvfs(folder).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
 
 
 def read(path: Path) -> bytes:
     """The bundle's bytes: a regular file, bounded."""
     try:
-        return fsafe.read_regular(path, MAX_BYTES)
+        return fsafe.read_regular(path, MAX_BYTES, own=True)
+    except fsafe.NotOwn as exc:
+        raise InputError(f"the secrets bundle {path} belongs to another user (uid {exc.uid}); bakery uses only a "
+                         "bundle of yours (someone else could have made its CA): check it, then take it over "
+                         "with chown", check="secrets-bundle") from None
     except fsafe.NotRegular as exc:
         raise InputError(f"the secrets bundle {path} is {exc.kind}; give the path of a file",
                          check="secrets-bundle") from None
