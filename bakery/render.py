@@ -1,6 +1,7 @@
 """render: model -> secrets -> plan -> files -> one atomic write of outputs/<cluster>/."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ class RenderResult:
     count: int
     messages: list[str] = field(default_factory=list)
     exit_code: int = 0
+    warnings: list[str] = field(default_factory=list)  # for stderr, each "warning[check]: ..."
 
 
 def _entry(f: OutputFile) -> dict:
@@ -86,10 +88,13 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 
 
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
-                   rotate_token: bool = False, check_only: bool = False,
-                   lock_timeout: float = 60.0, plan=None) -> RenderResult:
+                   rotate_token: bool = False, check_only: bool = False, renew: bool = False,
+                   lock_timeout: float = 60.0, plan=None, now: datetime.datetime | None = None) -> RenderResult:
+    """Render the cluster into its output folder. renew: reissue the bundle's leaf
+    credentials first (`bakery secrets renew`). now: the clock, for tests of time."""
     from .pki import store
 
+    now = now or datetime.datetime.now(datetime.UTC)
     if out is not None and not out.strip():
         raise InputError("--out is empty; give a folder, or leave --out out for outputs/<cluster>",
                          check="out-empty")
@@ -99,14 +104,14 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
         if rotate_token:
             raise InputError("--check writes nothing, so it cannot rotate the token; run the render with "
                              "--rotate-token alone", check="check-rotate-token")
-        return _check(cluster, dest, store.locate(dest, secrets_path), plan)
+        return _check(cluster, dest, store.locate(dest, secrets_path), plan, now)
     _refuse_foreign(dest)
     store.locate(dest, secrets_path)  # a bundle path that cannot work is refused before anything is made
     with locked(dest, lock_timeout):
         loc = store.locate(dest, secrets_path)  # again under the tree's lock: the in-tree link is stable
         with store.locked(loc, lock_timeout):
             clean_stale(dest)
-            bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token)
+            bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token, renew=renew, now=now)
             seeded = _seeded_token_id(dest)
             count = 0
 
@@ -120,7 +125,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # swap, with signals held over both (write_tree), so a kill, Ctrl-C or full disk
             # before then changes neither, and outputs never refer to a bundle not on disk.
             commit = (lambda: store.write(loc, bundle)) if changed and not loc.in_tree else None
-            result = RenderResult(dest, 0)
+            result = RenderResult(dest, 0, warnings=_token_warnings(cluster, bundle, now))
 
             def report() -> None:  # right after the swap, signals still held
                 result.count = count
@@ -143,6 +148,18 @@ def _messages(cluster: Cluster, dest: Path, count: int, notes: list[str], bundle
                      "changed by hand. The seeds now carry the bundle's; on a running cluster register it with:")
         lines.append(f"  {bundle.token_create_command(cluster)}")
     return lines
+
+
+def _token_warnings(cluster: Cluster, bundle, now: datetime.datetime) -> list[str]:
+    """token-expired: the token is past its TTL (counted from when bakery made it, the
+    earliest kubeadm can have registered it), so a node joining with it would be refused."""
+    if not bundle.token_expired(cluster.token_ttl_seconds, now):
+        return []
+    return [f"warning[token-expired]: the bootstrap token {bundle.token_id} was made on "
+            f"{bundle.token_created.replace('T', ' ')}; with spec.bootstrap.tokenTTL {cluster.token_ttl} it has "
+            "expired on a running cluster, so a node that joins one with these seeds would be refused (a cluster "
+            "not initialized yet is fine: kubeadm init registers the token afresh). Render with --rotate-token "
+            "and register the new token with the `kubeadm token create` command it prints"]
 
 
 def _seeded_token_id(dest: Path) -> str | None:
@@ -194,13 +211,13 @@ def _refuse_foreign(dest: Path) -> None:
                          check="out-not-bakery")
 
 
-def _check(cluster: Cluster, dest: Path, loc, plan=None) -> RenderResult:
+def _check(cluster: Cluster, dest: Path, loc, plan=None, now: datetime.datetime | None = None) -> RenderResult:
     from .pki import store
 
     if not loc.real.exists():
         raise InputError(f"no secrets bundle at {loc.path}: nothing was rendered there yet; "
                          "run `bakery render` first", check="check-no-bundle")
-    bundle, _, notes = store.obtain(cluster, loc, rotate_token=False, create=False)
+    bundle, _, notes = store.obtain(cluster, loc, rotate_token=False, create=False, now=now)
     changed, wanted = [], set()
     for f in iter_files(cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link):
         wanted.add(f.path)

@@ -280,8 +280,10 @@ def test_rotate_token_changes_only_the_token(tmp_path):
     assert r.returncode == 0, r.stderr
     new = load_bundle(out / "secrets.yaml")
     assert new["bootstrapToken"] != old["bootstrapToken"] and TOKEN.match(new["bootstrapToken"])
-    assert {k: v for k, v in new.items() if k != "bootstrapToken"} == \
-        {k: v for k, v in old.items() if k != "bootstrapToken"}
+    token_fields = ("bootstrapToken", "bootstrapTokenCreated")  # the token and when it was made
+    assert new["bootstrapTokenCreated"] >= old["bootstrapTokenCreated"]
+    assert {k: v for k, v in new.items() if k not in token_fields} == \
+        {k: v for k, v in old.items() if k not in token_fields}
     # the command that registers it, with the TTL from cluster.yaml
     assert f"kubeadm token create {new['bootstrapToken']} --ttl 24h0m0s" in r.stdout
     # every seed now carries the new token, none the old one; admin.conf is unchanged

@@ -144,6 +144,12 @@ def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool
         say(str(d), err=True)
     result = render_cluster(model, out=out, secrets_path=secrets_path, rotate_token=rotate_token,
                             check_only=check_only, lock_timeout=lock_timeout)
+    _report(result)
+
+
+def _report(result) -> None:
+    for line in result.warnings:
+        say(line, err=True)
     for line in result.messages:
         say(line)
     sys.exit(result.exit_code)
@@ -193,8 +199,11 @@ def secrets() -> None:
 @click.option("--secrets", "secrets_path", envvar="BAKERY_SECRETS", type=click.Path(dir_okay=False, path_type=str),
               default=None, help="The bundle (env BAKERY_SECRETS). Default: outputs/<metadata.name>/secrets.yaml.")
 def secrets_check(cluster: str, secrets_path: str | None) -> None:
-    """Report the expiry of every certificate and the token's lifetime; exit 2 if the bundle
-    is unusable or a certificate expires within 30 days. Prints no secret."""
+    """Report the expiry of every certificate and the token's lifetime; warn 90 days before a
+    certificate ends; exit 2 if the bundle is unusable or a certificate ends within 30 days
+    (`bakery secrets renew` reissues the admin certificate). Prints no secret."""
+    import datetime
+
     from ..output.layout import default_out
     from ..pki import bundle as sec
     from ..pki import store
@@ -213,12 +222,49 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
         rows = []
     for name, cn, end, days in rows:
         say(f"{name:14} {cn:22} expires {end} ({days} days)")
-    bundle, _, notes = store.obtain(model, loc, rotate_token=False, create=False)
+    now = datetime.datetime.now(datetime.UTC)
+    bundle, _, notes = store.obtain(model, loc, rotate_token=False, create=False, now=now)
     for note in notes:
         say(note)
-    ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after kubeadm init"
-    say(f"{'token':14} {bundle.token_id + '.****':22} {ttl}")
+    ttl = "never expires" if model.token_ttl_seconds == 0 else f"expires {model.token_ttl} after it is registered"
+    made = f", made {bundle.token_created.replace('T', ' ')}" if bundle.token_created else ""
+    say(f"{'token':14} {bundle.token_id + '.****':22} {ttl}{made}")
+    for name, _cn, end, days in rows:
+        if days < sec.WARN_REMAINING.days:
+            fix = (sec.RENEW_HINT if name == "admin" else
+                   "bakery never rotates a CA: plan a new cluster, or follow Kubernetes' manual rotation of CA "
+                   "certificates (kubernetes.io/docs/tasks/tls/manual-rotation-of-ca-certificates)")
+            say(f"warning[cert-expiring]: {name}.certificate expires on {end}, in {days} days; {fix}", err=True)
+    if bundle.token_expired(model.token_ttl_seconds, now):
+        say(f"warning[token-expired]: the token is past its TTL ({model.token_ttl}) on a running cluster; "
+            "render with --rotate-token before adding a node", err=True)
+    say("kubeadm's own certificates on each node (API server, etcd, front-proxy client, kubeconfigs) expire one "
+        "year after the node's first boot; the kubelet rotates its client certificate itself. Replacing or "
+        "upgrading a node renews them; so does `kubeadm certs renew all` on a control-plane node (`kubeadm certs "
+        "check-expiration` lists them)")
     say(f"{path}: usable")
+
+
+@secrets.command("renew")
+@CLUSTER_ARG
+@click.option("--secrets", "secrets_path", envvar="BAKERY_SECRETS", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="The bundle (env BAKERY_SECRETS). Default: <out>/secrets.yaml.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Output folder. Default: outputs/<metadata.name>/ under the current folder.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0, max=86400), default=60.0, show_default=True,
+              callback=lambda ctx, param, value: _finite(value),
+              help="Seconds to wait for another render of the same output folder or bundle.")
+def secrets_renew(cluster: str, secrets_path: str | None, out: str | None, lock_timeout: float) -> None:
+    """Reissue the bundle's leaf credentials (the admin client certificate, with a new key)
+    from the cluster's CAs and re-render, so that admin.conf carries it. CAs, the
+    service-account key and the token stay; like every render, all or nothing."""
+    from ..render import render_cluster
+    from ..spec.pipeline import load_cluster
+
+    model, report = load_cluster(cluster)
+    for d in report.warnings:
+        say(str(d), err=True)
+    _report(render_cluster(model, out=out, secrets_path=secrets_path, renew=True, lock_timeout=lock_timeout))
 
 
 def main() -> None:

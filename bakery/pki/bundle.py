@@ -42,6 +42,11 @@ TOKEN_GROUPS = ("system:bootstrappers:kubeadm:default-node-token",)
 # Certificates closer than this to their end are refused: a cluster built on them would
 # stop working within weeks.
 MIN_REMAINING = datetime.timedelta(days=30)
+# `bakery secrets check` warns this long ahead.
+WARN_REMAINING = datetime.timedelta(days=90)
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+# What renews a leaf of the bundle, for the messages.
+RENEW_HINT = "run `bakery secrets renew CLUSTER.yaml` to reissue it from the cluster CA"
 # kubeadm backdates its certificates a little so that skewed clocks accept them at once.
 BACKDATE = datetime.timedelta(minutes=5)
 
@@ -94,6 +99,10 @@ class Bundle:
     front_proxy_ca: KeyPair
     service_account: KeyPair  # certificate = public key PEM
     admin: KeyPair
+    # When bakery made the token (RFC 3339, UTC); None in bundles made before it was recorded.
+    # kubeadm counts a token's TTL from when it is registered (by `kubeadm init`, or `kubeadm
+    # token create`), never earlier than this.
+    token_created: str | None = None
 
     # -- derived values -------------------------------------------------------------
     @functools.cached_property
@@ -119,6 +128,22 @@ class Bundle:
     def kubeadm_encryption_algorithm(self) -> str:
         return KUBEADM_ALGORITHM[self.key_algorithm]
 
+    def token_expired(self, ttl_seconds: int, now: datetime.datetime) -> bool:
+        """Whether the token is past its TTL if it was registered when bakery made it (the
+        earliest it can have been): a node joining with it would then be refused. A TTL of
+        0 never expires; a bundle that does not say when its token was made cannot tell."""
+        if not ttl_seconds or self.token_created is None:
+            return False
+        made = datetime.datetime.strptime(self.token_created, RFC3339).replace(tzinfo=datetime.UTC)
+        return now > made + datetime.timedelta(seconds=ttl_seconds)
+
+    def with_new_token(self, now: datetime.datetime) -> Bundle:
+        """The bundle with a fresh token (its id unlike the old one's), made now."""
+        return replace(self, token=fresh_token_unlike(self.token), token_created=f"{now:{RFC3339}}")
+
+    def admin_not_after(self) -> datetime.datetime:
+        return _cert(self.admin.certificate).not_valid_after_utc
+
     def b64(self, pem: str) -> str:
         return base64.b64encode(pem.encode()).decode()
 
@@ -138,6 +163,7 @@ class Bundle:
             "cluster": self.cluster,
             "keyAlgorithm": self.key_algorithm,
             "bootstrapToken": self.token,
+            **({"bootstrapTokenCreated": self.token_created} if self.token_created else {}),
             "discoveryHash": self.discovery_hash,
             "ca": pair(self.ca),
             "etcdCa": pair(self.etcd_ca),
@@ -282,6 +308,7 @@ def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
         front_proxy_ca=cas["frontProxyCa"],
         service_account=KeyPair(_pub_pem(sa_key.public_key()), _key_pem(sa_key)),
         admin=_make_admin(cas["ca"], alg, cluster.admin_cert_validity_days, now),
+        token_created=f"{now:{RFC3339}}",
     )
 
 
@@ -438,7 +465,7 @@ def _check_ca(part: str, cn: str, cert, now: datetime.datetime) -> None:
     _check_validity(cert, f"{part}.certificate ({cn})", now)
 
 
-def _check_admin(cert, ca_cert, now: datetime.datetime) -> None:
+def _check_admin(cert, ca_cert, now: datetime.datetime, ending: bool = True) -> None:
     """A client certificate of the cluster CA for kubernetes-admin in kubeadm:cluster-admins
     (or in system:masters, as older bakery made it; the storage layer reissues that one)."""
     from cryptography.exceptions import InvalidSignature
@@ -458,7 +485,7 @@ def _check_admin(cert, ca_cert, now: datetime.datetime) -> None:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise BadBundle("admin.certificate is not signed by the cluster CA (ca)") from exc
-    _check_validity(cert, f"admin.certificate ({ADMIN_CN})", now)
+    _check_validity(cert, f"admin.certificate ({ADMIN_CN})", now, fix=RENEW_HINT, ending=ending)
 
 
 def _check_distinct(keys: list[tuple[str, Any]]) -> None:
@@ -485,18 +512,25 @@ def _same_key(cert_or_pub, key) -> bool:
     return pub.public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
 
 
-def _check_validity(cert, where: str, now: datetime.datetime) -> None:
+def _check_validity(cert, where: str, now: datetime.datetime, *, fix: str = "", ending: bool = True) -> None:
+    """Valid now (with a day's grace for skewed clocks) and, unless ``ending`` is False, for
+    MIN_REMAINING more; ``fix`` says what to do about an end."""
     end = cert.not_valid_after_utc
     if cert.not_valid_before_utc > now + datetime.timedelta(days=1):
         raise BadBundle(f"{where} is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (check the clock)")
+    if not ending:
+        return
+    fix = f"; {fix}" if fix else ""
     if end <= now:
-        raise BadBundle(f"{where} expired on {end:%Y-%m-%d}")
+        raise BadBundle(f"{where} expired on {end:%Y-%m-%d}{fix}")
     if end - now < MIN_REMAINING:
-        raise BadBundle(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days")
+        raise BadBundle(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days{fix}")
 
 
-def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
-    """Parse and check a bundle. Raises BadBundle with a one-line reason that quotes no secret."""
+def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: bool = True) -> Bundle:
+    """Parse and check a bundle. Raises BadBundle with a one-line reason that quotes no secret.
+    leaf_ending=False accepts a leaf (the admin certificate) that has ended or ends soon: for
+    `bakery secrets renew`, which replaces it."""
     import yaml
 
     now = now or datetime.datetime.now(datetime.UTC)
@@ -521,9 +555,16 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     token = doc.get("bootstrapToken")
     if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         raise BadBundle("bootstrapToken is not of the form [a-z0-9]{6}.[a-z0-9]{16}")  # the value is not shown
+    created = doc.get("bootstrapTokenCreated")
+    if created is not None:
+        try:
+            datetime.datetime.strptime(created if isinstance(created, str) else "", RFC3339)
+        except ValueError:
+            raise BadBundle("bootstrapTokenCreated is not a UTC time like 2026-01-31T12:00:00Z") from None
     bundle = Bundle(cluster=cluster, key_algorithm=alg, token=token, ca=_pair(doc, "ca"),
                     etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
-                    service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"))
+                    service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"),
+                    token_created=created)
 
     pairs = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca,
              "serviceAccount": bundle.service_account, "admin": bundle.admin}
@@ -560,7 +601,7 @@ def parse(data: bytes, now: datetime.datetime | None = None) -> Bundle:
     if not _same_key(admin_cert, admin_key):
         raise BadBundle("admin.key does not belong to admin.certificate")
     _check_algorithm("admin", admin_cert.public_key(), alg)
-    _check_admin(admin_cert, _cert(bundle.ca.certificate), now)
+    _check_admin(admin_cert, _cert(bundle.ca.certificate), now, ending=leaf_ending)
     keys.append(("admin", admin_key))
     _check_distinct(keys)
 
@@ -624,6 +665,14 @@ def reissue_admin_note(bundle: Bundle) -> str | None:
             f"{', '.join(groups) or 'old'} rights until {cert.not_valid_after_utc:%Y-%m-%d}: delete them")
 
 
+def renew_leaves(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
+    """The bundle with every leaf credential reissued from its CA: the admin client
+    certificate, with a new key, valid for spec.secrets.adminCertValidityDays from now (never
+    beyond the CA's own end). CAs, the service-account key and the token stay."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    return replace(bundle, admin=_make_admin(bundle.ca, bundle.key_algorithm, cluster.admin_cert_validity_days, now))
+
+
 def reissue_admin(bundle: Bundle, cluster, now: datetime.datetime | None = None) -> Bundle:
     """The bundle with its admin certificate reissued in kubeadm:cluster-admins: same key,
     same CA, a new validity period; nothing else changes."""
@@ -651,4 +700,4 @@ def fresh_token_unlike(old: str) -> str:
 
 
 __all__ = ["Bundle", "KeyPair", "BadBundle", "new_bundle", "parse", "go_duration", "reissue_admin_note",
-           "reissue_admin", "fresh_token_unlike"]
+           "reissue_admin", "renew_leaves", "fresh_token_unlike"]

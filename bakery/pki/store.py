@@ -19,17 +19,18 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import fsafe
 from ..errors import EnvError, InputError
 from ..output.layout import SECRETS_NAME
 from ..output.writer import lock_path
-from .bundle import BadBundle, Bundle, fresh_token_unlike, new_bundle, parse, reissue_admin, reissue_admin_note
+from .bundle import BadBundle, Bundle, new_bundle, parse, reissue_admin, reissue_admin_note, renew_leaves
 
 MAX_BYTES = 1 << 20  # a bundle of RSA-4096 keys is about 20 kB
 MODE = 0o600
@@ -141,12 +142,13 @@ def _clean_temporaries(real: Path) -> None:
             continue
 
 
-def obtain(cluster, loc: Location, *, rotate_token: bool,
-           create: bool = True) -> tuple[Bundle, bool, list[str]]:
+def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, renew: bool = False,
+           now: datetime.datetime | None = None) -> tuple[Bundle, bool, list[str]]:
     """The bundle at ``loc`` (checked), or a new one. Returns (bundle, changed, notes):
     changed when the bundle was created, its token replaced or its admin certificate
-    reissued, i.e. when it must be written; notes say what happened, one line each, and
-    never quote a secret."""
+    reissued or renewed, i.e. when it must be written; notes say what happened, one line
+    each, and never quote a secret. ``now``: the clock (a test's, or the system's)."""
+    now = now or datetime.datetime.now(datetime.UTC)
     path = loc.path
     if create and not loc.in_tree:
         _clean_temporaries(loc.real)
@@ -157,10 +159,13 @@ def obtain(cluster, loc: Location, *, rotate_token: bool,
         if not create:
             raise InputError(f"no secrets bundle at {path}; run `bakery render` to create one",
                              check="secrets-bundle")
+        if renew:
+            raise InputError(f"no secrets bundle at {path} to renew; run `bakery render` to create one",
+                             check="secrets-bundle")
         created = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
-        return new_bundle(cluster), True, [created]
+        return new_bundle(cluster, now), True, [created]
     try:
-        bundle = parse(read(loc.real))
+        bundle = parse(read(loc.real), now, leaf_ending=not renew)
     except BadBundle as exc:
         raise InputError(f"{path}: the secrets bundle is unusable: {exc}; restore it from your backup "
                          "(bakery never replaces a bundle, since a new one means a new cluster)",
@@ -179,11 +184,17 @@ def obtain(cluster, loc: Location, *, rotate_token: bool,
     changed, notes = False, []
     note = reissue_admin_note(bundle)
     if note:
-        bundle, changed = reissue_admin(bundle, cluster), True
+        bundle, changed = reissue_admin(bundle, cluster, now), True
         # create=False: a caller that writes nothing (render --check, secrets check)
         notes.append(f"{path}: {note if not create else note.replace('a render reissues it', 'reissued it', 1)}")
+    if renew:
+        bundle, changed = renew_leaves(bundle, cluster, now), True
+        notes.append(f"{path}: renewed the admin certificate (a new key, from the cluster CA), valid until "
+                     f"{bundle.admin_not_after():%Y-%m-%d}; CAs, the service-account key and the token are "
+                     "unchanged. Copies of the old admin.conf keep working until the old certificate ends: "
+                     "replace them with the new one")
     if rotate_token:
-        bundle, changed = replace(bundle, token=fresh_token_unlike(bundle.token)), True
+        bundle, changed = bundle.with_new_token(now), True
     return bundle, changed, notes
 
 

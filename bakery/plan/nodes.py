@@ -39,7 +39,12 @@ class NodePlan:
 
 
 def node_plans(cluster: Cluster) -> list[NodePlan]:
-    init = cluster.init_node
+    """One plan per node. A new cluster: the first control-plane node runs kubeadm init, the
+    others join. A running one (spec.bootstrap.initialized): no node runs kubeadm init; every
+    control-plane node, the first included, joins with --control-plane, so any can be
+    re-created (the chain of JOIN_AFTER stays: nodes made together join one at a time, and a
+    node of the running cluster is ready already)."""
+    init = None if cluster.initialized else cluster.init_node
     out = []
     previous_control_plane: Node | None = None
     for node in cluster.nodes:
@@ -48,7 +53,7 @@ def node_plans(cluster: Cluster) -> list[NodePlan]:
             action = Action.INIT
         elif node.is_control_plane:
             action = Action.JOIN_CONTROL_PLANE
-            join_after = previous_control_plane  # the init node is the first control-plane node
+            join_after = previous_control_plane  # None for the first control-plane node
         else:
             action = Action.JOIN_WORKER
         if node.is_control_plane:

@@ -279,6 +279,33 @@ def _endpoint(ctx: Ctx) -> Iterator[Diagnostic]:
                           f"set controlPlane.vip: {ip} to make it a kube-vip address, or use a control-plane address")
 
 
+@check("join-self")
+def _join_self(ctx: Ctx) -> Iterator[Diagnostic]:
+    """spec.bootstrap.initialized: every control-plane node joins the running cluster through
+    the endpoint. A node whose endpoint is its own address would join itself; the only
+    control-plane node would join a cluster with no other API server or etcd member."""
+    if not ctx.spec["bootstrap"]["initialized"]:
+        return
+    path = ("spec", "bootstrap", "initialized")
+    cps = [n for n in ctx.spec["nodes"] if n["role"] == "control-plane"]
+    if len(cps) == 1:
+        yield ctx.err("join-self", path,
+                      f"{cps[0]['name']} is the only control-plane node: re-created, its seed would join a cluster "
+                      "whose only API server and etcd member it was, i.e. itself",
+                      "a sole control-plane node comes back only from an etcd backup (kubeadm init with the restored "
+                      "data, which bakery does not do); to add nodes to the running cluster, leave initialized false")
+        return
+    cp = ctx.spec["controlPlane"]
+    host = derive.split_endpoint(cp["endpoint"])[0] if cp["endpoint"] else (cp["vip"] or cps[0]["address"])
+    for n in cps:
+        if n["address"] == host:
+            yield ctx.err("join-self", path,
+                          f"the endpoint {host} is {n['name']}'s own address: re-created, {n['name']} would join the "
+                          "cluster through itself, where no API server runs yet",
+                          "give the cluster a virtual IP (spec.controlPlane.vip, kube-vip) or a load balancer as the "
+                          "endpoint; to add nodes without re-creating control-plane nodes, leave initialized false")
+
+
 @check("vip")
 def _vip(ctx: Ctx) -> Iterator[Diagnostic]:
     vip = ctx.spec["controlPlane"]["vip"]

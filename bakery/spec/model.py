@@ -110,6 +110,7 @@ class Cluster:
     network: Network
     calico: Calico
     control_plane: ControlPlane
+    initialized: bool  # spec.bootstrap.initialized: the cluster runs; every node joins it
     token_ttl: str
     token_ttl_seconds: int
     join_timeout_seconds: int
@@ -206,6 +207,7 @@ def build(data: dict) -> Cluster:
                       spec["cni"]["calico"]["encapsulation"], spec["cni"]["calico"]["mtu"]),
         control_plane=ControlPlane(host, int(port), vip,
                                    cp["kubeVip"]["version"] or versions.KUBE_VIP_VERSION),
+        initialized=spec["bootstrap"]["initialized"],
         token_ttl=spec["bootstrap"]["tokenTTL"],
         token_ttl_seconds=parse_duration(spec["bootstrap"]["tokenTTL"]),
         join_timeout_seconds=parse_duration(spec["bootstrap"]["joinTimeout"]),

@@ -61,7 +61,9 @@ def autodetected(method: dict, seed: seeds.Seed, internal_ip: str | None) -> str
     return None
 
 
-def checks(lab, all_seeds: list[seeds.Seed]) -> Iterator[tuple[str, str | None]]:
+def checks(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed]) -> Iterator[tuple[str, str | None]]:
+    """The cluster's checks over every node; what only a node's own root shows (its runtime's
+    images, its logs) over the nodes booted in this rehearsal."""
     s = lab.sim()
     st = lab.state()
     problems = []
@@ -76,7 +78,7 @@ def checks(lab, all_seeds: list[seeds.Seed]) -> Iterator[tuple[str, str | None]]
             problems.append(f"{name}'s InternalIP is {n.get('internalIP')}, not its node-network address {seed.address}")
     yield "nodes", "; ".join(problems) or None
 
-    yield "calico", calico(lab, all_seeds, st)
+    yield "calico", calico(lab, all_seeds, booted, st)
 
     admin = lab.out / "admin.conf"
     try:
@@ -105,7 +107,7 @@ def checks(lab, all_seeds: list[seeds.Seed]) -> Iterator[tuple[str, str | None]]
 
     leaks = []
     secrets_ = [t["secret"] for t in st["tokens"].values()]
-    for seed in all_seeds:
+    for seed in booted:
         root = lab.work / "nodes" / seed.name / "root"
         texts = {"console": lab.result.consoles.get(seed.name, "")}
         for log in (root / "var/log/bakery").glob("*"):
@@ -118,7 +120,7 @@ def checks(lab, all_seeds: list[seeds.Seed]) -> Iterator[tuple[str, str | None]]
     yield "secrets", "; ".join(leaks) or None
 
 
-def calico(lab, all_seeds: list[seeds.Seed], st: dict) -> str | None:
+def calico(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict) -> str | None:
     objects = {k: v["object"] for k, v in st["objects"].items()}
     inst = objects.get("operator.tigera.io|Installation||default")
     if inst is None:
@@ -145,7 +147,7 @@ def calico(lab, all_seeds: list[seeds.Seed], st: dict) -> str | None:
     registry = spec.get("registry") or table["defaultRegistry"]
     default = table["defaultRegistry"].rstrip("/")
     want = [table["operator"]] + [registry.rstrip("/") + i.removeprefix(default) for i in table["installation"]]
-    for seed in all_seeds:
+    for seed in booted:
         node_json = json.loads((lab.work / "nodes" / seed.name / "root/.rehearsal/node.json").read_text())
         missing = [i for i in want if i not in node_json["images"]]
         if missing:

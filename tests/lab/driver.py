@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -59,10 +60,14 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 class Lab:
-    def __init__(self, out: Path, work: Path, *, faults: dict | None = None, say=print):
+    def __init__(self, out: Path, work: Path, *, faults: dict | None = None, say=print,
+                 running: dict | None = None, boot: list[str] | None = None):
         self.out, self.work = out, work
         self.faults = faults or {}
         self.say = say
+        # day 2: the state of a running cluster (a previous rehearsal's Result.state, changed as
+        # the test needs: a node retired, say) and the nodes to boot against it
+        self.running, self.only = running, boot
         self.result = Result()
         self.state_dir = work / "state"
         self.state_dir.mkdir(parents=True)
@@ -104,15 +109,23 @@ class Lab:
         except seeds.SeedError as e:
             return self.fail("cluster", "seeds", str(e))
         inits = [s for s in all_seeds if s.action == "init"]
-        if len(inits) != 1:
-            return self.fail("cluster", "seeds", f"{len(inits)} nodes run kubeadm init (want exactly one)")
+        if self.running is None:
+            if len(inits) != 1:
+                return self.fail("cluster", "seeds", f"{len(inits)} nodes run kubeadm init (want exactly one)")
+            booted = all_seeds
+        else:
+            (self.state_dir / "cluster.json").write_text(json.dumps(self.running))
+            unknown = set(self.only or []) - {s.name for s in all_seeds}
+            if unknown:
+                return self.fail("cluster", "seeds", f"no seed for {', '.join(sorted(unknown))}")
+            booted = [s for s in all_seeds if s.name in (self.only or [])]
         self.update_state(lambda st: st["pending"].update({
-            s.name: {"action": s.action, "joinAfter": s.join_after} for s in all_seeds}))
+            s.name: {"action": s.action, "joinAfter": s.join_after} for s in booted}))
         sh("ip", "netns", "add", self.net)
         try:
             sh("ip", "-n", self.net, "link", "set", "lo", "up")
-            pending = [s for s in all_seeds if s is not inits[0]]
-            if not self.boot(inits[0]):
+            pending = [s for s in booted if self.running is not None or s is not inits[0]]
+            if self.running is None and not self.boot(inits[0]):
                 return self.result
             while pending:
                 st = self.state()
@@ -127,7 +140,7 @@ class Lab:
                 pending.remove(node)
                 if not self.boot(node):
                     return self.result
-            self.cluster_checks(all_seeds)
+            self.cluster_checks(all_seeds, booted)
         finally:
             sh("ip", "netns", "del", self.net, check=False)
             self.result.state = self.state()
@@ -158,7 +171,8 @@ class Lab:
         except (subprocess.CalledProcessError, ValueError) as e:
             self.fail(name, "network", f"network-config cannot be applied: {getattr(e, 'stderr', '') or e}")
             return False
-        node_json = {"name": name, "hostname": (root / "etc/hostname").read_text().strip(),
+        node_json = {"name": name, "machine": f"{name}#{secrets.token_hex(4)}",  # a new VM each boot() call
+                     "hostname": (root / "etc/hostname").read_text().strip(),
                      "interfaces": interfaces, "addresses": [a for addrs in interfaces.values() for a in addrs],
                      "defaultRouteAddress": default_addr,
                      "faults": self.faults.get(name, {}), **facts}
@@ -286,16 +300,20 @@ class Lab:
         return p
 
     # -- what only the whole cluster shows ------------------------------------------------------
-    def cluster_checks(self, all_seeds: list[seeds.Seed]) -> None:
+    def cluster_checks(self, all_seeds: list[seeds.Seed], booted: list[seeds.Seed]) -> None:
         from . import cluster
-        for step, problem in cluster.checks(self, all_seeds):
+        for step, problem in cluster.checks(self, all_seeds, booted):
             if problem:
                 self.fail("cluster", step, problem)
                 return
             self.line("cluster", step, "ok")
 
 
-def rehearse(out: Path, *, faults: dict | None = None, keep: Path | None = None, say=print) -> Result:
+def rehearse(out: Path, *, faults: dict | None = None, keep: Path | None = None, say=print,
+             running: dict | None = None, boot: list[str] | None = None) -> Result:
+    """Play the first boot of every node of the rendered cluster at ``out``; or, with
+    ``running`` (the state a rehearsal left, as a day-2 test changed it), boot only the nodes
+    in ``boot`` against that running cluster."""
     if os.geteuid() != 0:
         raise SystemExit("the rehearsal needs root (namespaces, mounts, chroot), as CI runs")
     if keep is not None:
@@ -303,7 +321,7 @@ def rehearse(out: Path, *, faults: dict | None = None, keep: Path | None = None,
     work = Path(tempfile.mkdtemp(prefix="bakery-rehearsal-", dir=keep))
     try:
         start = time.monotonic()
-        result = Lab(out.resolve(), work, faults=faults, say=say).run()
+        result = Lab(out.resolve(), work, faults=faults, say=say, running=running, boot=boot).run()
         result.work = work if keep is not None else None
         result.lines.append(f"rehearsed in {time.monotonic() - start:.1f}s")
         return result

@@ -35,7 +35,8 @@ the ``kubeadm:cluster-admins`` binding and registers its bootstrap tokens.
 join needs the endpoint to answer, a token the cluster has (unexpired, with the signing and
 authentication usages), a CA hash that pins the cluster's CA; a control-plane join adds one
 etcd member at a time (refused while another control-plane node could be joining at the same
-moment: the lab knows which nodes wait for which); a node name registered already is refused.
+moment: the lab knows which nodes wait for which); a node name registered already is refused, and
+so is a control-plane node whose old etcd member (same name or peer address) is still there.
 
 ``reset --force`` undoes the node's writes (and its etcd member). ``config images list``
 prints the table above. Faults for tests: node.json ``faults.kubeadmFail = N`` makes the first
@@ -96,6 +97,7 @@ class Kubeadm:
         self.verb, self.flags = verb, flags
         self.step = f"kubeadm {verb}"
         self.node = sim.node()
+        self.machine = sim.machine(self.node)
         self.installed = "v" + self.node["kubernetesVersion"].lstrip("v")
         self.repository = "registry.k8s.io"
 
@@ -254,11 +256,15 @@ class Kubeadm:
                                        "cgroupDriver": "systemd", **kubelet_config}))
         sim.path(sim.KUBELET_FLAGS).write_text("KUBELET_KUBEADM_ARGS=\"" + " ".join(f"--{k}={v}" for k, v in args.items()) + "\"\n")
         existing = st["nodes"].get(name, {})
-        if existing.get("registeredBy") not in (None, self.node["name"]):
+        if existing.get("registeredBy") not in (None, self.machine):
+            # kubeadm (phases/join/kubelet.go) refuses a Node of this name that is Ready: "a Node
+            # with name %q and status %q already exists in the cluster. You must delete the
+            # existing Node or change the name of this new joining Node". The stand-in refuses
+            # any Node of this name another machine registered: stricter, never more lenient.
             self.refuse("kubelet-start", f"a Node with name {name!r} already exists in the cluster "
-                                         f"(registered by {existing['registeredBy']})")
+                                         f"(registered by another machine); delete the existing Node first")
         labels = dict(kv.split("=", 1) for kv in args.get("node-labels", "").split(",") if kv)
-        existing.update({"kubelet": True, "internalIP": internal, "registeredBy": self.node["name"], "role": role,
+        existing.update({"kubelet": True, "internalIP": internal, "registeredBy": self.machine, "role": role,
                          "labels": labels, "taints": registration.get("taints"), "kubeletVersion": self.installed})
         st["nodes"][name] = existing
 
@@ -306,7 +312,7 @@ class Kubeadm:
                              "podSubnet": net.get("podSubnet"), "serviceSubnet": net.get("serviceSubnet", "10.96.0.0/12"),
                              "dnsDomain": net.get("dnsDomain", "cluster.local")}
             self.start_kubelet(st, name, reg, docs.get("KubeletConfiguration", {}), role="control-plane")
-            st["nodes"][name].update({"address": advertise, "apiServer": True, "host": self.node["name"]})
+            st["nodes"][name].update({"address": advertise, "apiServer": True, "host": self.machine})
             st["etcd"] = [name]
             sim.sync_static_pods(st, name)
             who, why = sim.reach(st, server)
@@ -374,6 +380,15 @@ class Kubeadm:
                     self.refuse("check-etcd", f"etcd adds one member at a time: {', '.join(racing)} would join "
                                               "the control plane at the same moment as this node (each control-plane "
                                               "node after the first must wait for the one before it)")
+                # a node re-created under its old name and address: its old etcd member (named after
+                # the node, peer URL https://ADDRESS:2380) must be gone first, or etcd refuses the
+                # new member ("Peer URLs already exists") or the empty data directory of an old one
+                addr = (cp.get("localAPIEndpoint") or {}).get("advertiseAddress")
+                old = [m for m in st["etcd"] if m == name or (st["nodes"].get(m) or {}).get("address") == addr]
+                if old:
+                    self.refuse("check-etcd", f"etcd still has a member {old[0]!r} with this node's name or peer "
+                                              f"URL https://{addr}:2380; remove it first (etcdctl member remove) "
+                                              "before re-creating the node")
         if cp is not None:
             local = cp.get("localAPIEndpoint") or {}
             advertise = self.check_address(local.get("advertiseAddress"), "controlPlane.localAPIEndpoint.advertiseAddress")
@@ -401,7 +416,7 @@ class Kubeadm:
             if cp is not None:
                 st["nodes"][name].update({"address": advertise, "apiServer": True})
                 st["etcd"].append(name)
-            st["nodes"][name]["host"] = self.node["name"]
+            st["nodes"][name]["host"] = self.machine
             sim.sync_static_pods(st, name)
         print("This node has joined the cluster" + (" and a new control plane instance was created" if cp is not None else ""))
 
@@ -434,7 +449,7 @@ class Kubeadm:
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         with sim.state() as st:
             for name, n in st["nodes"].items():
-                if n.get("host") == self.node["name"] or n.get("registeredBy") == self.node["name"]:
+                if n.get("host") == self.machine or n.get("registeredBy") == self.machine:
                     n.update({"apiServer": False, "kubelet": False, "staticPods": {}})
                     if name in st["etcd"]:
                         st["etcd"].remove(name)

@@ -138,7 +138,7 @@ def connect(flags: dict[str, str], path: str) -> tuple[dict, list[str] | None]:
         st["apiCalls"] = st.get("apiCalls", {})
         st["apiCalls"][node["name"]] = calls = st["apiCalls"].get(node["name"], 0) + 1
         for name, n in st["nodes"].items():
-            if n.get("host") == node["name"]:
+            if n.get("host") == sim.machine(node):
                 sim.sync_static_pods(st, name)
     if calls <= int((node.get("faults") or {}).get("apiDownCalls", 0)):
         fail(f"The connection to the server {kc['server'].removeprefix('https://')} was refused - "

@@ -100,6 +100,12 @@ def node() -> dict:
     return json.loads(NODE.read_text())
 
 
+def machine(node: dict) -> str:
+    """The machine this node runs on: a re-created VM of the same name is another machine
+    (the lab gives each boot of a rehearsal's node its own); its reboots are the same one."""
+    return node.get("machine") or node["name"]
+
+
 def node_addresses() -> set[str]:
     return set(node()["addresses"])
 

@@ -1,0 +1,348 @@
+"""Issue 17, day 2: the bundle's credential lifecycle (`bakery secrets renew`, `secrets check`
+warnings) and the token's age (`token-expired`). The clock is the render's `now`, so a year
+passes in a test."""
+from __future__ import annotations
+
+import base64
+import datetime
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import LAB, need, run_bakery
+
+DAY = datetime.timedelta(days=1)
+
+
+def load(text: str):
+    from bakery.spec.pipeline import load_cluster
+
+    return load_cluster(text)[0]
+
+
+def lab_with(tmp_path, **secrets_or_bootstrap):
+    """The lab example with spec.secrets / spec.bootstrap fields set."""
+    doc = yaml.safe_load(LAB.read_text())
+    for key, value in secrets_or_bootstrap.items():
+        section = "bootstrap" if key == "tokenTTL" else "secrets"
+        doc["spec"].setdefault(section, {})[key] = value
+    f = tmp_path / "cluster.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    return f
+
+
+def render(cluster_file, out, *, now, **kw):
+    from bakery.render import render_cluster
+
+    return render_cluster(load(str(cluster_file)), out=str(out), now=now, **kw)
+
+
+def bundle_doc(path):
+    return yaml.safe_load(path.read_bytes())
+
+
+def admin_cert_of(admin_conf: bytes):
+    from cryptography import x509
+
+    data = yaml.safe_load(admin_conf)["users"][0]["user"]["client-certificate-data"]
+    return x509.load_pem_x509_certificate(base64.b64decode(data))
+
+
+# -- 1. renew -----------------------------------------------------------------------------
+
+def test_a_bundle_renewed_at_340_days_renders_for_another_year(tmp_path):
+    from bakery.errors import InputError
+
+    t0 = datetime.datetime.now(datetime.UTC)
+    out = tmp_path / "out"
+    render(LAB, out, now=t0)
+    first = bundle_doc(out / "secrets.yaml")
+    later = t0 + 340 * DAY
+    with pytest.raises(InputError, match=r"admin\.certificate .* expires on .*bakery secrets renew"):
+        render(LAB, out, now=later)
+    result = render(LAB, out, now=later, renew=True)
+    assert any("renewed the admin certificate" in m for m in result.messages)
+    renewed = bundle_doc(out / "secrets.yaml")
+    # CAs, the service-account key and the token stay; the admin credential is new
+    for keep in ("ca", "etcdCa", "frontProxyCa", "serviceAccount", "bootstrapToken", "bootstrapTokenCreated"):
+        assert renewed[keep] == first[keep], keep
+    assert renewed["admin"]["key"] != first["admin"]["key"]
+    cert = admin_cert_of((out / "admin.conf").read_bytes())
+    assert abs(cert.not_valid_after_utc - (later + 365 * DAY)) < 2 * DAY
+    assert render(LAB, out, now=later + 300 * DAY).exit_code == 0  # a year on, it still renders
+    with pytest.raises(InputError, match="bakery secrets renew"):
+        render(LAB, out, now=later + 340 * DAY)
+
+
+def test_the_renewed_certificate_is_verified_by_openssl_at_its_time(tmp_path):
+    openssl = need("openssl")
+    t0 = datetime.datetime.now(datetime.UTC)
+    out = tmp_path / "out"
+    render(LAB, out, now=t0)
+    later = t0 + 340 * DAY
+    render(LAB, out, now=later, renew=True)
+    doc = bundle_doc(out / "secrets.yaml")
+    (tmp_path / "ca.crt").write_text(doc["ca"]["certificate"])
+    (tmp_path / "admin.crt").write_text(doc["admin"]["certificate"])
+    at = str(int((later + DAY).timestamp()))
+    r = subprocess.run([openssl, "verify", "-attime", at, "-purpose", "sslclient", "-CAfile", tmp_path / "ca.crt",
+                        tmp_path / "admin.crt"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # and the new key is the certificate's
+    r = subprocess.run([openssl, "x509", "-noout", "-pubkey", "-in", tmp_path / "admin.crt"], capture_output=True)
+    (tmp_path / "admin.key").write_text(doc["admin"]["key"])
+    k = subprocess.run([openssl, "pkey", "-pubout", "-in", tmp_path / "admin.key"], capture_output=True)
+    assert r.stdout == k.stdout and r.stdout
+
+
+def test_renew_never_extends_beyond_the_ca(tmp_path):
+    f = lab_with(tmp_path, caValidityDays=400, adminCertValidityDays=365)
+    t0 = datetime.datetime.now(datetime.UTC)
+    out = tmp_path / "out"
+    render(f, out, now=t0)
+    render(f, out, now=t0 + 300 * DAY, renew=True)
+    cert = admin_cert_of((out / "admin.conf").read_bytes())
+    assert cert.not_valid_after_utc <= t0 + 400 * DAY + DAY
+
+
+@pytest.mark.parametrize("where", ["tree", "external"])
+def test_secrets_renew_command(tmp_path, where):
+    out = tmp_path / "out"
+    extra = ["--secrets", tmp_path / "vault" / "lab.yaml"] if where == "external" else []
+    assert run_bakery("render", LAB, "--out", out, *extra).returncode == 0
+    bundle = tmp_path / "vault" / "lab.yaml" if extra else out / "secrets.yaml"
+    before, conf = bundle_doc(bundle), (out / "admin.conf").read_bytes()
+    r = run_bakery("secrets", "renew", LAB, "--out", out, *extra)
+    assert r.returncode == 0, r.stderr
+    assert "renewed the admin certificate" in r.stdout and "PRIVATE" not in r.stdout + r.stderr
+    after = bundle_doc(bundle)
+    assert after["admin"] != before["admin"] and after["ca"] == before["ca"]
+    assert after["bootstrapToken"] == before["bootstrapToken"]
+    assert (out / "admin.conf").read_bytes() != conf
+    assert base64.b64decode(yaml.safe_load((out / "admin.conf").read_bytes())["users"][0]["user"][
+        "client-key-data"]).decode() == after["admin"]["key"]
+    assert run_bakery("render", "--check", LAB, "--out", out, *extra).returncode == 0
+
+
+def test_secrets_renew_without_a_bundle_is_bad_input(tmp_path):
+    r = run_bakery("secrets", "renew", LAB, "--out", tmp_path / "out")
+    assert r.returncode == 2 and "no secrets bundle" in r.stderr and not (tmp_path / "out").exists()
+
+
+# -- secrets check ---------------------------------------------------------------------------
+
+def test_secrets_check_warns_90_days_ahead_and_names_renew(tmp_path):
+    f = lab_with(tmp_path, adminCertValidityDays=60)
+    out = tmp_path / "out"
+    assert run_bakery("render", f, "--out", out).returncode == 0
+    r = run_bakery("secrets", "check", f, "--secrets", out / "secrets.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "warning[cert-expiring]: admin.certificate" in r.stderr and "bakery secrets renew" in r.stderr
+    assert "one year after the node's first boot" in r.stdout and "kubeadm certs renew" in r.stdout
+    # a fresh year-long admin certificate: no warning
+    (tmp_path / "y").mkdir()
+    f2 = lab_with(tmp_path / "y", adminCertValidityDays=365)
+    assert run_bakery("render", f2, "--out", tmp_path / "o2").returncode == 0
+    r = run_bakery("secrets", "check", f2, "--secrets", tmp_path / "o2" / "secrets.yaml")
+    assert r.returncode == 0 and "warning" not in r.stderr
+
+
+# -- 3. the token's age ----------------------------------------------------------------------
+
+def test_a_render_after_the_tokens_ttl_warns_token_expired(tmp_path):
+    t0 = datetime.datetime.now(datetime.UTC)
+    out = tmp_path / "out"
+    assert render(LAB, out, now=t0).warnings == []
+    made = bundle_doc(out / "secrets.yaml")["bootstrapTokenCreated"]
+    assert made == f"{t0:%Y-%m-%dT%H:%M:%SZ}"
+    assert render(LAB, out, now=t0 + 0.5 * DAY).warnings == []  # within the lab's 24h
+    late = render(LAB, out, now=t0 + 2 * DAY)
+    assert len(late.warnings) == 1 and late.warnings[0].startswith("warning[token-expired]")
+    assert "--rotate-token" in late.warnings[0] and "kubeadm token create" in late.warnings[0]
+    rotated = render(LAB, out, now=t0 + 2 * DAY, rotate_token=True)
+    assert rotated.warnings == []
+    assert bundle_doc(out / "secrets.yaml")["bootstrapTokenCreated"] == f"{t0 + 2 * DAY:%Y-%m-%dT%H:%M:%SZ}"
+    assert any("kubeadm token create" in m for m in rotated.messages)
+
+
+def test_a_token_that_never_expires_never_warns(tmp_path):
+    f = lab_with(tmp_path, tokenTTL="0")
+    t0 = datetime.datetime.now(datetime.UTC)
+    render(f, tmp_path / "out", now=t0)
+    assert render(f, tmp_path / "out", now=t0 + 400 * DAY, renew=True).warnings == []
+
+
+def test_a_bundle_that_does_not_say_when_its_token_was_made_does_not_warn(tmp_path):
+    out = tmp_path / "out"
+    t0 = datetime.datetime.now(datetime.UTC)
+    render(LAB, out, now=t0)
+    text = (out / "secrets.yaml").read_text()
+    lines = [line for line in text.splitlines(keepends=True) if not line.startswith("bootstrapTokenCreated:")]
+    assert len(lines) == len(text.splitlines()) - 1
+    (out / "secrets.yaml").write_text("".join(lines))
+    assert render(LAB, out, now=t0 + 5 * DAY).warnings == []
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-01-31 12:00:00", "2026-01-31T12:00:00+01:00", "12"])
+def test_a_bad_token_time_is_refused(tmp_path, value):
+    from bakery.pki.bundle import BadBundle, parse
+
+    out = tmp_path / "out"
+    render(LAB, out, now=datetime.datetime.now(datetime.UTC))
+    doc = bundle_doc(out / "secrets.yaml")
+    doc["bootstrapTokenCreated"] = value
+    with pytest.raises(BadBundle, match="bootstrapTokenCreated"):
+        parse(yaml.safe_dump(doc).encode())
+
+
+# -- 2 and 3: a running cluster; nodes added and re-created, rehearsed -------------------------
+
+HA = LAB.parent.parent / "ha" / "cluster.yaml"
+
+
+def ha_variant(folder, *, initialized=None, add=(), endpoint=None, vip="keep"):
+    doc = yaml.safe_load(HA.read_text())
+    if initialized is not None:
+        doc["spec"]["bootstrap"]["initialized"] = initialized
+    doc["spec"]["nodes"] += list(add)
+    if endpoint is not None:
+        doc["spec"]["controlPlane"]["endpoint"] = endpoint
+    if vip is None:
+        doc["spec"]["controlPlane"].pop("vip", None)
+    folder.mkdir(exist_ok=True)
+    f = folder / "cluster.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    return f
+
+
+def actions(out) -> dict[str, str]:
+    found = {}
+    for env in (out / "nodes").glob("*/user-data"):
+        m = __import__("re").search(r"ACTION=(\S+)", env.read_text())
+        found[env.parent.name] = m.group(1).strip("'\"")
+    return found
+
+
+def test_an_initialized_cluster_has_no_init_seed(tmp_path):
+    from conftest import render_here
+
+    out = render_here(ha_variant(tmp_path, initialized=True), tmp_path / "out")
+    got = actions(out)
+    assert got == {"cp1": "join-control-plane", "cp2": "join-control-plane", "cp3": "join-control-plane",
+                   "worker1": "join-worker", "worker2": "join-worker", "worker3": "join-worker"}
+    assert "kubeadm init, then installs Calico" not in (out / "README.md").read_text()  # bakery explain
+
+
+@pytest.mark.parametrize("case", ["sole", "endpoint-is-a-node"])
+def test_a_seed_that_would_join_itself_is_refused(tmp_path, case):
+    if case == "sole":
+        doc = yaml.safe_load((LAB.parent.parent / "single" / "cluster.yaml").read_text())
+        doc["spec"].setdefault("bootstrap", {})["initialized"] = True
+        f = tmp_path / "cluster.yaml"
+        f.write_text(yaml.safe_dump(doc))
+        who = doc["spec"]["nodes"][0]["name"]
+    else:
+        f = ha_variant(tmp_path, initialized=True, vip=None, endpoint="10.10.0.11:6443")
+        who = "cp1"
+    r = run_bakery("render", f, "--out", tmp_path / "out")
+    assert r.returncode == 2 and "error[join-self]" in r.stderr and who in r.stderr, r.stderr
+    assert ":" in r.stderr.split("error[join-self]")[0]  # file:line:col
+    assert not (tmp_path / "out").exists()
+
+
+rehearsal = pytest.mark.skipif(__import__("os").geteuid() != 0, reason="the rehearsal needs root")
+
+
+@pytest.fixture(scope="module")
+def ha_running(tmp_path_factory):
+    """The HA example rehearsed from scratch: the running cluster later tests start from."""
+    import sys
+
+    from conftest import ROOT, render_here
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from lab.driver import rehearse
+
+    d = tmp_path_factory.mktemp("ha")
+    out = render_here(HA, d / "out")
+    result = rehearse(out, say=lambda line: None)
+    assert result.ok, result.failure
+    return d, out, result.state
+
+
+def replay(out, state, boot):
+    from lab.driver import rehearse
+
+    return rehearse(out, say=lambda line: None, running=__import__("copy").deepcopy(state), boot=boot)
+
+
+def retired(state, node):
+    """The state after `bakery retire`'s steps for a node: its etcd member removed (for a
+    control-plane node), its Node object deleted, its VM destroyed."""
+    st = __import__("copy").deepcopy(state)
+    if node in st["etcd"]:
+        st["etcd"].remove(node)
+    st["nodes"].pop(node)
+    return st
+
+
+@rehearsal
+@pytest.mark.parametrize("initialized", [False, True])
+def test_a_worker_added_later_joins_the_running_cluster(ha_running, tmp_path, initialized):
+    from conftest import render_here
+
+    _, out, state = ha_running
+    late = {"name": "worker4", "role": "worker", "address": "10.10.0.24", "mac": "52:54:00:10:00:24"}
+    f = ha_variant(tmp_path, initialized=initialized, add=[late])
+    new = tmp_path / "out"
+    __import__("shutil").copytree(out, new, symlinks=True)
+    render_here(f, new)
+    assert actions(new)["worker4"] == "join-worker"
+    result = replay(new, state, ["worker4"])
+    assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-6:])
+    assert result.state["nodes"]["worker4"]["internalIP"] == "10.10.0.24"
+    assert [ln for ln in result.lines if ln.startswith("cluster:")][-1] == "cluster: secrets: ok"
+
+
+@rehearsal
+@pytest.mark.parametrize("node", ["cp1", "cp2"])
+def test_a_control_plane_node_of_a_running_ha_cluster_is_recreated(ha_running, tmp_path, node):
+    from conftest import render_here
+
+    _, out, state = ha_running
+    new = tmp_path / "out"
+    __import__("shutil").copytree(out, new, symlinks=True)
+    render_here(ha_variant(tmp_path, initialized=True), new)
+    result = replay(new, retired(state, node), [node])
+    assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-6:])
+    st = result.state
+    assert node in st["etcd"] and sorted(st["etcd"]) == ["cp1", "cp2", "cp3"]
+    assert st["nodes"][node]["apiServer"] and st["initialized"]
+
+
+@rehearsal
+def test_an_init_seed_cannot_recreate_a_node_of_a_running_cluster(ha_running):
+    _, out, state = ha_running  # rendered with initialized false: cp1 runs kubeadm init
+    result = replay(out, retired(state, "cp1"), ["cp1"])
+    assert not result.ok and result.failure.node == "cp1" and "exists already" in result.failure.reason
+
+
+@rehearsal
+@pytest.mark.parametrize("left", ["etcd-member", "node-object"])
+def test_a_node_not_retired_first_is_refused(ha_running, tmp_path, left):
+    from conftest import render_here
+
+    _, out, state = ha_running
+    new = tmp_path / "out"
+    __import__("shutil").copytree(out, new, symlinks=True)
+    render_here(ha_variant(tmp_path, initialized=True), new)
+    st = __import__("copy").deepcopy(state)
+    if left == "etcd-member":
+        st["nodes"].pop("cp2")  # the Node object deleted, the etcd member not removed
+        want = "etcd still has a member"
+    else:
+        st["etcd"].remove("cp2")  # the etcd member removed, the Node object left
+        want = "already exists"
+    result = replay(new, st, ["cp2"])
+    assert not result.ok and result.failure.node == "cp2" and want in result.failure.reason, result.failure
