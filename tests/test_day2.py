@@ -277,6 +277,15 @@ def replay(out, state, boot):
     return rehearse(out, say=lambda line: None, running=__import__("copy").deepcopy(state), boot=boot)
 
 
+def rerendered(out, cluster_file, folder):
+    """A copy of the running cluster's output folder (its bundle) rendered again from cluster_file."""
+    from conftest import render_here
+
+    new = folder / "out"
+    __import__("shutil").copytree(out, new, symlinks=True)
+    return render_here(cluster_file, new)
+
+
 def retired(state, node):
     """The state after `bakery retire`'s steps for a node: its etcd member removed (for a
     control-plane node), its Node object deleted, its VM destroyed."""
@@ -290,14 +299,9 @@ def retired(state, node):
 @rehearsal
 @pytest.mark.parametrize("initialized", [False, True])
 def test_a_worker_added_later_joins_the_running_cluster(ha_running, tmp_path, initialized):
-    from conftest import render_here
-
     _, out, state = ha_running
     late = {"name": "worker4", "role": "worker", "address": "10.10.0.24", "mac": "52:54:00:10:00:24"}
-    f = ha_variant(tmp_path, initialized=initialized, add=[late])
-    new = tmp_path / "out"
-    __import__("shutil").copytree(out, new, symlinks=True)
-    render_here(f, new)
+    new = rerendered(out, ha_variant(tmp_path, initialized=initialized, add=[late]), tmp_path)
     assert actions(new)["worker4"] == "join-worker"
     result = replay(new, state, ["worker4"])
     assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-6:])
@@ -308,12 +312,8 @@ def test_a_worker_added_later_joins_the_running_cluster(ha_running, tmp_path, in
 @rehearsal
 @pytest.mark.parametrize("node", ["cp1", "cp2"])
 def test_a_control_plane_node_of_a_running_ha_cluster_is_recreated(ha_running, tmp_path, node):
-    from conftest import render_here
-
     _, out, state = ha_running
-    new = tmp_path / "out"
-    __import__("shutil").copytree(out, new, symlinks=True)
-    render_here(ha_variant(tmp_path, initialized=True), new)
+    new = rerendered(out, ha_variant(tmp_path, initialized=True), tmp_path)
     result = replay(new, retired(state, node), [node])
     assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-6:])
     st = result.state
@@ -331,12 +331,8 @@ def test_an_init_seed_cannot_recreate_a_node_of_a_running_cluster(ha_running):
 @rehearsal
 @pytest.mark.parametrize("left", ["etcd-member", "node-object"])
 def test_a_node_not_retired_first_is_refused(ha_running, tmp_path, left):
-    from conftest import render_here
-
     _, out, state = ha_running
-    new = tmp_path / "out"
-    __import__("shutil").copytree(out, new, symlinks=True)
-    render_here(ha_variant(tmp_path, initialized=True), new)
+    new = rerendered(out, ha_variant(tmp_path, initialized=True), tmp_path)
     st = __import__("copy").deepcopy(state)
     if left == "etcd-member":
         st["nodes"].pop("cp2")  # the Node object deleted, the etcd member not removed
