@@ -342,3 +342,65 @@ def test_a_node_not_retired_first_is_refused(ha_running, tmp_path, left):
         want = "already exists"
     result = replay(new, st, ["cp2"])
     assert not result.ok and result.failure.node == "cp2" and want in result.failure.reason, result.failure
+
+
+# -- 4. retiring a node ---------------------------------------------------------------------------
+
+def test_retire_prints_the_steps_in_order(tmp_path):
+    import json
+
+    r = run_bakery("retire", HA, "cp2", "--out", tmp_path / "out", "--output", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["node"] == "cp2" and doc["role"] == "control-plane"
+    assert [s["step"] for s in doc["steps"]] == ["cordon", "drain", "etcd-member", "node-object", "vm", "cluster-yaml"]
+    assert "etcd-cp1" in doc["steps"][2]["run"] and "member remove" in doc["steps"][2]["run"]
+    assert doc["steps"][4]["run"] == "./proxmox/destroy.sh cp2"
+    assert any("control-plane-even" in w for w in doc["warnings"])
+    r = run_bakery("retire", LAB, "k8s-node1", "--out", tmp_path / "out")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("retire k8s-node1") and "etcd" not in r.stdout
+    assert [ln.split(".", 1)[0] for ln in lines if ln[:1].isdigit()] == ["1", "2", "3", "4", "5", "6"]
+    assert "destroy-vms.sh k8s-node1" in r.stdout and "delete node k8s-node1" in r.stdout
+
+
+@pytest.mark.parametrize("case", ["unknown", "last-control-plane"])
+def test_retire_refuses_what_cannot_be_done(tmp_path, case):
+    if case == "unknown":
+        r = run_bakery("retire", LAB, "nope")
+        assert r.returncode == 2 and "error[retire-node]" in r.stderr
+    else:
+        single = LAB.parent.parent / "single" / "cluster.yaml"
+        r = run_bakery("retire", single, yaml.safe_load(single.read_text())["spec"]["nodes"][0]["name"])
+        assert r.returncode == 2 and "error[retire-last-control-plane]" in r.stderr
+
+
+def test_the_etcd_step_removes_the_right_member(tmp_path):
+    """The printed etcd step, run by bash against a kubectl that answers `exec etcd-X --
+    etcdctl member list` as etcdctl's simple format does ("ID, status, name, peer URLs,
+    client URLs, is learner") and records `member remove`."""
+    import json
+    import os
+
+    bash = need("bash")
+    r = run_bakery("retire", HA, "cp3", "--out", tmp_path, "--output", "json")
+    step = next(s for s in json.loads(r.stdout)["steps"] if s["step"] == "etcd-member")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        f"echo \"$*\" >> {tmp_path}/calls\n"
+        "case \"$*\" in\n"
+        "  *'member list'*) printf '%s\\n' "
+        "'8e9e05c52164694d, started, cp1, https://10.10.0.11:2380, https://10.10.0.11:2379, false' "
+        "'91bc3c398fb3c146, started, cp2, https://10.10.0.12:2380, https://10.10.0.12:2379, false' "
+        "'fd422379fda50e48, started, cp3, https://10.10.0.13:2380, https://10.10.0.13:2379, false' ;;\n"
+        "esac\n")
+    (bindir / "kubectl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+    done = subprocess.run([bash, "-c", step["run"]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    removes = [ln for ln in (tmp_path / "calls").read_text().splitlines() if "member remove" in ln]
+    assert len(removes) == 1 and removes[0].endswith("member remove fd422379fda50e48")
+    assert "exec etcd-cp1 --" in removes[0]

@@ -229,8 +229,29 @@ elif cmd == "showvminfo":
         print(f"VBoxManage: error: Could not find a registered machine named '{args[1]}'", file=sys.stderr)
         sys.exit(1)
     if "--machinereadable" in args:
+        print(f'VMState="{"running" if vm.get("running") else "poweroff"}"')
         for i, (name, typ) in enumerate(vm["controllers"]):
             print(f'storagecontrollername{i}="{name}"'); print(f'storagecontrollertype{i}="{typ}"')
+elif cmd == "controlvm":
+    # VBoxManage controlvm <vm> poweroff: the VM must be registered and running
+    vm = state["vms"].get(args[1]) if len(args) > 2 else None
+    if vm is None or args[2] != "poweroff":
+        print(f"VBoxManage: error: Could not find a registered machine named '{args[1:2]}'", file=sys.stderr)
+        sys.exit(1)
+    if not vm.get("running"):
+        print(f"VBoxManage: error: Machine '{args[1]}' is not currently running", file=sys.stderr)
+        sys.exit(1)
+    vm["running"] = False; save()
+elif cmd == "unregistervm":
+    # VBoxManage unregistervm <vm> [--delete]: refused while the VM runs (its session is locked)
+    vm = state["vms"].get(args[1]) if len(args) > 1 else None
+    if vm is None or any(a not in ("--delete", "--delete-all") for a in args[2:]):
+        print(f"VBoxManage: error: Could not find a registered machine named '{args[1:2]}'", file=sys.stderr)
+        sys.exit(1)
+    if vm.get("running"):
+        print("VBoxManage: error: Cannot unregister the machine 'x' while it is locked", file=sys.stderr)
+        sys.exit(1)
+    del state["vms"][args[1]]; save()
 elif cmd == "modifyvm":
     # VBoxManage's contract for the options create-vms.sh uses: a registered VM, known
     # options, each with a valid value (on/off switches take exactly on or off).
@@ -288,7 +309,8 @@ def write_out(tmp_path, cluster, seeds):
     return out
 
 
-@pytest.mark.parametrize("script", ["virtualbox/create-vms.sh", "proxmox/deploy.sh"])
+@pytest.mark.parametrize("script", ["virtualbox/create-vms.sh", "virtualbox/destroy-vms.sh", "proxmox/deploy.sh",
+                                    "proxmox/destroy.sh"])
 def test_hand_off_scripts_pass_shellcheck(tmp_path, script):
     shellcheck = need("shellcheck")
     cluster = lab(tmp_path)
@@ -403,11 +425,27 @@ if tool == "pvesm":
 elif tool == "qm":
     cmd, vmid = args[0], args[1]
     vm = state["vms"].get(vmid)
-    if cmd in ("status", "config", "set", "start") and vm is None:
+    if cmd in ("status", "config", "set", "start", "stop", "destroy") and vm is None:
         print(f"Configuration file 'nodes/pve/qemu-server/{vmid}.conf' does not exist", file=sys.stderr)
         sys.exit(2)
     if cmd == "status":
-        print("status: stopped")
+        print("status: running" if vm.get("running") else "status: stopped")
+    elif cmd == "start":
+        vm["running"] = True
+    elif cmd == "stop":
+        vm["running"] = False
+    elif cmd == "destroy":
+        # qm destroy <vmid> [--destroy-unreferenced-disks <boolean>] [--purge <boolean>] [--skiplock <boolean>];
+        # a running VM is refused ("VM is running - destroy failed")
+        opts = args[2:]
+        known = {"--destroy-unreferenced-disks", "--purge", "--skiplock"}
+        if len(opts) % 2 or any(k not in known or v not in ("0", "1") for k, v in zip(opts[::2], opts[1::2])):
+            print(f"400 unable to parse option {opts}", file=sys.stderr)
+            sys.exit(255)
+        if vm.get("running"):
+            print("VM is running - destroy failed", file=sys.stderr)
+            sys.exit(255)
+        del state["vms"][vmid]
     elif cmd == "config":
         print(f"name: {vm['name']}"); print("\n".join(vm["cfg"]))
     elif cmd == "clone":
@@ -557,7 +595,7 @@ def test_vm_ids_and_bridge_from_cluster_yaml(tmp_path):
     files = by_path(delivery_files(cluster, seed_files(cluster)))
     text = files["proxmox/deploy.sh"].content.decode()
     assert "template=700\n" in text and "bridge=vmbr7\n" in text
-    assert re.search(r"^create_vm k8s-node2 4242 ", text, re.M)
+    assert re.search(r"^  create_vm k8s-node2 4242 ", text, re.M)
     assert "user=cephfs:snippets/lab_k8s-node2-user.yaml" in text
     assert "virtualbox/create-vms.sh" not in files
 
@@ -696,3 +734,75 @@ def test_create_vms_default_ova_is_where_bakery_build_puts_it(tmp_path):
     r = subprocess.run([bash, str(out / "virtualbox/create-vms.sh")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert {c[1] for c in calls(state) if c[0] == "import"} == {str(ova)}
+
+
+# --- per-node hand-off (issue 17): create and destroy the VMs of the nodes named --------------
+
+def test_create_and_destroy_vms_of_the_nodes_named(tmp_path):
+    bash = need("bash")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    ova = tmp_path / "image.ova"
+    ova.write_bytes(b"ova")
+    env, state = vbox_env(tmp_path)
+
+    def run(script, *args):
+        return subprocess.run([bash, str(out / "virtualbox" / script), *map(str, args)], capture_output=True,
+                              text=True, env=env)
+
+    def vms():
+        return sorted(json.loads((state / "state.json").read_text())["vms"])
+
+    r = run("create-vms.sh", "--ova", ova, "k8s-node2")
+    assert r.returncode == 0, r.stderr
+    assert vms() == ["k8s-node2"]
+    r = run("create-vms.sh", "k8s-node1", "--ova", ova)
+    assert r.returncode == 0 and vms() == ["k8s-node1", "k8s-node2"]
+    # an unknown node stops the run before anything is done
+    r = run("create-vms.sh", "--ova", ova, "k8s-master", "nope")
+    assert r.returncode == 2 and "nope is not a node of cluster lab" in r.stderr and vms() == ["k8s-node1", "k8s-node2"]
+    r = run("destroy-vms.sh", "k8s-node1")
+    assert r.returncode == 0, r.stderr
+    assert vms() == ["k8s-node2"] and "k8s-node1: destroyed" in r.stdout
+    log = calls(state)
+    assert ["controlvm", "k8s-node1", "poweroff"] in log and ["unregistervm", "k8s-node1", "--delete"] in log
+    r = run("destroy-vms.sh", "k8s-node1")  # again: nothing to do
+    assert r.returncode == 0 and "k8s-node1: no such VM, nothing to do" in r.stdout
+    r = run("destroy-vms.sh", "nope")
+    assert r.returncode == 2 and vms() == ["k8s-node2"]
+    r = run("destroy-vms.sh")  # every node
+    assert r.returncode == 0 and vms() == []
+
+
+def test_deploy_and_destroy_proxmox_vms_of_the_nodes_named(tmp_path):
+    bash = need("bash")
+    cluster = lab(tmp_path)
+    out = write_out(tmp_path, cluster, seed_files(cluster))
+    env, state = pve_env(tmp_path)
+    snippets = state / "storage" / "local" / "snippets"
+
+    def run(script, *args):
+        return subprocess.run([bash, str(out / "proxmox" / script), *args], capture_output=True, text=True, env=env)
+
+    def vms():
+        return {vmid: vm["name"] for vmid, vm in json.loads((state / "state.json").read_text())["vms"].items()}
+
+    r = run("deploy.sh", "k8s-node1")
+    assert r.returncode == 0, r.stderr
+    assert vms() == {"9000": "tmpl", "9101": "k8s-node1"}
+    assert sorted(p.name for p in snippets.iterdir()) == [f"lab_k8s-node1-{p}.yaml" for p in ("meta", "network", "user")]
+    r = run("deploy.sh", "k8s-node1", "bogus")
+    assert r.returncode == 2 and "bogus is not a node" in r.stderr
+    r = run("destroy.sh", "k8s-node1")
+    assert r.returncode == 0, r.stderr
+    assert vms() == {"9000": "tmpl"} and not list(snippets.iterdir())
+    log = calls(state)
+    assert ["qm", "stop", "9101"] in log
+    assert ["qm", "destroy", "9101", "--purge", "1", "--destroy-unreferenced-disks", "1"] in log
+    r = run("destroy.sh", "k8s-node1")
+    assert r.returncode == 0 and "no VM 9101, nothing to do" in r.stdout
+    # a VM id that holds another VM is left alone
+    (state / "state.json").write_text(json.dumps(
+        {"vms": {"9000": {"name": "tmpl", "cfg": []}, "9102": {"name": "database", "cfg": []}}}))
+    r = run("destroy.sh", "k8s-node2")
+    assert r.returncode == 1 and "is 'database', not k8s-node2; left alone" in r.stderr and "9102" in vms()

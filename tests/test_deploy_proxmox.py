@@ -410,3 +410,22 @@ def test_cli_deploy_of_a_virtualbox_and_proxmox_cluster_attaches_a_seed_for_the_
         (tmp_path / f"{node['name']}-network-config").write_bytes(buf.getvalue())
         proxmox_nic_is_configured(tmp_path / f"{node['name']}-network-config", mac, f"{node['address']}/{prefix}",
                                   data["spec"]["network"]["gateway"], tmp_path / node["name"])
+
+
+def test_deploy_only_the_nodes_named(tmp_path, server):
+    """Issue 17: a node added later, or a replacement, is deployed alone."""
+    cluster, out = setup(tmp_path, server)
+    results = deployer(cluster, out, server).deploy(only={"k8s-node2"})
+    assert [(r.name, r.state) for r in results] == [("k8s-node2", "created")]
+    assert set(server.vms) == {9000, 9102}
+
+
+def test_cli_deploy_proxmox_refuses_an_unknown_node(tmp_path, server):
+    cluster_yaml = tmp_path / "c.yaml"
+    cluster_yaml.write_text(LAB.read_text().replace(
+        "    builders: [virtualbox-iso, proxmox-iso, qemu]",
+        f"    builders: [proxmox-iso]\n    proxmox: {{url: '{server.url}', tokenId: '{TOKEN_ID}'}}"))
+    r = run_bakery("deploy", "proxmox", cluster_yaml, "--out", tmp_path / "out", "--node", "nope",
+                   env={**os.environ, "PROXMOX_TOKEN_SECRET": SECRET})
+    assert r.returncode == 2 and "nope: not a node of cluster lab" in r.stderr
+    assert not (tmp_path / "out").exists() and server.vms.keys() == {9000}

@@ -176,8 +176,10 @@ def deploy() -> None:
               help="Give the seeds as cicustom snippets (already copied to the snippet storage, e.g. by "
                    "proxmox/deploy.sh) instead of uploading each node's seed as an ISO made from them.")
 @click.option("--timeout", type=int, default=900, show_default=True, help="Seconds to wait for each task.")
+@click.option("--node", "only", multiple=True, metavar="NAME",
+              help="Deploy only this node (repeat for several). Default: every node.")
 def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, cicustom: bool,
-                       timeout: int) -> None:
+                       timeout: int, only: tuple[str, ...]) -> None:
     """Clone the baked template into one VM per node through the Proxmox API.
 
     \b
@@ -191,6 +193,10 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
 
     model = _load(cluster)
     px = model.image.proxmox
+    unknown = [n for n in only if n not in {node.name for node in model.nodes}]
+    if unknown:
+        raise InputError(f"{', '.join(unknown)}: not a node of cluster {model.name} (its nodes: "
+                         f"{', '.join(n.name for n in model.nodes)})", check="deploy-node")
     if proxmox.BUILDER not in model.image.builders:
         raise InputError(f"{cluster} does not build for Proxmox (add proxmox-iso to spec.image.builders)",
                          check="deploy-proxmox")
@@ -208,7 +214,7 @@ def deploy_proxmox_cmd(cluster: str, out: str | None, secrets_path: str | None, 
         say(f"{name}: {message}", err=True)
 
     results = deploy_proxmox.Deployer(model, dest, api, report=report, cicustom=cicustom,
-                                      timeout=timeout).deploy()
+                                      timeout=timeout).deploy(only=set(only) or None)
     for r in results:
         say(f"{r.name}: VM {r.vm_id} {r.state}{f' ({r.detail})' if r.detail else ''}")
 
@@ -224,4 +230,32 @@ def explain(cluster: str, markdown: bool) -> None:
     click.echo(ex.markdown(model) if markdown else ex.text(model), nl=False)
 
 
-COMMANDS = (build, deploy, explain)
+@click.command()
+@CLUSTER_ARG
+@click.argument("node", metavar="NODE")
+@OUT_OPTION
+@click.option("--output", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one document on stdout, for pipelines.")
+def retire(cluster: str, node: str, out: str | None, output: str) -> None:
+    """Print, in order, what removes NODE from the running cluster cleanly: cordon and drain,
+    for a control-plane node its etcd member's removal, the Node object's deletion, the VM's
+    destruction. Runs nothing."""
+    import json
+    from pathlib import Path
+
+    from ..deliver import retire as r
+    from ..output.layout import default_out
+
+    model = _load(cluster)
+    dest = (Path(out) if out else default_out(model)).absolute()
+    if output == "json":
+        click.echo(json.dumps(r.as_json(model, node, dest), indent=2))
+        return
+    lines = r.text(model, node, dest)  # refuses an unknown node or the last control-plane node first
+    for line in r.warnings(model, node):
+        say(line, err=True)
+    for line in lines:
+        say(line)
+
+
+COMMANDS = (build, deploy, explain, retire)

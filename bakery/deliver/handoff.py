@@ -237,22 +237,26 @@ def host_only_address(cluster) -> str:
 # --- the renderer --------------------------------------------------------------------------
 
 def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[OutputFile]:
-    """The cluster's delivery files: create-vms.sh, deploy.sh and the README."""
+    """The cluster's delivery files: create-vms.sh and destroy-vms.sh (VirtualBox), deploy.sh
+    and destroy.sh (Proxmox), each for every node or the nodes named; and the README."""
     from ..templating import render_template
     from . import explain
 
     out: list[OutputFile] = []
     px = cluster.image.proxmox
     builders = cluster.image.builders
+    node_names = [n.name for n in nodes]
     if virtualbox.BUILDER in builders:
         script = render_template(
-            "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes,
+            "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes, node_names=node_names,
             ova=virtualbox.ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
             host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
             first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("virtualbox/create-vms.sh", script.encode(), kind="virtualbox",
                               executable=True))
+        script = render_template("deliver/destroy-vms.sh.j2", cluster=cluster, nodes=nodes, node_names=node_names)
+        out.append(OutputFile("virtualbox/destroy-vms.sh", script.encode(), kind="virtualbox", executable=True))
     if proxmox.BUILDER in builders:
         rows = []
         for n in nodes:
@@ -262,8 +266,10 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[
             rows.append((n, names, ",".join(volumes)))
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
-            nodes=rows, first_boot=FIRST_BOOT,
+            nodes=rows, node_names=node_names, first_boot=FIRST_BOOT,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
+        script = render_template("deliver/destroy.sh.j2", cluster=cluster, px=px, nodes=rows, node_names=node_names)
+        out.append(OutputFile("proxmox/destroy.sh", script.encode(), kind="proxmox", executable=True))
     out.append(OutputFile("README.md", explain.markdown(cluster, plan, plans).encode(), kind="docs"))
     return out

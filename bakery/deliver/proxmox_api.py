@@ -200,7 +200,8 @@ class Deployer:
         self.report(n.name, f"VM {n.vm_id} running")
         return NodeResult(n.name, n.vm_id, "created", "running")
 
-    def deploy(self) -> list[NodeResult]:
+    def deploy(self, only: set[str] | None = None) -> list[NodeResult]:
+        """Deploy every node, or the nodes named in ``only``."""
         from .handoff import node_mac
 
         existing = self.existing_vms()
@@ -209,6 +210,8 @@ class Deployer:
                            "bakery build CLUSTER.yaml --only proxmox-iso")
         results = []
         for n in self.cluster.nodes:
+            if only is not None and n.name not in only:
+                continue
             mac = node_mac(self.cluster, n)
             results.append(self.deploy_node(n, mac, existing))
         return results
