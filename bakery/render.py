@@ -36,10 +36,12 @@ def _entry(f: OutputFile) -> dict:
 
 def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: str) -> OutputFile:
     """manifest.json: every file's hash, size and mode (never its content), sorted by path,
-    and the id of the bootstrap token the seeds carry (the id is the public half of a token:
-    kubeadm names its Secret bootstrap-token-<id>; the secret half is never recorded)."""
+    the id of the bootstrap token the seeds carry (the id is the public half of a token:
+    kubeadm names its Secret bootstrap-token-<id>; the secret half is never recorded), and the
+    node whose seed runs kubeadm init (null once spec.bootstrap.initialized)."""
+    init = None if cluster.initialized else cluster.init_node.name
     doc = {"bakery": __version__, "cluster": cluster.name, "kubernetesVersion": cluster.kubernetes_version,
-           "bakeFingerprint": fingerprint, "bootstrapTokenId": token_id,
+           "bakeFingerprint": fingerprint, "bootstrapTokenId": token_id, "initNode": init,
            "files": sorted(entries, key=lambda e: e["path"])}
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
@@ -94,7 +96,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     credentials first (`bakery secrets renew`). now: the clock, for tests of time."""
     from .pki import store
 
-    now = now or datetime.datetime.now(datetime.UTC)
+    now = now or _now()
     if out is not None and not out.strip():
         raise InputError("--out is empty; give a folder, or leave --out out for outputs/<cluster>",
                          check="out-empty")
@@ -112,7 +114,9 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
         with store.locked(loc, lock_timeout):
             clean_stale(dest)
             bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token, renew=renew, now=now)
-            seeded = _seeded_token_id(dest)
+            previous = _previous(dest)
+            _refuse_second_init(cluster, previous)
+            seeded = _seeded_token_id(previous)
             count = 0
 
             def counted():
@@ -152,24 +156,63 @@ def _messages(cluster: Cluster, dest: Path, count: int, notes: list[str], bundle
 
 def _token_warnings(cluster: Cluster, bundle, now: datetime.datetime) -> list[str]:
     """token-expired: the token is past its TTL (counted from when bakery made it, the
-    earliest kubeadm can have registered it), so a node joining with it would be refused."""
+    earliest kubeadm can have registered it), so a node joining a running cluster with it
+    would be refused. token-age-unknown: a running cluster's bundle made before bakery
+    recorded when its token was made."""
+    fix = ("Render with --rotate-token and register the new token with the `kubeadm token create` command it "
+           "prints")
+    if not cluster.token_ttl_seconds:
+        return []
+    if bundle.token_created is None:
+        if not cluster.initialized:
+            return []
+        return [f"warning[token-age-unknown]: the bundle does not say when its bootstrap token {bundle.token_id} was "
+                f"made (an older bakery made it); with spec.bootstrap.tokenTTL {cluster.token_ttl} it has most likely "
+                f"expired on the running cluster, and a node joining with these seeds would be refused. {fix}"]
     if not bundle.token_expired(cluster.token_ttl_seconds, now):
         return []
+    running = ("on the running cluster, so a node that joins with these seeds would be refused" if cluster.initialized
+               else "on a running cluster, so a node that joins one with these seeds would be refused (a cluster "
+                    "not initialized yet is fine: kubeadm init registers the token afresh)")
     return [f"warning[token-expired]: the bootstrap token {bundle.token_id} was made on "
             f"{bundle.token_created.replace('T', ' ')}; with spec.bootstrap.tokenTTL {cluster.token_ttl} it has "
-            "expired on a running cluster, so a node that joins one with these seeds would be refused (a cluster "
-            "not initialized yet is fine: kubeadm init registers the token afresh). Render with --rotate-token "
-            "and register the new token with the `kubeadm token create` command it prints"]
+            f"expired {running}. {fix}"]
 
 
-def _seeded_token_id(dest: Path) -> str | None:
-    """The token id the output folder's seeds carry, from its manifest (None if unknown)."""
+def _previous(dest: Path) -> dict:
+    """The output folder's manifest as the previous render left it ({} if none or unreadable)."""
     try:
         doc = json.loads(fsafe.read_regular(dest / "manifest.json", MANIFEST_MAX))
     except (OSError, ValueError, RecursionError):
-        return None
-    token_id = doc.get("bootstrapTokenId") if isinstance(doc, dict) else None
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _seeded_token_id(previous: dict) -> str | None:
+    """The token id the previous render's seeds carry (None if unknown)."""
+    token_id = previous.get("bootstrapTokenId")
     return token_id if isinstance(token_id, str) else None
+
+
+def _refuse_second_init(cluster: Cluster, previous: dict) -> None:
+    """Once a render gave one node the kubeadm init seed, another node's init seed would make a
+    second cluster (its own etcd, the same CA and endpoint) if that node were (re-)created: when
+    the first control-plane node was removed from cluster.yaml, or one was put before it, or
+    initialized went back to false. The way on is spec.bootstrap.initialized: true."""
+    if "initNode" not in previous or cluster.initialized:
+        return
+    before, now = previous["initNode"], cluster.init_node.name
+    if before == now:
+        return
+    was = f"the previous render gave {before} the kubeadm init seed" if before else \
+        "the previous render was of a running cluster (spec.bootstrap.initialized: true)"
+    raise InputError(f"{was}; this one would give it to {now}, whose first boot would then make a second, empty "
+                     "cluster. Once the cluster runs, set spec.bootstrap.initialized: true, so that every node "
+                     "joins it; for a new cluster, render into a new folder", check="init-node-changed")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _refuse_dest(dest: Path, *, writing: bool) -> None:
@@ -229,7 +272,7 @@ def _check(cluster: Cluster, dest: Path, loc, plan=None, now: datetime.datetime 
             changed.append(f.path)
     have = set(list_tree(dest))
     changed = sorted(set(changed) | (have - wanted))
-    result = RenderResult(dest, len(wanted))
+    result = RenderResult(dest, len(wanted), warnings=_token_warnings(cluster, bundle, now or _now()))
     if changed:
         result.exit_code = 1
         result.messages.append(f"{len(changed)} files differ from a fresh render of {dest}:")

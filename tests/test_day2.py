@@ -173,15 +173,80 @@ def test_a_token_that_never_expires_never_warns(tmp_path):
     assert render(f, tmp_path / "out", now=t0 + 400 * DAY, renew=True).warnings == []
 
 
-def test_a_bundle_that_does_not_say_when_its_token_was_made_does_not_warn(tmp_path):
+def test_a_bundle_that_does_not_say_when_its_token_was_made(tmp_path):
+    """An older bakery's bundle: a new cluster cannot tell and needs not (kubeadm init registers
+    the token afresh); a running one warns token-age-unknown."""
     out = tmp_path / "out"
     t0 = datetime.datetime.now(datetime.UTC)
-    render(LAB, out, now=t0)
+    f = ha_variant(tmp_path)
+    render(f, out, now=t0)
     text = (out / "secrets.yaml").read_text()
     lines = [line for line in text.splitlines(keepends=True) if not line.startswith("bootstrapTokenCreated:")]
     assert len(lines) == len(text.splitlines()) - 1
     (out / "secrets.yaml").write_text("".join(lines))
-    assert render(LAB, out, now=t0 + 5 * DAY).warnings == []
+    assert render(f, out, now=t0 + 5 * DAY).warnings == []
+    running = render(ha_variant(tmp_path, initialized=True), out, now=t0 + 5 * DAY)
+    assert len(running.warnings) == 1 and running.warnings[0].startswith("warning[token-age-unknown]")
+    assert "--rotate-token" in running.warnings[0]
+
+
+def test_an_unquoted_token_time_is_the_same_instant(tmp_path):
+    from bakery.pki.bundle import parse
+
+    out = tmp_path / "out"
+    render(LAB, out, now=datetime.datetime.now(datetime.UTC))
+    text = (out / "secrets.yaml").read_text()
+    made = bundle_doc(out / "secrets.yaml")["bootstrapTokenCreated"]
+    unquoted = text.replace(f"bootstrapTokenCreated: '{made}'", f"bootstrapTokenCreated: {made}")
+    assert unquoted != text  # bakery writes it quoted; a tool that rewrites the YAML may not
+    assert parse(unquoted.encode()).token_created == made
+
+
+def test_an_expiring_admin_certificate_names_renew_not_a_backup(tmp_path):
+    from bakery.errors import InputError
+
+    t0 = datetime.datetime.now(datetime.UTC)
+    out = tmp_path / "out"
+    render(LAB, out, now=t0)
+    with pytest.raises(InputError) as caught:
+        render(LAB, out, now=t0 + 400 * DAY)
+    d = caught.value.diagnostics[0]
+    assert d.check == "secrets-renew" and "bakery secrets renew" in d.message
+    assert "backup" not in d.message and "unusable" not in d.message
+    result = render(LAB, out, now=t0 + 400 * DAY, renew=True)
+    assert any("stopped working on" in m for m in result.messages)
+
+
+def test_secrets_check_warns_of_an_ending_ca(tmp_path):
+    f = lab_with(tmp_path, caValidityDays=60, adminCertValidityDays=31)
+    out = tmp_path / "out"
+    assert run_bakery("render", f, "--out", out).returncode == 0
+    r = run_bakery("secrets", "check", f, "--secrets", out / "secrets.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "warning[cert-expiring]: ca.certificate" in r.stderr and "bakery never rotates a CA" in r.stderr
+    assert "warning[cert-expiring]: etcdCa.certificate" in r.stderr
+
+
+@pytest.mark.parametrize("change", ["first-removed", "one-put-before", "initialized-back-to-false"])
+def test_a_rerender_never_hands_kubeadm_init_to_another_node(tmp_path, change):
+    out = tmp_path / "out"
+    render(ha_variant(tmp_path, initialized=change == "initialized-back-to-false"), out,
+           now=datetime.datetime.now(datetime.UTC))
+    doc = yaml.safe_load(HA.read_text())
+    if change == "first-removed":
+        doc["spec"]["nodes"] = doc["spec"]["nodes"][1:]
+    elif change == "one-put-before":
+        doc["spec"]["nodes"].insert(0, {"name": "cp0", "role": "control-plane", "address": "10.10.0.14",
+                                        "mac": "52:54:00:10:00:14"})
+    f = tmp_path / "changed.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    before = (out / "manifest.json").read_bytes()
+    r = run_bakery("render", f, "--out", out)
+    assert r.returncode == 2 and "error[init-node-changed]" in r.stderr and "initialized: true" in r.stderr
+    assert (out / "manifest.json").read_bytes() == before
+    doc["spec"]["bootstrap"]["initialized"] = True  # the way on
+    f.write_text(yaml.safe_dump(doc))
+    assert run_bakery("render", f, "--out", out).returncode == 0
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-01-31 12:00:00", "2026-01-31T12:00:00+01:00", "12"])

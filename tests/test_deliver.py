@@ -230,6 +230,10 @@ elif cmd == "showvminfo":
         sys.exit(1)
     if "--machinereadable" in args:
         print(f'VMState="{"running" if vm.get("running") else "poweroff"}"')
+        # VirtualBox releases the session lock a moment after a poweroff: one look sees it locked
+        print(f'SessionState="{"Locked" if vm.get("running") or vm.get("lockedLooks") else "Unlocked"}"')
+        if vm.get("lockedLooks"):
+            vm["lockedLooks"] -= 1; save()
         for i, (name, typ) in enumerate(vm["controllers"]):
             print(f'storagecontrollername{i}="{name}"'); print(f'storagecontrollertype{i}="{typ}"')
 elif cmd == "controlvm":
@@ -241,15 +245,15 @@ elif cmd == "controlvm":
     if not vm.get("running"):
         print(f"VBoxManage: error: Machine '{args[1]}' is not currently running", file=sys.stderr)
         sys.exit(1)
-    vm["running"] = False; save()
+    vm["running"] = False; vm["lockedLooks"] = 1; save()
 elif cmd == "unregistervm":
     # VBoxManage unregistervm <vm> [--delete]: refused while the VM runs (its session is locked)
     vm = state["vms"].get(args[1]) if len(args) > 1 else None
     if vm is None or any(a not in ("--delete", "--delete-all") for a in args[2:]):
         print(f"VBoxManage: error: Could not find a registered machine named '{args[1:2]}'", file=sys.stderr)
         sys.exit(1)
-    if vm.get("running"):
-        print("VBoxManage: error: Cannot unregister the machine 'x' while it is locked", file=sys.stderr)
+    if vm.get("running") or vm.get("lockedLooks"):
+        print(f"VBoxManage: error: Cannot unregister the machine '{args[1]}' while it is locked", file=sys.stderr)
         sys.exit(1)
     del state["vms"][args[1]]; save()
 elif cmd == "modifyvm":
@@ -424,6 +428,10 @@ if tool == "pvesm":
         print(os.path.join(root, "storage", storage, vol))
 elif tool == "qm":
     cmd, vmid = args[0], args[1]
+    fail = os.path.join(root, "fail")  # a test's fault: this qm command fails as Proxmox would
+    if os.path.exists(fail) and open(fail).read() == cmd:
+        print(f"{cmd} failed: got timeout", file=sys.stderr)
+        sys.exit(255)
     vm = state["vms"].get(vmid)
     if cmd in ("status", "config", "set", "start", "stop", "destroy") and vm is None:
         print(f"Configuration file 'nodes/pve/qemu-server/{vmid}.conf' does not exist", file=sys.stderr)
@@ -801,6 +809,19 @@ def test_deploy_and_destroy_proxmox_vms_of_the_nodes_named(tmp_path):
     assert ["qm", "destroy", "9101", "--purge", "1", "--destroy-unreferenced-disks", "1"] in log
     r = run("destroy.sh", "k8s-node1")
     assert r.returncode == 0 and "no VM 9101, nothing to do" in r.stdout
+    # a failed stop or destroy is an error, and the node's snippets stay
+    assert run("deploy.sh", "k8s-node1").returncode == 0
+    (state / "fail").write_text("destroy")
+    r = run("destroy.sh", "k8s-node1")
+    assert r.returncode == 1 and "was not destroyed; its snippets are kept" in r.stderr and "destroyed\n" not in r.stdout
+    assert "9101" in vms() and len(list(snippets.iterdir())) == 3
+    st = json.loads((state / "state.json").read_text())
+    st["vms"]["9101"]["running"] = True
+    (state / "state.json").write_text(json.dumps(st))
+    (state / "fail").write_text("stop")
+    r = run("destroy.sh", "k8s-node1")
+    assert r.returncode == 1 and "did not stop; not destroyed" in r.stderr and "9101" in vms()
+    (state / "fail").unlink()
     # a VM id that holds another VM is left alone
     (state / "state.json").write_text(json.dumps(
         {"vms": {"9000": {"name": "tmpl", "cfg": []}, "9102": {"name": "database", "cfg": []}}}))

@@ -238,9 +238,10 @@ def secrets_check(cluster: str, secrets_path: str | None) -> None:
     if bundle.token_expired(model.token_ttl_seconds, now):
         say(f"warning[token-expired]: the token is past its TTL ({model.token_ttl}) on a running cluster; "
             "render with --rotate-token before adding a node", err=True)
-    say("kubeadm's own certificates on each node (API server, etcd, front-proxy client, kubeconfigs) expire one "
-        "year after the node's first boot; the kubelet rotates its client certificate itself. Replacing or "
-        "upgrading a node renews them; so does `kubeadm certs renew all` on a control-plane node (`kubeadm certs "
+    say("kubeadm's own certificates on each control-plane node (API server, etcd, front-proxy client, the "
+        "kubeconfigs in /etc/kubernetes) expire one year after the node's first boot; every kubelet rotates its "
+        "client certificate itself. Replacing or upgrading a control-plane node renews them; so does `kubeadm "
+        "certs renew all` on it, followed by a restart of its control-plane static pods (`kubeadm certs "
         "check-expiration` lists them)")
     say(f"{path}: usable")
 

@@ -64,7 +64,8 @@ def steps(cluster, node_name: str, out: Path) -> list[Step]:
         out_steps.append(Step(
             "etcd-member", f"remove {node.name}'s etcd member, through the etcd pod on {peer}",
             f"id=$({member} member list | awk -F', ' -v n={q(node.name)} '$3 == n {{print $1}}') && "
-            f"test -n \"$id\" && {member} member remove \"$id\"", here))
+            f"if [ -n \"$id\" ]; then {member} member remove \"$id\"; "
+            f"else echo {q(f'no etcd member {node.name}: removed already')}; fi", here))
     out_steps.append(Step("node-object", f"delete the Node object {node.name}",
                           f"{kubectl} delete node {q(node.name)}", here))
     builders = cluster.image.builders
@@ -74,12 +75,15 @@ def steps(cluster, node_name: str, out: Path) -> list[Step]:
                               "the VirtualBox host"))
     if proxmox.BUILDER in builders:
         px = cluster.image.proxmox
-        out_steps.append(Step("vm", f"destroy {node.name}'s Proxmox VM {node.vm_id} and its snippets",
+        out_steps.append(Step("vm", f"destroy {node.name}'s Proxmox VM {node.vm_id} and its snippets (copy the "
+                                    "output's proxmox/ folder there again first if it has no destroy.sh)",
                               f"./proxmox/destroy.sh {q(node.name)}", f"root on the Proxmox VE node {px.node}"))
     if not any(s.step == "vm" for s in out_steps):
         out_steps.append(Step("vm", f"destroy {node.name}'s VM", "", "your hypervisor"))
-    out_steps.append(Step("cluster-yaml", f"remove {node.name} from cluster.yaml and render again (or keep it "
-                                          "there to re-create the node from its seed)", "", "cluster.yaml"))
+    out_steps.append(Step("cluster-yaml", f"remove {node.name} from cluster.yaml, or keep it there to re-create "
+                                          "the node from its seed; either way set spec.bootstrap.initialized: true "
+                                          "(the cluster runs: no seed may run kubeadm init again) and render again",
+                          "", "cluster.yaml"))
     return out_steps
 
 
@@ -111,7 +115,9 @@ def as_json(cluster, node_name: str, out: Path) -> dict:
 def text(cluster, node_name: str, out: Path) -> list[str]:
     lines = [f"retire {node_name} from cluster {cluster.name}, in this order:"]
     for i, s in enumerate(steps(cluster, node_name, out), 1):
-        lines.append(f"{i}. {s.what} ({s.where}):")
         if s.run:
+            lines.append(f"{i}. {s.what} ({s.where}):")
             lines.append(f"   {s.run}")
+        else:
+            lines.append(f"{i}. {s.what}.")
     return lines

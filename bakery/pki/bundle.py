@@ -512,6 +512,11 @@ def _same_key(cert_or_pub, key) -> bool:
     return pub.public_bytes(enc, fmt) == key.public_key().public_bytes(enc, fmt)
 
 
+class LeafEnding(BadBundle):
+    """A leaf credential (the admin certificate) ends within MIN_REMAINING or has ended: the
+    bundle is sound, and `bakery secrets renew` reissues the leaf."""
+
+
 def _check_validity(cert, where: str, now: datetime.datetime, *, fix: str = "", ending: bool = True) -> None:
     """Valid now (with a day's grace for skewed clocks) and, unless ``ending`` is False, for
     MIN_REMAINING more; ``fix`` says what to do about an end."""
@@ -520,11 +525,12 @@ def _check_validity(cert, where: str, now: datetime.datetime, *, fix: str = "", 
         raise BadBundle(f"{where} is not valid before {cert.not_valid_before_utc:%Y-%m-%d} (check the clock)")
     if not ending:
         return
+    error = LeafEnding if fix == RENEW_HINT else BadBundle
     fix = f"; {fix}" if fix else ""
     if end <= now:
-        raise BadBundle(f"{where} expired on {end:%Y-%m-%d}{fix}")
+        raise error(f"{where} expired on {end:%Y-%m-%d}{fix}")
     if end - now < MIN_REMAINING:
-        raise BadBundle(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days{fix}")
+        raise error(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days{fix}")
 
 
 def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: bool = True) -> Bundle:
@@ -556,6 +562,8 @@ def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: boo
     if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         raise BadBundle("bootstrapToken is not of the form [a-z0-9]{6}.[a-z0-9]{16}")  # the value is not shown
     created = doc.get("bootstrapTokenCreated")
+    if isinstance(created, datetime.datetime) and created.utcoffset() in (None, datetime.timedelta(0)):
+        created = f"{created:{RFC3339}}"  # written unquoted, YAML reads a timestamp: the same instant
     if created is not None:
         try:
             datetime.datetime.strptime(created if isinstance(created, str) else "", RFC3339)
@@ -699,5 +707,5 @@ def fresh_token_unlike(old: str) -> str:
             return token
 
 
-__all__ = ["Bundle", "KeyPair", "BadBundle", "new_bundle", "parse", "go_duration", "reissue_admin_note",
+__all__ = ["Bundle", "KeyPair", "BadBundle", "LeafEnding", "new_bundle", "parse", "go_duration", "reissue_admin_note",
            "reissue_admin", "renew_leaves", "fresh_token_unlike"]

@@ -30,7 +30,7 @@ from .. import fsafe
 from ..errors import EnvError, InputError
 from ..output.layout import SECRETS_NAME
 from ..output.writer import lock_path
-from .bundle import BadBundle, Bundle, new_bundle, parse, reissue_admin, reissue_admin_note, renew_leaves
+from .bundle import BadBundle, Bundle, LeafEnding, new_bundle, parse, reissue_admin, reissue_admin_note, renew_leaves
 
 MAX_BYTES = 1 << 20  # a bundle of RSA-4096 keys is about 20 kB
 MODE = 0o600
@@ -166,6 +166,8 @@ def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, r
         return new_bundle(cluster, now), True, [created]
     try:
         bundle = parse(read(loc.real), now, leaf_ending=not renew)
+    except LeafEnding as exc:
+        raise InputError(f"{path}: {exc}", check="secrets-renew") from None
     except BadBundle as exc:
         raise InputError(f"{path}: the secrets bundle is unusable: {exc}; restore it from your backup "
                          "(bakery never replaces a bundle, since a new one means a new cluster)",
@@ -188,11 +190,14 @@ def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, r
         # create=False: a caller that writes nothing (render --check, secrets check)
         notes.append(f"{path}: {note if not create else note.replace('a render reissues it', 'reissued it', 1)}")
     if renew:
+        old_end = bundle.admin_not_after()
         bundle, changed = renew_leaves(bundle, cluster, now), True
+        copies = (f"Copies of the old admin.conf keep working until {old_end:%Y-%m-%d}: replace them with the new one"
+                  if old_end > now else "Copies of the old admin.conf stopped working on "
+                  f"{old_end:%Y-%m-%d}: replace them with the new one")
         notes.append(f"{path}: renewed the admin certificate (a new key, from the cluster CA), valid until "
                      f"{bundle.admin_not_after():%Y-%m-%d}; CAs, the service-account key and the token are "
-                     "unchanged. Copies of the old admin.conf keep working until the old certificate ends: "
-                     "replace them with the new one")
+                     f"unchanged. {copies}")
     if rotate_token:
         bundle, changed = bundle.with_new_token(now), True
     return bundle, changed, notes

@@ -42,8 +42,10 @@ def node_plans(cluster: Cluster) -> list[NodePlan]:
     """One plan per node. A new cluster: the first control-plane node runs kubeadm init, the
     others join. A running one (spec.bootstrap.initialized): no node runs kubeadm init; every
     control-plane node, the first included, joins with --control-plane, so any can be
-    re-created (the chain of JOIN_AFTER stays: nodes made together join one at a time, and a
-    node of the running cluster is ready already)."""
+    re-created. The chain of JOIN_AFTER stays (each control-plane node waits for the one
+    before it in cluster.yaml, which in a running cluster is ready already): it orders nodes
+    made together only when they are neighbours in the file, so control-plane nodes are
+    re-created one at a time (README, Day 2)."""
     init = None if cluster.initialized else cluster.init_node
     out = []
     previous_control_plane: Node | None = None

@@ -381,8 +381,10 @@ class Kubeadm:
                                               "the control plane at the same moment as this node (each control-plane "
                                               "node after the first must wait for the one before it)")
                 # a node re-created under its old name and address: its old etcd member (named after
-                # the node, peer URL https://ADDRESS:2380) must be gone first, or etcd refuses the
-                # new member ("Peer URLs already exists") or the empty data directory of an old one
+                # the node, peer URL https://ADDRESS:2380) must be gone first. kubeadm's addMember
+                # tolerates ErrPeerURLExist and goes on; the new etcd then starts as the old member
+                # with an empty data directory, crash-loops, and the join times out. The stand-in
+                # refuses at once: earlier and stricter, never more lenient.
                 addr = (cp.get("localAPIEndpoint") or {}).get("advertiseAddress")
                 old = [m for m in st["etcd"] if m == name or (st["nodes"].get(m) or {}).get("address") == addr]
                 if old:
