@@ -34,24 +34,28 @@ def _entry(f: OutputFile) -> dict:
             "sha256": hashlib.sha256(f.content).hexdigest(), "size": len(f.content), "mode": f"{f.mode:04o}"}
 
 
-def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: str) -> OutputFile:
+def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: str,
+             upgrade: dict | None = None) -> OutputFile:
     """manifest.json: every file's hash, size and mode (never its content), sorted by path,
     the id of the bootstrap token the seeds carry (the id is the public half of a token:
     kubeadm names its Secret bootstrap-token-<id>; the secret half is never recorded), and the
-    node whose seed runs kubeadm init (null once spec.bootstrap.initialized)."""
+    node whose seed runs kubeadm init (null once spec.bootstrap.initialized), and during an
+    upgrade by replacement its versions (kept by later renders of the same version)."""
     init = None if cluster.initialized else cluster.init_node.name
     doc = {"bakery": __version__, "cluster": cluster.name, "kubernetesVersion": cluster.kubernetes_version,
            "bakeFingerprint": fingerprint, "bootstrapTokenId": token_id, "initNode": init,
-           "files": sorted(entries, key=lambda e: e["path"])}
+           **({"upgrade": upgrade} if upgrade else {}), "files": sorted(entries, key=lambda e: e["path"])}
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
 
 def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
-               bundle_link: str | None = None) -> Iterator[OutputFile]:
+               bundle_link: str | None = None, extra: tuple[OutputFile, ...] = (),
+               upgrade: dict | None = None) -> Iterator[OutputFile]:
     """Every file of the output tree, node by node, then manifest.json: a generator, so that
     a render holds one node's files at a time, whatever the cluster's size. plan: the image
     plan when the command has computed it already (the plan is computed once per command).
-    bundle_link: <out>/secrets.yaml is a symlink with this text, kept as it is."""
+    bundle_link: <out>/secrets.yaml is a symlink with this text, kept as it is. extra: files
+    made outside the node loop (an upgrade's plan); upgrade: {from, to}, for the manifest."""
     from .deliver import handoff as deliver
     from .image import packer
     from .pki import kubeconfig
@@ -77,11 +81,12 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
             yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)
         elif bundle_link is not None:
             yield OutputFile(SECRETS_NAME, b"", kind="secrets", link=bundle_link)
+        yield from extra
 
     for f in each():
         entries.append(_entry(f))
         yield f
-    yield manifest(cluster, entries, plan.fingerprint, bundle.token_id)
+    yield manifest(cluster, entries, plan.fingerprint, bundle.token_id, upgrade)
 
 
 def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
@@ -115,13 +120,15 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             clean_stale(dest)
             bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token, renew=renew, now=now)
             previous = _previous(dest)
-            _refuse_second_init(cluster, previous)
+            seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan)
+            _refuse_second_init(seeds_cluster, previous)
             seeded = _seeded_token_id(previous)
             count = 0
 
             def counted():
                 nonlocal count
-                for f in iter_files(cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link):
+                for f in iter_files(seeds_cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan,
+                                    bundle_link=loc.link, extra=extra, upgrade=upgrade_of):
                     count += 1
                     yield f
 
@@ -134,6 +141,10 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             def report() -> None:  # right after the swap, signals still held
                 result.count = count
                 result.messages += _messages(cluster, dest, count, notes, bundle, rotate_token, seeded)
+                if upgrade_of:
+                    result.messages.append(f"upgrade from Kubernetes {upgrade_of['from']} to {upgrade_of['to']} by "
+                                           f"replacement: the steps are in {dest / 'UPGRADE.md'} (and upgrade.json); "
+                                           "every seed joins the running cluster")
                 fsafe.record_completed(result.messages)
 
             write_tree(dest, counted(), before_swap=commit, after_swap=report)
@@ -177,6 +188,33 @@ def _token_warnings(cluster: Cluster, bundle, now: datetime.datetime) -> list[st
     return [f"warning[token-expired]: the bootstrap token {bundle.token_id} was made on "
             f"{bundle.token_created.replace('T', ' ')}; with spec.bootstrap.tokenTTL {cluster.token_ttl} it has "
             f"expired {running}. {fix}"]
+
+
+def _upgrade_context(cluster: Cluster, previous: dict, dest: Path, plan) -> tuple[Cluster, tuple[OutputFile, ...],
+                                                                                   dict | None]:
+    """(the cluster the seeds are rendered for, the upgrade's files, its {from, to}). When the
+    output folder was rendered for another Kubernetes version (or is in the middle of an
+    upgrade to this one), the render writes the upgrade's ordered plan, and every seed joins
+    the running cluster, if its control-plane nodes can be replaced at all."""
+    import dataclasses
+
+    from .deliver import upgrade
+    from .plan import image_plan
+
+    old = previous.get("kubernetesVersion")
+    recorded = previous.get("upgrade")
+    going: dict = recorded if isinstance(recorded, dict) else {}
+    new = cluster.kubernetes_version
+    if isinstance(old, str) and old != new:
+        upgrade.check_skew(old, new)
+        frm = old
+    elif going.get("to") == new and isinstance(going.get("from"), str):
+        frm = going["from"]
+    else:
+        return cluster, (), None
+    up = upgrade.Upgrade(frm, new, (plan or image_plan(cluster)).image_name)
+    seeds_cluster = dataclasses.replace(cluster, initialized=True) if up.replaces_control_plane(cluster) else cluster
+    return seeds_cluster, tuple(upgrade.files(cluster, up, dest)), {"from": frm, "to": new}
 
 
 def _previous(dest: Path) -> dict:
@@ -261,8 +299,11 @@ def _check(cluster: Cluster, dest: Path, loc, plan=None, now: datetime.datetime 
         raise InputError(f"no secrets bundle at {loc.path}: nothing was rendered there yet; "
                          "run `bakery render` first", check="check-no-bundle")
     bundle, _, notes = store.obtain(cluster, loc, rotate_token=False, create=False, now=now)
+    previous = _previous(dest)
+    seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan)
     changed, wanted = [], set()
-    for f in iter_files(cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link):
+    for f in iter_files(seeds_cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link,
+                        extra=extra, upgrade=upgrade_of):
         wanted.add(f.path)
         if f.link is not None:
             same = (dest / f.path).is_symlink() and os.readlink(dest / f.path) == f.link

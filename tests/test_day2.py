@@ -469,3 +469,135 @@ def test_the_etcd_step_removes_the_right_member(tmp_path):
     removes = [ln for ln in (tmp_path / "calls").read_text().splitlines() if "member remove" in ln]
     assert len(removes) == 1 and removes[0].endswith("member remove fd422379fda50e48")
     assert "exec etcd-cp1 --" in removes[0]
+
+
+# -- 5. upgrades by replacement -----------------------------------------------------------------
+
+def versioned(folder, source, version):
+    doc = yaml.safe_load(source.read_text())
+    doc["spec"]["kubernetes"]["version"] = version
+    if version.startswith("1.34."):  # the catalog's containerd for 1.34 (2.2 is for 1.35 on)
+        doc["spec"]["containerd"]["version"] = "2.1.5"
+    folder.mkdir(exist_ok=True)
+    f = folder / f"cluster-{version}.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    return f
+
+
+def test_a_version_bump_writes_the_ordered_replacement_plan(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    old = versioned(tmp_path, HA, "1.35.7")
+    assert run_bakery("render", old, "--out", out).returncode == 0
+    assert not (out / "upgrade.json").exists()
+    new = versioned(tmp_path, HA, "1.36.3")
+    r = run_bakery("render", new, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "upgrade from Kubernetes 1.35.7 to 1.36.3" in r.stdout and "UPGRADE.md" in r.stdout
+    doc = json.loads((out / "upgrade.json").read_text())
+    assert doc["from"] == "1.35.7" and doc["to"] == "1.36.3" and doc["image"].startswith("k8s-1-36-3-")
+    assert [(s["node"], s["role"]) for s in doc["steps"]] == [
+        ("cp1", "control-plane"), ("cp2", "control-plane"), ("cp3", "control-plane"),
+        ("worker1", "worker"), ("worker2", "worker"), ("worker3", "worker")]
+    first, last = doc["steps"][0]["actions"], doc["steps"][2]["actions"]
+    assert "kubeadm-config" in first[0] and "kubernetesVersion: v1.36.3" in first[0]
+    for step in doc["steps"]:
+        text = "\n".join(step["actions"])
+        order = [text.index(w) for w in ("drain", "delete node", "destroy", "create", "--for=condition=Ready",
+                                         "uncordon")]
+        assert order == sorted(order), step["node"]
+        assert ("member remove" in text) == (step["role"] == "control-plane")
+    assert "kubeadm upgrade apply v1.36.3" in last[-1] and "addons" in last[-1]
+    assert set(actions(out).values()) == {"join-control-plane", "join-worker"}  # seeds join the running cluster
+    assert "# Upgrading ha from Kubernetes 1.35.7 to 1.36.3" in (out / "UPGRADE.md").read_text()
+    # a render again at the new version keeps the plan; --check agrees
+    r = run_bakery("render", new, "--out", out)
+    assert r.returncode == 0 and (out / "upgrade.json").exists() and "upgrade from" in r.stdout
+    assert run_bakery("render", "--check", new, "--out", out).returncode == 0
+
+
+@pytest.mark.parametrize("old,new,why", [("1.34.10", "1.36.3", "more than one minor"),
+                                         ("1.36.3", "1.35.7", "does not downgrade"),
+                                         ("1.35.7", "1.35.6", "does not downgrade")])
+def test_skew_and_downgrade_are_refused(tmp_path, old, new, why):
+    out = tmp_path / "out"
+    assert run_bakery("render", versioned(tmp_path, HA, old), "--out", out).returncode == 0
+    before = (out / "manifest.json").read_bytes()
+    r = run_bakery("render", versioned(tmp_path, HA, new), "--out", out)
+    assert r.returncode == 2 and "error[upgrade-skew]" in r.stderr and why in r.stderr, r.stderr
+    assert (out / "manifest.json").read_bytes() == before and not (out / "upgrade.json").exists()
+
+
+def test_a_single_control_plane_cluster_upgrades_its_control_plane_in_place(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert run_bakery("render", versioned(tmp_path, LAB, "1.35.7"), "--out", out).returncode == 0
+    assert run_bakery("render", versioned(tmp_path, LAB, "1.36.3"), "--out", out).returncode == 0
+    doc = json.loads((out / "upgrade.json").read_text())
+    cp = doc["steps"][0]
+    assert cp["node"] == "k8s-master" and len(cp["actions"]) == 1 and "in place" in cp["actions"][0]
+    assert "kubeadm upgrade apply v1.36.3" in cp["actions"][0]
+    assert all("create k8s-node" in "\n".join(s["actions"]) for s in doc["steps"][1:])
+    assert "A single control-plane node" in (out / "UPGRADE.md").read_text()
+    assert actions(out)["k8s-master"] == "init" and actions(out)["k8s-node1"] == "join-worker"
+
+
+# -- 6. the skew policy, rehearsed ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ha_running_135(tmp_path_factory):
+    """The HA example at Kubernetes 1.35, rehearsed from scratch: the cluster to upgrade."""
+    import sys
+
+    from conftest import ROOT, render_here
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from lab.driver import rehearse
+
+    d = tmp_path_factory.mktemp("ha135")
+    out = render_here(versioned(d, HA, "1.35.7"), d / "out")
+    result = rehearse(out, say=lambda line: None)
+    assert result.ok, result.failure
+    assert result.state["cluster"]["kubernetesVersion"] == "v1.35.7"
+    return d, out, result.state
+
+
+def upgraded(state, version):
+    """The state after the upgrade plan's first action: the ClusterConfiguration at the new version."""
+    st = __import__("copy").deepcopy(state)
+    st["cluster"]["kubernetesVersion"] = version
+    return st
+
+
+@rehearsal
+def test_a_node_of_the_next_minor_replaces_one_of_the_previous(ha_running_135, tmp_path):
+    """The upgrade plan's order: the ClusterConfiguration set to 1.36, then cp1 retired and
+    re-created from the 1.36 seed, joining the running 1.35 cluster."""
+    from conftest import render_here
+
+    _, out, state = ha_running_135
+    new = tmp_path / "out"
+    __import__("shutil").copytree(out, new, symlinks=True)
+    render_here(versioned(tmp_path, HA, "1.36.3"), new)
+    assert (new / "upgrade.json").exists() and actions(new)["cp1"] == "join-control-plane"
+    result = replay(new, upgraded(retired(state, "cp1"), "v1.36.3"), ["cp1"])
+    assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-6:])
+    assert result.state["nodes"]["cp1"]["kubeletVersion"] == "v1.36.3"
+    # without the plan's first action the kubelet would be newer than the control plane: refused
+    result = replay(new, retired(state, "cp1"), ["cp1"])
+    assert not result.ok and "kubelet version is higher than the control plane version" in result.failure.reason
+
+
+@rehearsal
+def test_a_node_two_minors_ahead_is_refused(ha_running_135, tmp_path):
+    from conftest import render_here
+
+    _, out, state = ha_running_135
+    new = tmp_path / "out"
+    __import__("shutil").copytree(out, new, symlinks=True)
+    render_here(versioned(tmp_path, HA, "1.36.3"), new)
+    result = replay(new, upgraded(retired(state, "cp1"), "v1.34.10"), ["cp1"])
+    assert not result.ok and result.failure.node == "cp1"
+    assert "only supports deploying clusters with the control plane version >= 1.35.0" in result.failure.reason

@@ -10,7 +10,8 @@ Configuration (`apis/kubeadm/validation`, `util/config`):
   is an error (kubeadm only warns on unknown fields: stricter); one apiVersion for kubeadm's
   kinds; init takes one InitConfiguration (+ ClusterConfiguration, KubeletConfiguration), join
   one JoinConfiguration and nothing else;
-- ``kubernetesVersion`` equals the installed kubeadm's (stricter than the skew policy).
+- ``kubernetesVersion`` equals the installed kubeadm's (stricter than the skew policy); a join
+  follows the skew policy against the cluster's version (check_skew).
 
 Preflight (`preflight/checks.go`, RunInitNodeChecks / RunJoinNodeChecks):
 - FileAvailable for the control plane's static pod manifests and kubelet.conf,
@@ -146,6 +147,27 @@ class Kubeadm:
         return by_kind
 
     # -- preflight ---------------------------------------------------------------------
+    def check_skew(self, version: str) -> None:
+        """A join against the cluster's ClusterConfiguration.kubernetesVersion, as kubeadm checks
+        it: the control plane at most one minor older than kubeadm (constants.
+        MinimumControlPlaneVersion: "this version of kubeadm only supports deploying clusters
+        with the control plane version >= ..."), and no kubelet newer than the control plane
+        (preflight KubeletVersionCheck: "the kubelet version is higher than the control plane
+        version. This is not a supported version skew and may lead to a malfunctional cluster")."""
+        def minor(v: str) -> tuple[int, int]:
+            major, mnr = v.lstrip("v").split(".")[:2]
+            return int(major), int(mnr)
+
+        have, cluster = minor(self.installed), minor(version)
+        if cluster < (have[0], have[1] - 1):
+            self.refuse("preflight", f"this version of kubeadm only supports deploying clusters with the control "
+                                     f"plane version >= {have[0]}.{have[1] - 1}.0. Current version: {version}")
+        if have > cluster:
+            self.refuse("preflight", "[preflight] Some fatal errors occurred:\n\t[ERROR KubeletVersion]: the kubelet "
+                                     "version is higher than the control plane version. This is not a supported "
+                                     "version skew and may lead to a malfunctional cluster. Kubelet version: "
+                                     f"\"{self.installed}\" Control plane version: \"{version}\"")
+
     def preflight(self, registration: dict, *, control_plane: bool, version: str,
                   repository: str = "registry.k8s.io") -> None:
         ignored = {i.lower() for i in registration.get("ignorePreflightErrors") or []}
@@ -343,6 +365,7 @@ class Kubeadm:
         with sim.state(write=False) as st:
             version = st["cluster"].get("kubernetesVersion", self.installed)
             self.repository = st["cluster"].get("imageRepository", "registry.k8s.io")
+        self.check_skew(version)
         self.preflight(reg, control_plane=cp is not None, version=version, repository=self.repository)
         discovery = join.get("discovery") or {}
         bt = discovery.get("bootstrapToken")
