@@ -503,3 +503,65 @@ def test_node_check_stops_a_node_with_swap_and_no_forwarding(vm_factory, tmp_pat
     finally:
         disk.remove()
     say(capsys, f"node check on a broken worker: VM part {vm_time:.0f}s under {accel_name()}")
+
+
+# A running cluster's control-plane node re-created (issue 17): the lab with a second
+# control-plane node behind a VIP. The running node boots the seed of the first render (kubeadm
+# init) and holds the VIP, as kube-vip would; the replacement boots the seed of a render with
+# spec.bootstrap.initialized: true and joins through the VIP with --control-plane.
+REPLACED_VIP = "192.168.56.40"
+HOLD_VIP_VENDOR_DATA = f"""#cloud-config
+bootcmd:
+  - [sh, -c, "ip addr add {REPLACED_VIP}/24 dev enp0s8 || true"]
+""".encode()
+
+
+def test_a_replaced_control_plane_node_joins_the_running_cluster(vm_factory, tmp_path, capsys):
+    data = lab_cluster(PAIR_JOIN_TIMEOUT)
+    spec = data["spec"]
+    spec["controlPlane"] = {**spec.get("controlPlane", {}), "endpoint": f"{REPLACED_VIP}:6443", "vip": REPLACED_VIP}
+    spec["nodes"][1]["role"] = "control-plane"
+    running = render(tmp_path, data)
+    cp1, cp2 = running.node("control-plane", 0), running.node("control-plane", 1)
+    cp1_iso = seed_iso(tmp_path / "cp1.iso", running.seed_dir(cp1), files={"vendor-data": HOLD_VIP_VENDOR_DATA},
+                       poweroff=False)
+    data["spec"]["bootstrap"]["initialized"] = True
+    replaced = render(tmp_path, data)  # the same folder and bundle: every seed now joins
+    assert replaced.bundle == running.bundle
+    cp2_iso = seed_iso(tmp_path / "cp2.iso", replaced.seed_dir(cp2))
+    a, b = Link.pair()
+    cp1_vm = vm_factory(cp1["name"], cp1_iso, node_mac=cp1.get("mac"), link=a, timeout=BOOT_TIMEOUT)
+    cp2_vm = vm_factory(cp2["name"], cp2_iso, node_mac=cp2.get("mac"), link=b, timeout=BOOT_TIMEOUT)
+    t0 = time.monotonic()
+    cp1_vm.start()
+    cp2_vm.start()
+    cp2_vm.wait()
+    cp1_vm.wait_for_serial(FINISHED, BOOT_TIMEOUT - (time.monotonic() - cp1_vm.started))
+    cp1_vm.wait_for_serial(re.escape(CONSOLE_MARK), 120)
+    cp1_vm.powerdown()
+    cp1_vm.wait()
+    vm_time = time.monotonic() - t0
+    disk = Disk(cp2_vm.overlay)
+    try:
+        check_cloud_init_clean(disk, cp2_vm)
+        check_basics(disk, replaced, cp2, cp2_vm)
+        calls = standin_calls(disk)
+        kubeadm = [c for c in calls if c.tool == "kubeadm"]
+        assert [c.argv for c in kubeadm] == [("join", "--config", P.KUBEADM_CONFIG)], [c.argv for c in kubeadm]
+        join = kubeadm_docs(kubeadm[0], P.KUBEADM_CONFIG)["JoinConfiguration"]
+        assert join["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == cp2["address"]
+        assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == f"{REPLACED_VIP}:6443"
+        assert join["discovery"]["bootstrapToken"]["caCertHashes"] == [running.bundle["discoveryHash"]]
+        output = firstboot_log(disk)
+        assert f"{TAG}: the API server {REPLACED_VIP}:6443 answers" in output, output[-2000:]
+        assert disk.exists(P.SENTINEL) and disk.text(P.SENTINEL).startswith("join-control-plane ")
+        # a control-plane node keeps the cluster's CA (the controller-manager signs with it); the
+        # seed's spare copy of the keys and the kubeadm configuration (the token) are gone
+        assert disk.text(f"{PKI_DIR}/ca.crt").strip() == running.bundle["ca"]["certificate"].strip()
+        assert disk.stat(f"{PKI_DIR}/ca.key").mode == 0o600
+        assert not disk.exists(P.FIRSTBOOT_PKI_BACKUP) and not disk.exists(P.KUBEADM_CONFIG)
+        check_node_check_passed(disk, cp2)
+    finally:
+        disk.remove()
+    say(capsys, f"replaced control-plane node {cp2['name']}: {cp2_vm.elapsed:.0f}s, VM part {vm_time:.0f}s under "
+                f"{accel_name()}")
