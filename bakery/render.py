@@ -1,6 +1,7 @@
 """render: model -> secrets -> plan -> files -> one atomic write of outputs/<cluster>/."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -96,7 +97,8 @@ def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFil
 
 def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: str | None = None,
                    rotate_token: bool = False, check_only: bool = False, renew: bool = False,
-                   lock_timeout: float = 60.0, plan=None, now: datetime.datetime | None = None) -> RenderResult:
+                   lock_timeout: float = 60.0, plan=None, now: datetime.datetime | None = None,
+                   upgrade_done: bool = False) -> RenderResult:
     """Render the cluster into its output folder. renew: reissue the bundle's leaf
     credentials first (`bakery secrets renew`). now: the clock, for tests of time."""
     from .pki import store
@@ -120,7 +122,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             clean_stale(dest)
             bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token, renew=renew, now=now)
             previous = _previous(dest)
-            seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan)
+            seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan, upgrade_done)
             _refuse_second_init(seeds_cluster, previous)
             seeded = _seeded_token_id(previous)
             count = 0
@@ -136,15 +138,19 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # swap, with signals held over both (write_tree), so a kill, Ctrl-C or full disk
             # before then changes neither, and outputs never refer to a bundle not on disk.
             commit = (lambda: store.write(loc, bundle)) if changed and not loc.in_tree else None
-            result = RenderResult(dest, 0, warnings=_token_warnings(cluster, bundle, now))
+            # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
+            running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
+            result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now))
 
             def report() -> None:  # right after the swap, signals still held
                 result.count = count
                 result.messages += _messages(cluster, dest, count, notes, bundle, rotate_token, seeded)
                 if upgrade_of:
-                    result.messages.append(f"upgrade from Kubernetes {upgrade_of['from']} to {upgrade_of['to']} by "
-                                           f"replacement: the steps are in {dest / 'UPGRADE.md'} (and upgrade.json); "
-                                           "every seed joins the running cluster")
+                    joins = ("every seed joins the running cluster" if seeds_cluster.initialized else
+                             "the control plane is upgraded in place, the workers' seeds join")
+                    result.messages.append(f"upgrade from Kubernetes {upgrade_of['from']} to {upgrade_of['to']}: the "
+                                           f"steps are in {dest / 'UPGRADE.md'} (and upgrade.json); {joins}. Once "
+                                           "every node runs the new version, render with --upgrade-done")
                 fsafe.record_completed(result.messages)
 
             write_tree(dest, counted(), before_swap=commit, after_swap=report)
@@ -190,12 +196,14 @@ def _token_warnings(cluster: Cluster, bundle, now: datetime.datetime) -> list[st
             f"expired {running}. {fix}"]
 
 
-def _upgrade_context(cluster: Cluster, previous: dict, dest: Path, plan) -> tuple[Cluster, tuple[OutputFile, ...],
-                                                                                   dict | None]:
+def _upgrade_context(cluster: Cluster, previous: dict, dest: Path, plan, done: bool = False
+                     ) -> tuple[Cluster, tuple[OutputFile, ...], dict | None]:
     """(the cluster the seeds are rendered for, the upgrade's files, its {from, to}). When the
-    output folder was rendered for another Kubernetes version (or is in the middle of an
-    upgrade to this one), the render writes the upgrade's ordered plan, and every seed joins
-    the running cluster, if its control-plane nodes can be replaced at all."""
+    output folder was rendered for another Kubernetes version, or is in the middle of an
+    upgrade (manifest.json's "upgrade", kept until a render with ``done``), the render writes
+    the upgrade's ordered plan, and every seed joins the running cluster if its control-plane
+    nodes can be replaced at all. The skew is judged from the oldest version a node may still
+    run: the start of an unfinished upgrade. Going back to that start cancels the upgrade."""
     import dataclasses
 
     from .deliver import upgrade
@@ -203,13 +211,18 @@ def _upgrade_context(cluster: Cluster, previous: dict, dest: Path, plan) -> tupl
 
     old = previous.get("kubernetesVersion")
     recorded = previous.get("upgrade")
-    going: dict = recorded if isinstance(recorded, dict) else {}
+    going: dict = recorded if isinstance(recorded, dict) and isinstance(recorded.get("from"), str) else {}
     new = cluster.kubernetes_version
-    if isinstance(old, str) and old != new:
+    if going:
+        if new == going["from"]:
+            return cluster, (), None  # the bump is undone before any node was said to be done
+        if done and new == going.get("to"):
+            return cluster, (), None
+        upgrade.check_skew(going["from"], new)
+        frm = going["from"]
+    elif isinstance(old, str) and old != new:
         upgrade.check_skew(old, new)
         frm = old
-    elif going.get("to") == new and isinstance(going.get("from"), str):
-        frm = going["from"]
     else:
         return cluster, (), None
     up = upgrade.Upgrade(frm, new, (plan or image_plan(cluster)).image_name)

@@ -501,11 +501,12 @@ def test_a_version_bump_writes_the_ordered_replacement_plan(tmp_path):
         ("cp1", "control-plane"), ("cp2", "control-plane"), ("cp3", "control-plane"),
         ("worker1", "worker"), ("worker2", "worker"), ("worker3", "worker")]
     first, last = doc["steps"][0]["actions"], doc["steps"][2]["actions"]
-    assert "kubeadm-config" in first[0] and "kubernetesVersion: v1.36.3" in first[0]
+    assert "--rotate-token" in first[0]  # an old cluster's token has long expired
+    assert "kubeadm-config" in first[1] and "kubernetesVersion: v1.36.3" in first[1] and "replace -f -" in first[1]
     for step in doc["steps"]:
         text = "\n".join(step["actions"])
-        order = [text.index(w) for w in ("drain", "delete node", "destroy", "create", "--for=condition=Ready",
-                                         "uncordon")]
+        order = [text.index(w) for w in ("drain", "delete node", "destroy", f"create {step['node']} from",
+                                         "--for=condition=Ready", "uncordon")]
         assert order == sorted(order), step["node"]
         assert ("member remove" in text) == (step["role"] == "control-plane")
     assert "kubeadm upgrade apply v1.36.3" in last[-1] and "addons" in last[-1]
@@ -537,11 +538,75 @@ def test_a_single_control_plane_cluster_upgrades_its_control_plane_in_place(tmp_
     assert run_bakery("render", versioned(tmp_path, LAB, "1.36.3"), "--out", out).returncode == 0
     doc = json.loads((out / "upgrade.json").read_text())
     cp = doc["steps"][0]
-    assert cp["node"] == "k8s-master" and len(cp["actions"]) == 1 and "in place" in cp["actions"][0]
-    assert "kubeadm upgrade apply v1.36.3" in cp["actions"][0]
+    text = "\n".join(cp["actions"])
+    assert cp["node"] == "k8s-master" and "create k8s-master" not in text and "destroy" not in text
+    order = [text.index(w) for w in ("drain", "core:/stable:/v1.36/", "kubeadm='1.36.3-*'",
+                                     "sudo kubeadm upgrade apply v1.36.3 --yes", "kubelet='1.36.3-*'",
+                                     "apt-mark hold kubelet kubectl", "restart kubelet", "uncordon")]
+    assert order == sorted(order)
     assert all("create k8s-node" in "\n".join(s["actions"]) for s in doc["steps"][1:])
-    assert "A single control-plane node" in (out / "UPGRADE.md").read_text()
+    md = (out / "UPGRADE.md").read_text()
+    assert "A single control-plane node" in md and "do not re-create it from its seed" in md
+    assert "none runs `kubeadm init`" not in md
     assert actions(out)["k8s-master"] == "init" and actions(out)["k8s-node1"] == "join-worker"
+
+
+def test_an_ha_cluster_whose_endpoint_is_a_node_upgrades_its_control_plane_in_place(tmp_path):
+    import json
+
+    doc = yaml.safe_load(HA.read_text())
+    doc["spec"]["controlPlane"] = {"endpoint": "10.10.0.11:6443"}
+    src = tmp_path / "src.yaml"
+    src.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    assert run_bakery("render", versioned(tmp_path, src, "1.35.7"), "--out", out).returncode == 0
+    assert run_bakery("render", versioned(tmp_path, src, "1.36.3"), "--out", out).returncode == 0
+    plan = json.loads((out / "upgrade.json").read_text())
+    cps = {s["node"]: "\n".join(s["actions"]) for s in plan["steps"] if s["role"] == "control-plane"}
+    assert "kubeadm upgrade apply v1.36.3" in cps["cp1"] and "kubeadm upgrade node" not in cps["cp1"]
+    assert all("sudo kubeadm upgrade node" in cps[n] and "upgrade apply" not in cps[n] for n in ("cp2", "cp3"))
+    assert "endpoint is a control-plane node's own address" in (out / "UPGRADE.md").read_text()
+
+
+def test_a_second_bump_is_judged_from_where_the_upgrade_started(tmp_path):
+    out = tmp_path / "out"
+    assert run_bakery("render", versioned(tmp_path, HA, "1.34.10"), "--out", out).returncode == 0
+    assert run_bakery("render", versioned(tmp_path, HA, "1.35.7"), "--out", out).returncode == 0
+    # some nodes may still run 1.34: 1.36 would be two minors from them
+    r = run_bakery("render", versioned(tmp_path, HA, "1.36.3"), "--out", out)
+    assert r.returncode == 2 and "error[upgrade-skew]" in r.stderr and "1.34.10" in r.stderr
+    # a patch on the way keeps the upgrade's start
+    r = run_bakery("render", versioned(tmp_path, HA, "1.35.6"), "--out", out)
+    assert r.returncode == 0 and "upgrade from Kubernetes 1.34.10 to 1.35.6" in r.stdout
+    # going back to the start cancels it (the cluster runs: its seeds keep joining)
+    back = versioned(tmp_path, ha_variant(tmp_path / "running", initialized=True), "1.34.10")
+    r = run_bakery("render", back, "--out", out)
+    assert r.returncode == 0 and "upgrade from" not in r.stdout and not (out / "upgrade.json").exists()
+
+
+def test_an_upgrade_ends_with_upgrade_done(tmp_path):
+    out = tmp_path / "out"
+    assert run_bakery("render", versioned(tmp_path, HA, "1.35.7"), "--out", out).returncode == 0
+    new = versioned(tmp_path, HA, "1.36.3")
+    assert run_bakery("render", new, "--out", out).returncode == 0 and (out / "UPGRADE.md").exists()
+    # the seeds joined during the upgrade: ending it with initialized false would hand out kubeadm init
+    r = run_bakery("render", new, "--out", out, "--upgrade-done")
+    assert r.returncode == 2 and "error[init-node-changed]" in r.stderr
+    doc = yaml.safe_load(new.read_text())
+    doc["spec"]["bootstrap"]["initialized"] = True
+    new.write_text(yaml.safe_dump(doc))
+    r = run_bakery("render", new, "--out", out, "--upgrade-done")
+    assert r.returncode == 0 and "upgrade from" not in r.stdout
+    assert not (out / "UPGRADE.md").exists() and not (out / "upgrade.json").exists()
+    assert run_bakery("render", new, "--out", out).returncode == 0 and not (out / "upgrade.json").exists()
+
+
+def test_an_upgrade_treats_the_cluster_as_running_for_the_token(tmp_path):
+    t0 = datetime.datetime.now(datetime.UTC)
+    out = tmp_path / "out"
+    render(versioned(tmp_path, HA, "1.35.7"), out, now=t0)
+    result = render(versioned(tmp_path, HA, "1.36.3"), out, now=t0 + 60 * DAY)
+    assert len(result.warnings) == 1 and "expired on the running cluster" in result.warnings[0]
 
 
 # -- 6. the skew policy, rehearsed ------------------------------------------------------------------

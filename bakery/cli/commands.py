@@ -130,11 +130,13 @@ def validate(cluster: str, strict: bool, output: str) -> None:
 @click.option("--rotate-token", is_flag=True, help="Make a new bootstrap token and print how to register it.")
 @click.option("--check", "check_only", is_flag=True,
               help="Render to a temporary folder and exit 1 if anything differs from what is on disk.")
+@click.option("--upgrade-done", is_flag=True,
+              help="Every node runs the new Kubernetes version: drop the upgrade plan (UPGRADE.md, upgrade.json).")
 @click.option("--lock-timeout", type=click.FloatRange(min=0, max=86400), default=60.0, show_default=True,
               callback=lambda ctx, param, value: _finite(value),
               help="Seconds to wait for another render of the same output folder or bundle.")
 def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool, rotate_token: bool,
-           check_only: bool, lock_timeout: float) -> None:
+           check_only: bool, upgrade_done: bool, lock_timeout: float) -> None:
     """Write Packer templates and per-node cloud-init for CLUSTER.yaml."""
     from ..render import render_cluster
     from ..spec.pipeline import load_cluster
@@ -143,7 +145,7 @@ def render(cluster: str, out: str | None, secrets_path: str | None, strict: bool
     for d in report.warnings:
         say(str(d), err=True)
     result = render_cluster(model, out=out, secrets_path=secrets_path, rotate_token=rotate_token,
-                            check_only=check_only, lock_timeout=lock_timeout)
+                            check_only=check_only, lock_timeout=lock_timeout, upgrade_done=upgrade_done)
     _report(result)
 
 

@@ -63,6 +63,32 @@ class Upgrade:
             str(n.address) for n in cluster.control_plane_nodes}
 
 
+TOKEN_STEP = ("before the first new node: make sure the join token is valid; a bundle's token expires tokenTTL after "
+              "it was registered, long before an upgrade: render with --rotate-token and run the `kubeadm token "
+              "create …` command it prints on a control-plane node")
+
+
+def _in_place(node, up: Upgrade, first: bool, kubectl: str) -> list[str]:
+    """kubeadm's own upgrade of one node in place ("Upgrading kubeadm clusters": the package
+    repository of the new minor, kubeadm first, `upgrade apply` on the first control-plane
+    node and `upgrade node` on the others, then kubelet and kubectl, held again)."""
+    v, minor = up.new.lstrip("v"), ".".join(up.new.lstrip("v").split(".")[:2])
+    upgrade = f"sudo kubeadm upgrade apply v{v} --yes" if first else "sudo kubeadm upgrade node"
+    return [
+        f"drain {node.name}: {kubectl} drain {node.name} --ignore-daemonsets --delete-emptydir-data",
+        f"on {node.name}: point apt at the {minor} packages (pkgs.k8s.io has one repository per minor): sudo sed -i "
+        f"'s#/core:/stable:/v[0-9.]*/#/core:/stable:/v{minor}/#' /etc/apt/sources.list.d/kubernetes.list && sudo "
+        "apt-get update",
+        f"on {node.name}: sudo apt-mark unhold kubeadm && sudo apt-get install -y kubeadm='{v}-*' && "
+        "sudo apt-mark hold kubeadm",
+        f"on {node.name}: {upgrade}",
+        f"on {node.name}: sudo apt-mark unhold kubelet kubectl && sudo apt-get install -y kubelet='{v}-*' "
+        f"kubectl='{v}-*' && sudo apt-mark hold kubelet kubectl && sudo systemctl daemon-reload && "
+        "sudo systemctl restart kubelet",
+        f"uncordon {node.name}: {kubectl} uncordon {node.name}",
+    ]
+
+
 def plan(cluster, up: Upgrade, out: Path) -> dict:
     q = shlex.quote
     kubectl = f"kubectl --kubeconfig {q(str(out / 'admin.conf'))}"
@@ -72,21 +98,18 @@ def plan(cluster, up: Upgrade, out: Path) -> dict:
     cps = list(cluster.control_plane_nodes)
     replace = up.replaces_control_plane(cluster)
     for i, node in enumerate(cps):
-        actions = []
-        if i == 0 and replace:
-            actions.append(f"set the cluster's ClusterConfiguration to {new_v}, so that joining control-plane nodes "
-                           f"run it: {kubectl} -n kube-system get configmap kubeadm-config -o yaml | sed "
-                           f"'s/kubernetesVersion: .*/kubernetesVersion: {new_v}/' | {kubectl} apply -f -")
+        actions = [TOKEN_STEP] if i == 0 else []
         if replace:
+            if i == 0:
+                actions.append(f"set the cluster's ClusterConfiguration to {new_v}, so that joining control-plane "
+                               f"nodes run it: {kubectl} -n kube-system get configmap kubeadm-config -o yaml | sed "
+                               f"'s/kubernetesVersion: .*/kubernetesVersion: {new_v}/' | {kubectl} replace -f -")
             actions += _replace(cluster, node, out, create)
+            if i == len(cps) - 1:
+                actions.append(f"bring the addons (kube-proxy, CoreDNS) to {new_v}: on {node.name}, `sudo kubeadm "
+                               f"upgrade apply {new_v} --yes` (the control plane runs {new_v} already)")
         else:
-            actions += [f"upgrade {node.name} in place (a sole control-plane node cannot be replaced: its "
-                        f"replacement would join itself): on it, install kubeadm {up.new}, then `sudo kubeadm "
-                        f"upgrade apply {new_v}`, then kubelet and kubectl {up.new} and `sudo systemctl restart "
-                        "kubelet` (kubeadm's own upgrade guide)"]
-        if i == len(cps) - 1 and replace:
-            actions.append(f"bring the addons (kube-proxy, CoreDNS) to {new_v}: on {node.name}, `sudo kubeadm upgrade "
-                           f"apply {new_v} --yes` (the control plane runs {new_v} already)")
+            actions += _in_place(node, up, i == 0, kubectl)
         steps.append({"node": node.name, "role": node.role, "actions": actions})
     for node in cluster.workers:
         steps.append({"node": node.name, "role": node.role, "actions": _replace(cluster, node, out, create)})
@@ -123,16 +146,28 @@ def _replace(cluster, node, out: Path, create: dict[str, str]) -> list[str]:
 
 
 def markdown(cluster, doc: dict) -> str:
+    up = Upgrade(doc["from"], doc["to"], doc["image"])
+    replace = up.replaces_control_plane(cluster)
     lines = [f"# Upgrading {cluster.name} from Kubernetes {doc['from']} to {doc['to']}", "",
-             f"By replacement: bake the new image ({doc['image']}: `bakery build cluster.yaml`), then replace the "
-             "nodes in this order, one at a time, each only once the one before it is Ready. Control-plane nodes "
-             "go first: a kubelet may never be newer than the API server. The seeds in this folder join the "
-             "running cluster; none runs `kubeadm init`. `upgrade.json` holds the same plan for scripts.", ""]
-    if len(cluster.control_plane_nodes) == 1:
+             f"Bake the new image ({doc['image']}: `bakery build cluster.yaml`), then go through the nodes in this "
+             "order, one at a time, each only once the one before it is Ready. Control-plane nodes go first: a "
+             "kubelet may never be newer than the API server. `upgrade.json` holds the same plan for scripts. "
+             "When every node runs the new version, `bakery render --upgrade-done` drops this plan.", ""]
+    if replace:
+        lines += ["Every node is replaced: the seeds in this folder join the running cluster, none runs `kubeadm "
+                  "init`. Each control-plane node is removed before its replacement joins, so etcd has one member "
+                  "fewer meanwhile (Cluster API adds the new machine first instead); replace them one at a time.", ""]
+    elif len(cluster.control_plane_nodes) == 1:
         lines += ["**A single control-plane node** cannot be replaced: a new one would have no cluster to join "
-                  "but itself, and its etcd holds the cluster's state. It is upgraded in place with `kubeadm "
-                  "upgrade apply` (below), or rebuilt from an etcd backup. Its workers are replaced as usual. "
-                  "For upgrades by replacement, run three control-plane nodes behind a VIP.", ""]
+                  "but itself, and its etcd holds the cluster's state. It is upgraded in place with kubeadm (below), "
+                  "or rebuilt from an etcd backup; do not re-create it from its seed, which runs `kubeadm init`. Its "
+                  "workers are replaced. For upgrades by replacement, run three control-plane nodes behind a VIP.",
+                  ""]
+    else:
+        lines += ["**The endpoint is a control-plane node's own address**, so that node cannot be replaced (its "
+                  "replacement would join itself): the control-plane nodes are upgraded in place with kubeadm "
+                  "(`kubeadm upgrade apply` on the first, `kubeadm upgrade node` on the others), and the workers "
+                  "are replaced. With a VIP (spec.controlPlane.vip) every node can be replaced.", ""]
     for i, step in enumerate(doc["steps"], 1):
         lines.append(f"## {i}. {step['node']} ({step['role']})")
         lines.append("")

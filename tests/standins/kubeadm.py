@@ -147,13 +147,15 @@ class Kubeadm:
         return by_kind
 
     # -- preflight ---------------------------------------------------------------------
-    def check_skew(self, version: str) -> None:
+    def check_skew(self, version: str, *, control_plane: bool) -> None:
         """A join against the cluster's ClusterConfiguration.kubernetesVersion, as kubeadm checks
-        it: the control plane at most one minor older than kubeadm (constants.
-        MinimumControlPlaneVersion: "this version of kubeadm only supports deploying clusters
-        with the control plane version >= ..."), and no kubelet newer than the control plane
-        (preflight KubeletVersionCheck: "the kubelet version is higher than the control plane
-        version. This is not a supported version skew and may lead to a malfunctional cluster")."""
+        it: the control plane at most one minor older than kubeadm, for every join (constants.
+        MinimumControlPlaneVersion, through NormalizeKubernetesVersion when the configuration
+        is fetched: "this version of kubeadm only supports deploying clusters with the control
+        plane version >= ..."); and for a control-plane join no kubelet newer than the control
+        plane (RunInitNodeChecks' KubeletVersionCheck: "the kubelet version is higher than the
+        control plane version. This is not a supported version skew and may lead to a
+        malfunctional cluster"; a worker's join runs it with no version, so not at all)."""
         def minor(v: str) -> tuple[int, int]:
             major, mnr = v.lstrip("v").split(".")[:2]
             return int(major), int(mnr)
@@ -162,7 +164,7 @@ class Kubeadm:
         if cluster < (have[0], have[1] - 1):
             self.refuse("preflight", f"this version of kubeadm only supports deploying clusters with the control "
                                      f"plane version >= {have[0]}.{have[1] - 1}.0. Current version: {version}")
-        if have > cluster:
+        if control_plane and have > cluster:
             self.refuse("preflight", "[preflight] Some fatal errors occurred:\n\t[ERROR KubeletVersion]: the kubelet "
                                      "version is higher than the control plane version. This is not a supported "
                                      "version skew and may lead to a malfunctional cluster. Kubelet version: "
@@ -365,7 +367,7 @@ class Kubeadm:
         with sim.state(write=False) as st:
             version = st["cluster"].get("kubernetesVersion", self.installed)
             self.repository = st["cluster"].get("imageRepository", "registry.k8s.io")
-        self.check_skew(version)
+        self.check_skew(version, control_plane=cp is not None)
         self.preflight(reg, control_plane=cp is not None, version=version, repository=self.repository)
         discovery = join.get("discovery") or {}
         bt = discovery.get("bootstrapToken")
