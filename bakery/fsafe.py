@@ -165,29 +165,6 @@ def link_target(path: Path) -> Path:
     return real
 
 
-def stage(path: Path, content: bytes, mode: int) -> Path:
-    """Write ``content`` to a new temporary file beside ``path`` and sync it; returns the
-    temporary path, for a caller that renames it into place later (see commit)."""
-    fd, tmp = create_exclusive(path.parent, path.name, mode)
-    try:
-        try:
-            write_all(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return tmp
-
-
-def commit(tmp: Path, path: Path) -> None:
-    """Rename a staged file into place and sync the folder."""
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def write_atomic(path: str | os.PathLike, content: bytes, mode: int, *, through_links: bool = False,
                  dir_mode: int = 0o755) -> Path:
     """Replace ``path`` with ``content``: a fresh exclusive temp file, fsync, rename. A reader
@@ -199,13 +176,19 @@ def write_atomic(path: str | os.PathLike, content: bytes, mode: int, *, through_
     if through_links and path.is_symlink():
         path = link_target(path)
     makedirs(path.parent, dir_mode)
-    tmp = stage(path, content, mode)
+    fd, tmp = create_exclusive(path.parent, path.name, mode)
     try:
-        commit(tmp, path)
+        try:
+            write_all(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
     return path
 
 

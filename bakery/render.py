@@ -102,8 +102,10 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     """Render the cluster into its output folder. renew: reissue the bundle's leaf
     credentials first (`bakery secrets renew`). now: the clock, for tests of time."""
     from .pki import store
+    from .plan import image_plan
 
     now = now or _now()
+    plan = plan or image_plan(cluster)  # once per command: the files, the manifest and an upgrade's plan use it
     if out is not None and not out.strip():
         raise InputError("--out is empty; give a folder, or leave --out out for outputs/<cluster>",
                          check="out-empty")
@@ -207,7 +209,6 @@ def _upgrade_context(cluster: Cluster, previous: dict, dest: Path, plan, done: b
     import dataclasses
 
     from .deliver import upgrade
-    from .plan import image_plan
 
     old = previous.get("kubernetesVersion")
     recorded = previous.get("upgrade")
@@ -225,7 +226,7 @@ def _upgrade_context(cluster: Cluster, previous: dict, dest: Path, plan, done: b
         frm = old
     else:
         return cluster, (), None
-    up = upgrade.Upgrade(frm, new, (plan or image_plan(cluster)).image_name)
+    up = upgrade.Upgrade(frm, new, plan.image_name)
     seeds_cluster = dataclasses.replace(cluster, initialized=True) if up.replaces_control_plane(cluster) else cluster
     return seeds_cluster, tuple(upgrade.files(cluster, up, dest)), {"from": frm, "to": new}
 

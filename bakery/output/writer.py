@@ -46,11 +46,6 @@ class OutputFile:
         return EXEC_MODE if self.executable else FILE_MODE
 
 
-def write_file_atomic(path: Path, content: bytes, mode: int) -> None:
-    """write-temp, fsync, rename: the file is either old or new, never half-written."""
-    fsafe.write_atomic(path, content, mode)
-
-
 _RENAME_EXCHANGE = 2
 _libc: ctypes.CDLL | bool | None = None  # None: not probed yet; False: unsupported
 
