@@ -666,3 +666,47 @@ def test_a_node_two_minors_ahead_is_refused(ha_running_135, tmp_path):
     result = replay(new, upgraded(retired(state, "cp1"), "v1.34.10"), ["cp1"])
     assert not result.ok and result.failure.node == "cp1"
     assert "only supports deploying clusters with the control plane version >= 1.35.0" in result.failure.reason
+
+
+def test_the_plans_configmap_step_sets_the_version_kubeadm_join_reads(tmp_path):
+    """The plan's first command, run by bash against a kubectl that serves the kubeadm-config
+    ConfigMap as `kubectl get -o yaml` prints it (ClusterConfiguration as a block of YAML in
+    data) and keeps what `replace -f -` is given: the ClusterConfiguration in it, parsed, is at
+    the new version and otherwise unchanged."""
+    import json
+    import os
+
+    bash = need("bash")
+    out = tmp_path / "out"
+    assert run_bakery("render", versioned(tmp_path, HA, "1.35.7"), "--out", out).returncode == 0
+    assert run_bakery("render", versioned(tmp_path, HA, "1.36.3"), "--out", out).returncode == 0
+    step = json.loads((out / "upgrade.json").read_text())["steps"][0]["actions"][1]
+    command = step.split("so that joining control-plane nodes run it: ", 1)[1]
+    cluster_config = {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration",
+                      "kubernetesVersion": "v1.35.7", "controlPlaneEndpoint": "10.10.0.10:6443",
+                      "networking": {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"}}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "kubeadm-config", "namespace": "kube-system", "resourceVersion": "412"},
+                 "data": {"ClusterConfiguration": yaml.safe_dump(cluster_config)}}
+    # kubectl prints a multi-line value as a literal block; PyYAML quotes it with \n escapes:
+    # the command must work on both
+    block = "".join(f"    {line}\n" for line in configmap["data"]["ClusterConfiguration"].splitlines())
+    kubectl_style = yaml.safe_dump({k: v for k, v in configmap.items() if k != "data"}) + \
+        f"data:\n  ClusterConfiguration: |\n{block}"
+    assert yaml.safe_load(kubectl_style) == configmap
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text(
+        "#!/bin/sh\n"
+        f"case \"$*\" in *'get configmap kubeadm-config -o yaml'*) cat {tmp_path}/cm.yaml ;;\n"
+        f"  *'replace -f -'*) cat > {tmp_path}/replaced.yaml ;;\n  *) exit 1 ;;\nesac\n")
+    (bindir / "kubectl").chmod(0o755)
+    for printed in (kubectl_style, yaml.safe_dump(configmap)):
+        (tmp_path / "cm.yaml").write_text(printed)
+        r = subprocess.run([bash, "-o", "pipefail", "-c", command], capture_output=True, text=True,
+                           env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+        assert r.returncode == 0, r.stderr
+        replaced = yaml.safe_load((tmp_path / "replaced.yaml").read_text())
+        inner = yaml.safe_load(replaced["data"]["ClusterConfiguration"])
+        assert inner == {**cluster_config, "kubernetesVersion": "v1.36.3"}
+        assert replaced["metadata"] == configmap["metadata"]

@@ -103,7 +103,8 @@ def plan(cluster, up: Upgrade, out: Path) -> dict:
             if i == 0:
                 actions.append(f"set the cluster's ClusterConfiguration to {new_v}, so that joining control-plane "
                                f"nodes run it: {kubectl} -n kube-system get configmap kubeadm-config -o yaml | sed "
-                               f"'s/kubernetesVersion: .*/kubernetesVersion: {new_v}/' | {kubectl} replace -f -")
+                               f"'s/kubernetesVersion: v[0-9][0-9.]*/kubernetesVersion: {new_v}/' | "
+                               f"{kubectl} replace -f -")
             actions += _replace(cluster, node, out, create)
             if i == len(cps) - 1:
                 actions.append(f"bring the addons (kube-proxy, CoreDNS) to {new_v}: on {node.name}, `sudo kubeadm "
