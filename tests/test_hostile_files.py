@@ -6,6 +6,7 @@ bundle. Each case states what must hold: nothing written through a planted link,
 material in anybody else's file, nothing half-rotated, one CA per bundle."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -161,48 +162,51 @@ def _state(out: Path, bundle: Path) -> tuple[str, set[str]]:
     return token_of(bundle), seeded_tokens(out)
 
 
-def test_rotation_out_of_disk_changes_nothing(tmp_path):
-    """The tree does not fit: neither the tree nor the bundle changes."""
-    disk = tmp_path / "small"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``path`` for the test (root only; skips otherwise)."""
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode:
         pytest.skip("cannot mount a tmpfs here (not root?)")
     try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)])
+
+
+def fill(disk: Path, leave: int = 0) -> None:
+    """Fill the disk's free space but ``leave`` bytes."""
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def test_rotation_out_of_disk_changes_nothing(tmp_path):
+    """The tree does not fit: neither the tree nor the bundle changes."""
+    with small_disk(tmp_path / "small", "1m") as disk:
         out, bundle = disk / "out", tmp_path / "vault" / "lab.yaml"
         render_here(LAB, out, secrets=bundle)
         before_bundle = bundle.read_bytes()
         before_tree = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-        filler = disk / "filler"
-        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-        filler.write_bytes(b"\0" * max(0, free - 64 * 1024))
+        fill(disk, leave=64 * 1024)
         r = run_bakery("render", LAB, "--out", out, "--secrets", bundle, "--rotate-token")
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert bundle.read_bytes() == before_bundle
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before_tree
         assert not list(bundle.parent.glob(".*tmp*")) and not list(disk.glob(".out.new-*"))
-    finally:
-        subprocess.run(["umount", str(disk)])
 
 
 def test_rotation_with_a_full_bundle_disk_changes_nothing_and_leaves_no_temporary(tmp_path):
     """The bundle's disk is full: the staged bundle fails, the tree is not swapped, and no
     temporary file with key material stays behind."""
-    disk = tmp_path / "vault"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
-    try:
+    with small_disk(tmp_path / "vault", "64k") as disk:
         out, bundle = tmp_path / "out", disk / "lab.yaml"
         render_here(LAB, out, secrets=bundle)
         before = _state(out, bundle)
-        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-        (disk / "filler").write_bytes(b"\0" * free)
+        fill(disk)
         r = run_bakery("render", LAB, "--out", out, "--secrets", bundle, "--rotate-token")
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert _state(out, bundle) == before
         assert sorted(p.name for p in disk.iterdir()) == [".lab.yaml.lock", "filler", "lab.yaml"]
-    finally:
-        subprocess.run(["umount", str(disk)])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
@@ -551,11 +555,7 @@ def test_a_render_never_waits_for_its_own_lock(tmp_path):
 
 
 def test_a_bundle_on_read_only_media_is_usable_until_it_must_change(tmp_path):
-    disk = tmp_path / "ro"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
-    try:
+    with small_disk(tmp_path / "ro", "1m") as disk:
         bundle = disk / "lab.yaml"
         render_here(LAB, tmp_path / "first", secrets=bundle)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
@@ -564,8 +564,6 @@ def test_a_bundle_on_read_only_media_is_usable_until_it_must_change(tmp_path):
         r = run_bakery("render", LAB, "--out", tmp_path / "out", "--secrets", bundle, "--rotate-token")
         assert r.returncode == 1 and "Read-only" in r.stderr and "Traceback" not in r.stderr
         assert seeded_tokens(tmp_path / "out") == {token_of(bundle)}  # nothing half-rotated
-    finally:
-        subprocess.run(["umount", str(disk)])
 
 
 def test_a_bundle_nested_deep_is_one_line_not_a_traceback(tmp_path):

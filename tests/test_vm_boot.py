@@ -158,19 +158,26 @@ def boot_pair(vm_factory, rendered: Rendered, tmp: Path):
     if not bakery_iso.exists():  # bakery writes seed.iso beside the three files
         bakery_iso = seed_iso(tmp / f"{cp['name']}.iso", rendered.seed_dir(cp), poweroff=False)
     worker_iso = seed_iso(tmp / f"{worker['name']}.iso", rendered.seed_dir(worker))
+    return boot_two(vm_factory, (cp, bakery_iso), (worker, worker_iso))
+
+
+def boot_two(vm_factory, running: tuple[dict, Path], joining: tuple[dict, Path]):
+    """Two VMs on one L2 link: the first from a seed that does not power off (the running
+    control plane), the second from one that does; both end powered off."""
+    (first, first_iso), (second, second_iso) = running, joining
     a, b = Link.pair()
-    cp_vm = vm_factory(cp["name"], bakery_iso, node_mac=cp.get("mac"), link=a, timeout=BOOT_TIMEOUT)
-    w_vm = vm_factory(worker["name"], worker_iso, node_mac=worker.get("mac"), link=b, timeout=BOOT_TIMEOUT)
-    cp_vm.start()
-    w_vm.start()
-    w_vm.wait()
+    first_vm = vm_factory(first["name"], first_iso, node_mac=first.get("mac"), link=a, timeout=BOOT_TIMEOUT)
+    second_vm = vm_factory(second["name"], second_iso, node_mac=second.get("mac"), link=b, timeout=BOOT_TIMEOUT)
+    first_vm.start()
+    second_vm.start()
+    second_vm.wait()
     # bakery's seed does not power off: when cloud-init is through (and the test image's
     # state recorder, ordered after cloud-final, has started), press the power button.
-    cp_vm.wait_for_serial(FINISHED, BOOT_TIMEOUT - (time.monotonic() - cp_vm.started))
-    cp_vm.wait_for_serial(re.escape(CONSOLE_MARK), 120)
-    cp_vm.powerdown()
-    cp_vm.wait()
-    return cp_vm, w_vm
+    first_vm.wait_for_serial(FINISHED, BOOT_TIMEOUT - (time.monotonic() - first_vm.started))
+    first_vm.wait_for_serial(re.escape(CONSOLE_MARK), 120)
+    first_vm.powerdown()
+    first_vm.wait()
+    return first_vm, second_vm
 
 
 # ---- checks --------------------------------------------------------------------------
@@ -529,17 +536,8 @@ def test_a_replaced_control_plane_node_joins_the_running_cluster(vm_factory, tmp
     replaced = render(tmp_path, data)  # the same folder and bundle: every seed now joins
     assert replaced.bundle == running.bundle
     cp2_iso = seed_iso(tmp_path / "cp2.iso", replaced.seed_dir(cp2))
-    a, b = Link.pair()
-    cp1_vm = vm_factory(cp1["name"], cp1_iso, node_mac=cp1.get("mac"), link=a, timeout=BOOT_TIMEOUT)
-    cp2_vm = vm_factory(cp2["name"], cp2_iso, node_mac=cp2.get("mac"), link=b, timeout=BOOT_TIMEOUT)
     t0 = time.monotonic()
-    cp1_vm.start()
-    cp2_vm.start()
-    cp2_vm.wait()
-    cp1_vm.wait_for_serial(FINISHED, BOOT_TIMEOUT - (time.monotonic() - cp1_vm.started))
-    cp1_vm.wait_for_serial(re.escape(CONSOLE_MARK), 120)
-    cp1_vm.powerdown()
-    cp1_vm.wait()
+    _, cp2_vm = boot_two(vm_factory, (cp1, cp1_iso), (cp2, cp2_iso))
     vm_time = time.monotonic() - t0
     disk = Disk(cp2_vm.overlay)
     try:
