@@ -4,6 +4,7 @@ Built from schema-valid, check-passed data; later stages read only this, never t
 """
 from __future__ import annotations
 
+import copy
 import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -86,6 +87,53 @@ class Proxmox:
 
 
 @dataclass(frozen=True)
+class SiteFile:
+    """spec.image.files[]: a file of the site's, placed in the image."""
+
+    path: str
+    content: str
+    mode: str  # four octal digits, e.g. "0644"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """spec.proxy: the site's HTTP(S) proxy (plan.proxy makes the NO_PROXY lists)."""
+
+    http: str | None
+    https: str | None
+    no_proxy: tuple[str, ...]  # the user's entries only
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    apt: str | None
+    kubernetes: str | None
+    downloads: str | None
+    registries: tuple[tuple[str, str], ...]  # (registry host, mirror URL), sorted by host
+
+
+@dataclass(frozen=True)
+class FirstBoot:
+    pre_commands: tuple[str, ...]
+    post_commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """spec.kubernetes' settings of the components (schema-valid, checked: kubelet fields
+    known and not bakery's own, flags not bakery's own)."""
+
+    kubelet: MappingProxyType  # KubeletConfiguration fields to merge (read-only view; copy before use)
+    api_server_args: tuple[tuple[str, str], ...]
+    api_server_cert_sans: tuple[str, ...]
+    controller_manager_args: tuple[tuple[str, str], ...]
+    scheduler_args: tuple[tuple[str, str], ...]
+    audit_enabled: bool
+    audit_policy: MappingProxyType | None  # None: bakery's default policy
+    encryption_at_rest: bool
+
+
+@dataclass(frozen=True)
 class Image:
     builders: tuple[str, ...]
     cpus: int
@@ -97,6 +145,10 @@ class Image:
     virtualbox_host_only: str
     proxmox: Proxmox
     qemu_accelerator: str
+    extra_packages: tuple[str, ...] = ()  # "name" or "name=version" (pinned and held)
+    extra_images: tuple[str, ...] = ()
+    files: tuple[SiteFile, ...] = ()
+    commands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +173,13 @@ class Cluster:
     ssh_authorized_keys: tuple[str, ...]
     image: Image
     nodes: tuple[Node, ...] = field(repr=False)
+    proxy: Proxy | None = None  # None: no proxy
+    mirrors: Mirrors = Mirrors(None, None, None, ())
+    ca_certificates: tuple[str, ...] = ()  # PEM, one certificate each
+    ntp_servers: tuple[str, ...] = ()
+    first_boot: FirstBoot = FirstBoot((), ())
+    settings: KubernetesSettings = field(default_factory=lambda: KubernetesSettings(
+        MappingProxyType({}), (), (), (), (), False, None, False))
 
     @property
     def control_plane_nodes(self) -> tuple[Node, ...]:
@@ -166,6 +225,10 @@ def build(data: dict) -> Cluster:
                         px["snippetStorage"], px["bridge"], px["templateVmId"], px["firstVmId"],
                         px["insecureSkipTlsVerify"]),
         qemu_accelerator=img["qemu"]["accelerator"],
+        extra_packages=tuple(img["extraPackages"]),
+        extra_images=tuple(img["extraImages"]),
+        files=tuple(SiteFile(f["path"], f["content"], f["mode"].rjust(4, "0")) for f in img["files"]),
+        commands=tuple(img["commands"]),
     )
     has_workers = any(n["role"] == "worker" for n in spec["nodes"])
     nodes = []
@@ -218,4 +281,31 @@ def build(data: dict) -> Cluster:
         ssh_authorized_keys=tuple(spec["access"]["sshAuthorizedKeys"]),
         image=image,
         nodes=tuple(nodes),
+        proxy=_proxy(spec["proxy"]),
+        mirrors=Mirrors(spec["mirrors"]["apt"], spec["mirrors"]["kubernetes"], spec["mirrors"]["downloads"],
+                        tuple(sorted(spec["mirrors"]["registries"].items()))),
+        ca_certificates=tuple(spec["trust"]["caCertificates"]),
+        ntp_servers=tuple(spec["ntp"]["servers"]),
+        first_boot=FirstBoot(tuple(spec["firstBoot"]["preCommands"]), tuple(spec["firstBoot"]["postCommands"])),
+        settings=_settings(spec["kubernetes"]),
+    )
+
+
+def _proxy(px: dict) -> Proxy | None:
+    if not px["http"] and not px["https"]:
+        return None
+    return Proxy(px["http"], px["https"], tuple(px["noProxy"]))
+
+
+def _settings(k: dict) -> KubernetesSettings:
+    audit = k["auditPolicy"]
+    return KubernetesSettings(
+        kubelet=MappingProxyType(copy.deepcopy(k["kubelet"])),
+        api_server_args=tuple(sorted(k["apiServer"]["extraArgs"].items())),
+        api_server_cert_sans=tuple(k["apiServer"]["certSANs"]),
+        controller_manager_args=tuple(sorted(k["controllerManager"]["extraArgs"].items())),
+        scheduler_args=tuple(sorted(k["scheduler"]["extraArgs"].items())),
+        audit_enabled=audit["enabled"],
+        audit_policy=MappingProxyType(copy.deepcopy(audit["policy"])) if audit["policy"] is not None else None,
+        encryption_at_rest=k["encryptionAtRest"],
     )

@@ -1,0 +1,43 @@
+"""The proxy environment of the bake and of the nodes (spec.proxy): which variables, and which
+destinations bypass the proxy.
+
+The variables are set in both spellings: curl reads only the lower-case http_proxy (and takes
+HTTPS_PROXY/https_proxy alike), Go programs (containerd, the kubelet, kubeadm, kubectl) read
+either, preferring upper case (golang.org/x/net/http/httpproxy FromEnvironment). Go's NO_PROXY
+matches a host, its subdomains (example.com, or .example.com for subdomains only), an IP
+address or a CIDR; curl before 7.86 matches no CIDR, so the bake's list holds only names and
+addresses."""
+from __future__ import annotations
+
+from ..spec.model import Cluster, Proxy
+
+# Always direct: the node itself.
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def bake_no_proxy(proxy: Proxy) -> tuple[str, ...]:
+    """The bake talks to nothing of the cluster: the loopback and the user's entries."""
+    return _unique((*LOOPBACK, *proxy.no_proxy))
+
+
+def runtime_no_proxy(cluster: Cluster) -> tuple[str, ...]:
+    """What a node reaches without the proxy: the loopback, the node, pod and service ranges,
+    the cluster domain and Service names, the control-plane endpoint, then the user's entries."""
+    assert cluster.proxy is not None
+    net = cluster.network
+    return _unique((*LOOPBACK, str(net.node_cidr), str(net.pod_cidr), str(net.service_cidr),
+                    ".svc", net.dns_domain, cluster.control_plane.endpoint_host, *cluster.proxy.no_proxy))
+
+
+def environment(proxy: Proxy, no_proxy: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(NAME, value) pairs, both spellings of each variable, the unset ones left out."""
+    out: list[tuple[str, str]] = []
+    for name, value in (("http_proxy", proxy.http), ("https_proxy", proxy.https),
+                        ("no_proxy", ",".join(no_proxy))):
+        if value:
+            out += [(name.upper(), value), (name, value)]
+    return out
+
+
+def _unique(items) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
