@@ -28,3 +28,10 @@ def schema_text() -> str:
 
 def templates_dir() -> Path:
     return data_dir("templates")
+
+
+@functools.cache
+def kubelet_fields() -> dict:
+    """The KubeletConfiguration's field tree (kubelet.config.k8s.io/v1beta1), derived from the
+    kubelet's Go types; the source is in tests/data/specs/README.md."""
+    return json.loads((data_dir("schemas") / "kubelet-config-v1beta1.json").read_text())
