@@ -102,25 +102,29 @@ def test_schema_command_prints_a_valid_2020_12_schema():
     assert schema["$schema"].endswith("2020-12/schema")
 
 
-def _walk_fields(schema, path="$"):
+def _walk_fields(schema, path="$", verbatim=False):
+    verbatim = verbatim or schema.get("x-verbatim", False)
     if schema.get("type") == "object" or "properties" in schema:
-        yield path, schema
+        yield path, schema, verbatim
         for k, sub in schema.get("properties", {}).items():
-            yield from _walk_fields(sub, f"{path}.{k}")
+            yield from _walk_fields(sub, f"{path}.{k}", verbatim)
     items = schema.get("items")
     if isinstance(items, dict):
-        yield from _walk_fields(items, f"{path}[]")
+        yield from _walk_fields(items, f"{path}[]", verbatim)
 
 
 def test_schema_is_closed_and_documented():
     schema = json.loads((ROOT / "schemas/cluster.schema.json").read_text())
-    for path, obj in _walk_fields(schema):
+    for path, obj, verbatim in _walk_fields(schema):
         if "properties" in obj:
             assert obj.get("additionalProperties") is False, path
             required = set(obj.get("required", []))
             for key, sub in obj["properties"].items():
                 assert sub.get("description"), f"{path}.{key} has no description"
-                assert "default" in sub or key in required, f"{path}.{key} has neither default nor required"
+                if verbatim:  # passed on as written: no default may be filled in
+                    assert "default" not in sub, f"{path}.{key} is verbatim but has a default"
+                else:
+                    assert "default" in sub or key in required, f"{path}.{key} has neither default nor required"
 
 
 def test_lab_example_validates_against_schema_with_jsonschema_alone():

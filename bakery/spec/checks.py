@@ -8,52 +8,25 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from .. import versions
 from ..errors import Diagnostic
 from ..nodefacts import COMPONENT_PORTS
 from ..providers import proxmox, virtualbox
 from . import derive
+from .checkbase import CHECKS, Ctx, check
 from .durations import parse_duration
 from .loader import Document
-
-CHECKS: list[tuple[str, Callable]] = []
 
 # Private and shared ranges in which a pod network belongs (RFC 1918, RFC 6598 CGNAT).
 PRIVATE_V4 = [ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
 VIRTUALBOX_NAT = ipaddress.ip_network("10.0.2.0/24")
 
 
-def check(*ids: str):
-    def register(fn):
-        CHECKS.append((ids[0], fn))
-        fn.ids = ids
-        return fn
-    return register
-
-
-class Ctx:
-    def __init__(self, doc: Document, data: dict):
-        self.doc, self.data, self.spec = doc, data, data["spec"]
-        net = self.spec["network"]
-        self.nets: dict[str, ipaddress.IPv4Network] = {}
-        self.bad_cidr: set[str] = set()
-        for key in ("nodeCidr", "podCidr", "serviceCidr"):
-            try:
-                self.nets[key] = ipaddress.IPv4Network(net[key], strict=True)  # the schema allows IPv4 only
-            except ValueError:
-                self.bad_cidr.add(key)
-
-    def err(self, check_id: str, path: tuple, message: str, hint: str = "", *, key: bool = False,
-            severity: str = "error") -> Diagnostic:
-        return Diagnostic(check_id, message, self.doc.position(path, key=key), severity, hint)
-
-    def warn(self, check_id: str, path: tuple, message: str, hint: str = "") -> Diagnostic:
-        return self.err(check_id, path, message, hint, severity="warning")
-
-
 def run_checks(doc: Document, data: dict) -> list[Diagnostic]:
+    from . import checks_site  # noqa: F401  (registers the checks of the site's settings)
+
     ctx = Ctx(doc, data)
     out: list[Diagnostic] = []
     for _, fn in CHECKS:

@@ -390,6 +390,10 @@ def fill_defaults(data: Any, schema: dict | None = None) -> Any:
 
 
 def _fill(value: Any, schema: dict) -> None:
+    # An "x-verbatim" value (a document of another program's, such as an audit Policy) is
+    # passed on as written: a default filled in could change what it means to its reader.
+    if schema.get("x-verbatim"):
+        return
     if isinstance(value, dict):
         props = schema.get("properties", {})
         for key, sub in props.items():
