@@ -75,7 +75,8 @@ OWNED_PATHS = (
     "/var/lib/etcd", "/var/lib/containerd", "/etc/crictl.yaml", "/etc/modules-load.d/k8s.conf",
     "/etc/sysctl.d/k8s.conf", "/etc/apt/apt.conf.d/20auto-upgrades", "/etc/apt/keyrings/kubernetes-",
     "/etc/apt/sources.list.d/kubernetes.list", "/usr/local/share/ca-certificates/bakery-",
-    "/etc/ssh/ssh_host_", "/etc/machine-id", "/etc/sudoers.d/90-bakery-build",
+    "/etc/ssh/ssh_host_", "/etc/systemd/system/ssh.service.d/10-bakery-", "/etc/machine-id",
+    "/etc/sudoers.d/90-bakery-build",
 )
 
 
