@@ -44,6 +44,13 @@ def test_init_writes_a_valid_example(tmp_path):
     r = run_bakery("init", tmp_path / "new")
     assert r.returncode == 2 and "exists" in r.stderr
     assert run_bakery("init", "--force", tmp_path / "new").returncode == 0
+    # the commented site settings are valid as written once uncommented
+    text = written.read_text()
+    assert "  # proxy: {" in text
+    written.write_text(text.replace("  # proxy:", "  proxy:").replace("  # mirrors:", "  mirrors:")
+                       .replace("  # ntp:", "  ntp:"))
+    r = run_bakery("validate", "--strict", written)
+    assert r.returncode == 0, r.stderr
 
 
 def home_env(home, keys: dict[str, bytes] | None = None) -> dict:
