@@ -1,5 +1,8 @@
 """Where things live on the node: in the image, or written by cloud-init at first boot. The bake
 scripts, the seeds and the node check all take these paths from here."""
+# Control-plane nodes only: the audit policy and log, and encryption at rest (the API server's
+# flags name them: bakery/owned.py, where the validator reads them too).
+from ..owned import AUDIT_LOG, AUDIT_LOG_DIR, AUDIT_POLICY, ENCRYPTION_CONFIG  # noqa: F401
 
 # Where things live on the node (in the image, or written at first boot).
 BAKERY_DIR = "/opt/bakery"
