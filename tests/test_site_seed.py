@@ -16,13 +16,18 @@ examples/enterprise/cluster.yaml (which uses every field) by their consumers:
 from __future__ import annotations
 
 import base64
+import copy
 import os
+from pathlib import Path
 
 import pytest
 import yaml
+from standins import apiserver
+from standins.contracts import UnitSyntaxError, systemd_words, unit_environment
 
 from bakery import owned
 from bakery.pki import bundle as secrets
+from bakery.seed import audit, site
 from bakery.spec.pipeline import load_cluster
 
 from conftest import EXAMPLES
@@ -37,6 +42,67 @@ APT_PROXY = "/etc/apt/apt.conf.d/90bakery-proxy"
 CONTROL_PLANE_ONLY = (owned.AUDIT_POLICY, owned.ENCRYPTION_CONFIG)
 
 
+
+
+def test_the_unit_reader_refuses_what_systemd_reads_otherwise():
+    with pytest.raises(UnitSyntaxError):
+        systemd_words('"A=b')
+    with pytest.raises(UnitSyntaxError):
+        systemd_words("A=%h")  # a specifier: expanded by systemd, never meant by bakery
+    with pytest.raises(UnitSyntaxError):
+        unit_environment("Environment=A=b\n")  # outside any section
+    assert systemd_words('"A=b c" D=e') == ["A=b c", "D=e"]
+    with pytest.raises(ValueError):
+        site.systemd_word("A=b\nc")
+
+
+def test_the_api_server_stand_in_refuses_broken_files(tmp_path):
+    good_key = base64.b64encode(bytes(range(32))).decode()
+    enc = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
+           "resources": [{"resources": ["secrets"], "providers": [{"secretbox": {"keys": [{"name": "k", "secret": good_key}]}},
+                                                                  {"identity": {}}]}]}
+    assert apiserver.check_encryption(enc) == []
+
+    def broken(fn) -> list[str]:
+        d = copy.deepcopy(enc)
+        fn(d)
+        return apiserver.check_encryption(d)
+    short = base64.b64encode(bytes(16)).decode()
+    assert any("16 bytes" in e for e in broken(lambda d: d["resources"][0]["providers"][0]["secretbox"]["keys"][0].update(secret=short)))
+    assert any("not base64" in e for e in broken(lambda d: d["resources"][0]["providers"][0]["secretbox"]["keys"][0].update(secret="!!")))
+    assert any("exactly one" in e for e in broken(lambda d: d["resources"][0]["providers"][0].update(identity={})))
+    assert any("unknown field" in e for e in broken(lambda d: d.update(resource=[])))
+    assert any("at least one provider" in e for e in broken(lambda d: d["resources"][0].update(providers=[])))
+    assert any("duplicate" in e for e in broken(lambda d: d["resources"][0]["providers"][0]["secretbox"]["keys"].append(
+        {"name": "k", "secret": good_key})))
+
+    pol = copy.deepcopy(audit.DEFAULT_POLICY)
+    assert apiserver.check_policy(pol) == []
+    assert apiserver.check_policy({**pol, "rules": [{"level": "Everything"}]})
+    assert apiserver.check_policy({**pol, "rules": [{"level": "None", "nonResourceURLs": ["/a*b"]}]})
+    assert apiserver.check_policy({**pol, "rules": [{"level": "None", "nonResourceURLs": ["/a"],
+                                                      "resources": [{"group": ""}]}]})
+    assert apiserver.check_policy({**pol, "omitStages": ["Received"]})
+    assert apiserver.check_policy({**pol, "rules": [{"level": "None", "verb": ["get"]}]})
+
+    # the pod: a missing file, a flag outside every volume, a read-only log folder
+    api = {"extraArgs": [{"name": "audit-policy-file", "value": owned.AUDIT_POLICY},
+                         {"name": "audit-log-path", "value": owned.AUDIT_LOG}],
+           "extraVolumes": audit.volumes()}
+    root = tmp_path / "root"
+
+    def at(p: str) -> Path:
+        return root / p.lstrip("/")
+    assert any("is not a file" in e for e in apiserver.check(api, at))
+    at(owned.AUDIT_POLICY).parent.mkdir(parents=True)
+    at(owned.AUDIT_POLICY).write_text(yaml.safe_dump(pol))
+    assert apiserver.check(api, at) == []
+    ro = copy.deepcopy(api)
+    ro["extraVolumes"][1]["readOnly"] = True
+    assert any("writable" in e for e in apiserver.check(ro, at))
+    hidden = copy.deepcopy(api)
+    hidden["extraVolumes"] = hidden["extraVolumes"][1:]
+    assert any("not in any volume" in e for e in apiserver.check(hidden, at))
 
 
 def good_bundle_doc() -> dict:
