@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+# containerd's CRI socket (the kubelet's containerRuntimeEndpoint, kubeadm's criSocket).
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+
 # Node paths of the audit log and of encryption at rest (control-plane nodes only).
 AUDIT_POLICY = "/etc/kubernetes/audit/policy.yaml"
 AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
@@ -47,7 +50,7 @@ def _derived(instead: str) -> Owned:
 # ClusterConfiguration) sets.
 KUBELET_FIELDS: MappingProxyType[str, Owned] = MappingProxyType({
     "cgroupDriver": _fixed("systemd", "bakery's containerd uses the systemd cgroup driver"),
-    "containerRuntimeEndpoint": _fixed("unix:///run/containerd/containerd.sock", "bakery's containerd socket"),
+    "containerRuntimeEndpoint": _fixed(CONTAINERD_SOCKET, "bakery's containerd socket"),
     "clusterDomain": _derived("spec.network.dnsDomain"),
     "clusterDNS": _derived("spec.network.serviceCidr (kubeadm takes its tenth address)"),
     "staticPodPath": _derived("kubeadm's /etc/kubernetes/manifests (bakery's kube-vip manifest is there)"),

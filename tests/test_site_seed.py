@@ -264,6 +264,8 @@ def test_the_site_settings_are_in_the_init_documents(ent, spec):
         if o.value is not None:
             assert api[name] == o.value, name
     assert kubelet["cgroupDriver"] == owned.KUBELET_FIELDS["cgroupDriver"].value
+    assert docs["InitConfiguration"]["nodeRegistration"]["criSocket"] == \
+        owned.KUBELET_FIELDS["containerRuntimeEndpoint"].value
     # audit and encryption: flags and read-only volumes for the files, a writable log folder
     vols = {v["hostPath"]: v for v in cc["apiServer"]["extraVolumes"]}
     assert vols[api["audit-policy-file"]] | {} == {"name": "audit-policy", "hostPath": owned.AUDIT_POLICY,
@@ -275,6 +277,19 @@ def test_the_site_settings_are_in_the_init_documents(ent, spec):
     # joining nodes carry none of it: kubeadm gives them the cluster's
     for n in nodes(spec)[1:]:
         assert set(kubeadm_docs(ent, n["name"])) == {"JoinConfiguration"}
+
+
+def test_owned_settings_allow_only_bakery_s_own_value():
+    """The validator's rule (bakery/owned.py): a fixed setting accepts bakery's value alone, a
+    derived one nothing; every entry says where the setting is made instead."""
+    assert owned.KUBELET_FIELDS["cgroupDriver"].allows("systemd")
+    assert not owned.KUBELET_FIELDS["cgroupDriver"].allows("cgroupfs")
+    assert not owned.KUBELET_FIELDS["clusterDomain"].allows("cluster.local")
+    assert owned.API_SERVER_FLAGS["audit-log-maxage"].allows("30")
+    assert not owned.API_SERVER_FLAGS["audit-log-maxage"].allows(30)  # flags are strings
+    assert set(owned.COMPONENT_FLAGS) == {"apiServer", "controllerManager", "scheduler"}
+    for table in (owned.KUBELET_FIELDS, *owned.COMPONENT_FLAGS.values()):
+        assert all(o.instead for o in table.values())
 
 
 def test_bakery_s_own_kubelet_fields_win():
