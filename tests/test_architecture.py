@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bakery"
 # image and seed -> delivery -> render -> the command line. A module may import its own
 # part and any part listed before it, never one listed after it.
 STAGES = (
-    "errors", "fsafe", "resources", "templating", "versions", "nodefacts",  # shared helpers, the catalog, node facts
+    "errors", "fsafe", "resources", "templating", "versions", "nodefacts", "owned",  # shared helpers, the catalog, node facts, bakery-owned settings
     "guest",      # runs on the node: imports nothing from bakery
     "providers",  # each hypervisor's facts
     "output",     # OutputFile, the atomic writer, the output layout

@@ -133,7 +133,7 @@ def test_user_data_basics(rendered):
         assert ud["package_update"] is False and ud["package_upgrade"] is False
         files = written(ud)
         assert files[SCRIPT]["permissions"] == "0700"
-        assert files[KUBEADM_CONFIG]["permissions"] == "0600" and files[VALUES]["permissions"] == "0644"
+        assert files[KUBEADM_CONFIG]["permissions"] == "0600" and files[VALUES]["permissions"] == "0600"
         for f in files.values():
             assert f["owner"] == "root:root"
         assert stat.S_IMODE((out / "nodes" / node["name"] / "user-data").stat().st_mode) == 0o600
@@ -379,7 +379,7 @@ def test_script_values_are_shell_quoted(rendered):
     """Every value line is NAME=word with no expansion: cluster.yaml can't inject shell."""
     for node, _script, values in scripts(rendered):
         lines = [ln for ln in values.splitlines() if ln and not ln.startswith("#")]
-        assert len(lines) == 13, node
+        assert len(lines) == 17, node
         for line in lines:
             assert re.match(r"^[A-Z_]+=(\(.*\)|'[^']*'|[A-Za-z0-9_./:@%+=,-]+)$", line), (node, line)
 

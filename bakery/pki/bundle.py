@@ -1,9 +1,12 @@
 """The secrets bundle: the cluster's root of trust, made once and kept.
 
 One YAML file holds the cluster CA, the etcd CA, the front-proxy CA (certificates and
-keys), the service-account key pair, the bootstrap token and the admin client
-certificate. Every render reuses it, so outputs are byte-identical from one render to the
-next; nothing here ever rotates a CA. ``--rotate-token`` replaces only the token.
+keys), the service-account key pair, the bootstrap token, the admin client
+certificate and, with spec.kubernetes.encryptionAtRest, the key that encrypts Secrets in
+etcd. Every render reuses it, so outputs are byte-identical from one render to the next;
+nothing here ever rotates a CA. ``--rotate-token`` replaces only the token. A bundle without
+an encryption key gets one at the first render that asks for encryption at rest; once made it
+is kept (what etcd holds depends on it).
 
 The one exception: a bundle made by an older bakery holds an admin certificate in the
 group ``system:masters``. The next render reissues that one leaf (same key, same CA) in
@@ -47,6 +50,11 @@ WARN_REMAINING = datetime.timedelta(days=90)
 RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 # What renews a leaf of the bundle, for the messages.
 RENEW_HINT = "run `bakery secrets renew CLUSTER.yaml` to reissue it from the cluster CA"
+# The encryption-at-rest key: 32 random bytes, base64 (the API server's secretbox provider
+# takes exactly 32: k8s.io/apiserver/pkg/apis/apiserver/v1 SecretboxConfiguration, "Each key
+# has to be 32 bytes long"; Key.secret is base64).
+ENCRYPTION_KEY_BYTES = 32
+
 # kubeadm backdates its certificates a little so that skewed clocks accept them at once.
 BACKDATE = datetime.timedelta(minutes=5)
 
@@ -103,6 +111,9 @@ class Bundle:
     # kubeadm counts a token's TTL from when it is registered (by `kubeadm init`, or `kubeadm
     # token create`), never earlier than this.
     token_created: str | None = None
+    # The key that encrypts Secrets in etcd (base64 of ENCRYPTION_KEY_BYTES bytes); None until a
+    # cluster asks for encryption at rest. Once made it is kept: data in etcd depends on it.
+    encryption_key: str | None = field(default=None, repr=False)
 
     # -- derived values -------------------------------------------------------------
     @functools.cached_property
@@ -141,6 +152,11 @@ class Bundle:
         """The bundle with a fresh token (its id unlike the old one's), made now."""
         return replace(self, token=fresh_token_unlike(self.token), token_created=f"{now:{RFC3339}}")
 
+    def with_encryption_key(self) -> Bundle:
+        """This bundle with a new encryption-at-rest key (for a bundle that has none)."""
+        assert self.encryption_key is None, "an encryption key is never replaced"
+        return replace(self, encryption_key=new_encryption_key())
+
     def admin_not_after(self) -> datetime.datetime:
         return _cert(self.admin.certificate).not_valid_after_utc
 
@@ -170,6 +186,7 @@ class Bundle:
             "frontProxyCa": pair(self.front_proxy_ca),
             "serviceAccount": pair(self.service_account, "publicKey"),
             "admin": pair(self.admin),
+            **({"encryptionKey": self.encryption_key} if self.encryption_key else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -293,6 +310,10 @@ def new_token() -> str:
     return f"{pick(6)}.{pick(16)}"
 
 
+def new_encryption_key() -> str:
+    return base64.b64encode(_random.token_bytes(ENCRYPTION_KEY_BYTES)).decode()
+
+
 def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
     """A fresh bundle: three CAs, the service-account key, the admin certificate, a token."""
     now = now or datetime.datetime.now(datetime.UTC)
@@ -309,6 +330,7 @@ def new_bundle(cluster, now: datetime.datetime | None = None) -> Bundle:
         service_account=KeyPair(_pub_pem(sa_key.public_key()), _key_pem(sa_key)),
         admin=_make_admin(cas["ca"], alg, cluster.admin_cert_validity_days, now),
         token_created=f"{now:{RFC3339}}",
+        encryption_key=new_encryption_key() if cluster.settings.encryption_at_rest else None,
     )
 
 
@@ -465,6 +487,26 @@ def _check_ca(part: str, cn: str, cert, now: datetime.datetime) -> None:
     _check_validity(cert, f"{part}.certificate ({cn})", now)
 
 
+def _encryption_key(doc: dict) -> str | None:
+    """encryptionKey: absent, or base64 (standard alphabet, padded, nothing else) of exactly
+    ENCRYPTION_KEY_BYTES bytes. The message never shows the value."""
+    key = doc.get("encryptionKey")
+    if key is None:
+        return None
+    why = f"encryptionKey is not {ENCRYPTION_KEY_BYTES} bytes in base64"
+    if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9+/]{43}=", key):
+        raise BadBundle(why)
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except ValueError:
+        raise BadBundle(why) from None
+    if len(raw) != ENCRYPTION_KEY_BYTES or base64.b64encode(raw).decode() != key:
+        raise BadBundle(why)
+    if len(set(raw)) == 1:
+        raise BadBundle("encryptionKey is one byte repeated, not a random key")
+    return key
+
+
 def _check_admin(cert, ca_cert, now: datetime.datetime, ending: bool = True) -> None:
     """A client certificate of the cluster CA for kubernetes-admin in kubeadm:cluster-admins
     (or in system:masters, as older bakery made it; the storage layer reissues that one)."""
@@ -572,7 +614,7 @@ def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: boo
     bundle = Bundle(cluster=cluster, key_algorithm=alg, token=token, ca=_pair(doc, "ca"),
                     etcd_ca=_pair(doc, "etcdCa"), front_proxy_ca=_pair(doc, "frontProxyCa"),
                     service_account=_pair(doc, "serviceAccount", "publicKey"), admin=_pair(doc, "admin"),
-                    token_created=created)
+                    token_created=created, encryption_key=_encryption_key(doc))
 
     pairs = {"ca": bundle.ca, "etcdCa": bundle.etcd_ca, "frontProxyCa": bundle.front_proxy_ca,
              "serviceAccount": bundle.service_account, "admin": bundle.admin}

@@ -145,9 +145,9 @@ def _clean_temporaries(real: Path) -> None:
 def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, renew: bool = False,
            now: datetime.datetime | None = None) -> tuple[Bundle, bool, list[str]]:
     """The bundle at ``loc`` (checked), or a new one. Returns (bundle, changed, notes):
-    changed when the bundle was created, its token replaced or its admin certificate
-    reissued or renewed, i.e. when it must be written; notes say what happened, one line
-    each, and never quote a secret. ``now``: the clock (a test's, or the system's)."""
+    changed when the bundle was created, its token replaced, its admin certificate
+    reissued or renewed, or an encryption-at-rest key added, i.e. when it must be written;
+    notes say what happened, one line each, and never quote a secret. ``now``: the clock (a test's, or the system's)."""
     now = now or datetime.datetime.now(datetime.UTC)
     path = loc.path
     if create and not loc.in_tree:
@@ -198,6 +198,16 @@ def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, r
         notes.append(f"{path}: renewed the admin certificate (a new key, from the cluster CA), valid until "
                      f"{bundle.admin_not_after():%Y-%m-%d}; CAs, the service-account key and the token are "
                      f"unchanged. {copies}")
+    if cluster.settings.encryption_at_rest and bundle.encryption_key is None:
+        # Made once, written with the bundle (all or nothing), kept by every later render.
+        # (Without create, the key is only in memory, so that the seeds can be rendered to compare.)
+        bundle, changed = bundle.with_encryption_key(), True
+        if create:
+            notes.append(f"{path}: added an encryption-at-rest key (spec.kubernetes.encryptionAtRest); keep the "
+                         "bundle: the cluster's Secrets in etcd cannot be read without it")
+        else:
+            notes.append(f"{path}: has no encryption-at-rest key yet; a render adds one "
+                         "(spec.kubernetes.encryptionAtRest)")
     if rotate_token:
         bundle, changed = bundle.with_new_token(now), True
     return bundle, changed, notes

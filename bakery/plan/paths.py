@@ -1,5 +1,8 @@
 """Where things live on the node: in the image, or written by cloud-init at first boot. The bake
 scripts, the seeds and the node check all take these paths from here."""
+# Control-plane nodes only: the audit policy and log, and encryption at rest (the API server's
+# flags name them: bakery/owned.py, where the validator reads them too).
+from ..owned import AUDIT_LOG, AUDIT_LOG_DIR, AUDIT_POLICY, CONTAINERD_SOCKET, ENCRYPTION_CONFIG  # noqa: F401
 
 # Where things live on the node (in the image, or written at first boot).
 BAKERY_DIR = "/opt/bakery"
@@ -10,7 +13,6 @@ FIRSTBOOT_DIR = "/etc/bakery"  # written by cloud-init at first boot
 KUBEADM_CONFIG = f"{FIRSTBOOT_DIR}/kubeadm.yaml"
 CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
 SENTINEL = "/var/lib/bakery/node-ready"
-CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
 KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 # On the init node, kube-vip starts with super-admin.conf; this admin.conf variant replaces
 # it once kubeadm init has finished (see bakery/seed/kubevip.py for why).

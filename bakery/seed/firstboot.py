@@ -1,8 +1,10 @@
 """Per-node cloud-init (NoCloud seeds): the user-data and the first-boot script it delivers.
 
 For every node: ``nodes/<node>/user-data`` (``#cloud-config``: host name, the default
-user, write_files with the kubeadm configuration, the first-boot script and, on
-control-plane nodes, the cluster's CA certificates and keys; runcmd runs the script),
+user, time sync with the site's NTP servers, write_files with the kubeadm configuration, the
+first-boot script, the site's run-time proxy for containerd, the kubelet and apt and, on
+control-plane nodes, the cluster's CA certificates and keys, the audit policy and the
+encryption-at-rest configuration; runcmd runs the script),
 ``meta-data`` (instance-id derived from the node's seed, local-hostname) and
 ``network-config`` (version 2: the node-network NIC static, the NAT NIC on DHCP).
 
@@ -11,7 +13,8 @@ kubeadm.py (init and join configuration), calico.py (the Installation), kubevip.
 network.py (network-config) and metadata.py (meta-data); this module assembles the
 cloud-config. The first-boot shell script is a template (``templates/cloud-init/firstboot.sh.j2``)
 that only formats shell-quoted values. Which role gets which file is decided in one place per
-role: kubeadm's ``_init_documents`` and ``_join_documents``, and ``_pki_files`` here.
+role: kubeadm's ``_init_documents`` and ``_join_documents``, and ``_pki_files`` and
+``_control_plane_files`` here.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from ..pki.bundle import Bundle
 from ..plan.nodes import Action
 from ..spec.model import Cluster
 from ..templating import dump_yaml, render_template
-from . import kubevip
+from . import audit, encryption, kubevip, site
 from .calico import calico_installation
 from .kubeadm import kubeadm_documents
 from .metadata import meta_data
@@ -52,6 +55,18 @@ def _pki_files(bundle: Bundle) -> list[dict]:
         out.append(_file(f"{d}/{name}.key", pair.key, "0600"))
     out.append(_file(f"{d}/sa.key", bundle.service_account.key, "0600"))
     out.append(_file(f"{d}/sa.pub", bundle.service_account.certificate, "0644"))
+    return out
+
+
+def _control_plane_files(cluster: Cluster, bundle: Bundle) -> list[dict]:
+    """The API server's files of the site's settings, for every control-plane node (a joining
+    one's API server gets the same flags and volumes from the cluster's ClusterConfiguration)."""
+    out = []
+    if cluster.settings.audit_enabled:
+        out.append(_file(P.AUDIT_POLICY, dump_yaml(audit.policy(cluster)), "0600"))
+    if cluster.settings.encryption_at_rest:
+        # holds the key: root's only, in control-plane user-data only
+        out.append(_file(P.ENCRYPTION_CONFIG, dump_yaml(encryption.configuration(bundle)), "0600"))
     return out
 
 
@@ -116,6 +131,10 @@ def firstboot_values(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_p
         calico_manifests=[name for name, _ in plan.calico_manifests],
         kube_vip_after_init=P.KUBE_VIP_AFTER_INIT if _kube_vip(cluster, node_plan)[1] else "",
         join_after=str(node_plan.join_after.address) if node_plan.join_after is not None else "",
+        runtime_proxy="1" if cluster.proxy is not None else "",
+        commands_env=site.commands_environment(cluster),
+        pre_commands=list(cluster.first_boot.pre_commands),
+        post_commands=list(cluster.first_boot.post_commands),
     )
 
 
@@ -138,6 +157,9 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
     files = []
     if node_plan.needs_pki:
         files += _pki_files(bundle)
+    if node.is_control_plane:
+        files += _control_plane_files(cluster, bundle)
+    files += [_file(path, content, mode) for path, content, mode in site.proxy_files(cluster)]
     files.append(_file(P.KUBEADM_CONFIG, _dump_all(kubeadm_documents(cluster, bundle, node_plan)), "0600"))
     if node_plan.action == Action.INIT:
         files.append(_file(P.CALICO_INSTALLATION, dump_yaml(calico_installation(cluster)), "0644"))
@@ -146,7 +168,8 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
         files.append(_file(P.KUBE_VIP_MANIFEST, dump_yaml(vip_first), "0600"))
     if vip_after is not None:
         files.append(_file(P.KUBE_VIP_AFTER_INIT, dump_yaml(vip_after), "0600"))
-    files.append(_file(P.FIRSTBOOT_ENV, firstboot_values(cluster, bundle, plan, node_plan), "0644"))
+    # 0600: the values may hold the site's commands and the proxy's credentials
+    files.append(_file(P.FIRSTBOOT_ENV, firstboot_values(cluster, bundle, plan, node_plan), "0600"))
     files.append(_file(P.FIRSTBOOT_SCRIPT, firstboot_script(), "0700"))
     files.append(_file(P.FIRSTBOOT_UNIT, firstboot_unit(), "0644"))
 
@@ -173,6 +196,9 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
         "package_upgrade": False,
         "package_reboot_if_required": False,
     }
+    ntp = site.ntp(cluster)
+    if ntp is not None:
+        doc["ntp"] = ntp
     # runcmd runs under sh without -e: all logic, and its one failure line, is in the script,
     # which the unit runs (resumable across reboots, unlike runcmd: once per instance).
     runcmd = {"runcmd": firstboot_runcmd()}

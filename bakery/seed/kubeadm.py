@@ -1,11 +1,21 @@
 """kubeadm's configuration for a node: InitConfiguration, ClusterConfiguration and
-KubeletConfiguration on the init node, JoinConfiguration on the others."""
+KubeletConfiguration on the init node, JoinConfiguration on the others.
+
+The site's Kubernetes settings (spec.kubernetes) go into the init node's documents, which kubeadm
+stores in the cluster for every later node: the kubelet fields merged into the
+KubeletConfiguration (bakery's own fields, bakery/owned.py, written last: they win), the
+components' extraArgs (bakery's flags last), extra certSANs, and the audit log's and encryption
+at rest's flags and volumes (their files are on every control-plane node: firstboot.py)."""
 from __future__ import annotations
 
+import copy
+
+from .. import owned
 from .. import plan as P
 from ..pki.bundle import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
 from ..plan.nodes import Action
 from ..spec.model import Cluster, Node
+from . import audit, encryption
 
 KUBELET_API = "kubelet.config.k8s.io/v1beta1"
 
@@ -45,11 +55,48 @@ def _node_registration(node: Node, ignore_preflight: tuple[str, ...] = ()) -> di
 
 
 def cert_sans(cluster: Cluster) -> list[str]:
+    """The endpoint, the VIP, then the site's extra names (spec.kubernetes.apiServer.certSANs)."""
     sans = [cluster.control_plane.endpoint_host]
     vip = cluster.control_plane.vip
-    if vip is not None and str(vip) not in sans:
-        sans.append(str(vip))
+    for extra in (*([str(vip)] if vip is not None else []), *cluster.settings.api_server_cert_sans):
+        if extra not in sans:
+            sans.append(extra)
     return sans
+
+
+def extra_args(cluster: Cluster, pairs: list[tuple[str, str]]) -> list[dict] | dict:
+    """A component's extraArgs: v1beta4's list of {name, value} (kubeadm keeps the order, a
+    later duplicate wins), or v1beta3's map."""
+    if cluster.kubernetes.kubeadm_api == "v1beta3":
+        return dict(pairs)
+    return [{"name": name, "value": value} for name, value in pairs]
+
+
+def _api_server(cluster: Cluster) -> dict:
+    settings = cluster.settings
+    args = list(settings.api_server_args)
+    volumes: list[dict] = []
+    if settings.audit_enabled:
+        args += audit.api_server_args()
+        volumes += audit.volumes()
+    if settings.encryption_at_rest:
+        args += encryption.api_server_args()
+        volumes += encryption.volumes()
+    out: dict = {"certSANs": cert_sans(cluster)}
+    if args:
+        out["extraArgs"] = extra_args(cluster, args)
+    if volumes:
+        out["extraVolumes"] = volumes
+    return out
+
+
+def kubelet_configuration(cluster: Cluster) -> dict:
+    """The site's KubeletConfiguration fields, then bakery's own over them."""
+    doc = copy.deepcopy(dict(cluster.settings.kubelet))
+    doc.update({"apiVersion": KUBELET_API, "kind": "KubeletConfiguration",
+                "cgroupDriver": owned.KUBELET_FIELDS["cgroupDriver"].value})
+    # apiVersion and kind first, for the reader
+    return {"apiVersion": doc.pop("apiVersion"), "kind": doc.pop("kind"), **doc}
 
 
 def _init_documents(cluster: Cluster, bundle: Bundle, node: Node) -> list[dict]:
@@ -82,14 +129,13 @@ def _init_documents(cluster: Cluster, bundle: Bundle, node: Node) -> list[dict]:
             "serviceSubnet": str(net.service_cidr),
             "dnsDomain": net.dns_domain,
         },
-        "apiServer": {"certSANs": cert_sans(cluster)},
+        "apiServer": _api_server(cluster),
     }
-    kubelet = {
-        "apiVersion": KUBELET_API,
-        "kind": "KubeletConfiguration",
-        "cgroupDriver": "systemd",
-    }
-    return [init, cluster_config, kubelet]
+    for key, pairs in (("controllerManager", cluster.settings.controller_manager_args),
+                       ("scheduler", cluster.settings.scheduler_args)):
+        if pairs:
+            cluster_config[key] = {"extraArgs": extra_args(cluster, list(pairs))}
+    return [init, cluster_config, kubelet_configuration(cluster)]
 
 
 def _join_preflight_ignores(cluster: Cluster, node: Node) -> tuple[str, ...]:

@@ -9,8 +9,9 @@
 - admin.conf: the user's kubeconfig from the output folder reaches the endpoint, trusts the
   cluster's CA and is authorized, and is not in system:masters (the break-glass group of
   super-admin.conf since kubeadm 1.29: the admin credential in the wrong group fails here);
-- secrets: no node's log or console holds the bootstrap token's secret or a private key, and
-  the spent kubeadm configuration is gone.
+- secrets: no node's log or console holds the bootstrap token's secret, a private key or the
+  encryption-at-rest key (read from the control-plane seeds), and the spent kubeadm
+  configuration is gone.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 from . import seeds
 
@@ -106,7 +109,7 @@ def checks(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed]) -> Iterat
             yield "admin.conf", None
 
     leaks = []
-    secrets_ = [t["secret"] for t in st["tokens"].values()]
+    secrets_ = [t["secret"] for t in st["tokens"].values()] + encryption_keys(all_seeds)
     for seed in booted:
         root = lab.work / "nodes" / seed.name / "root"
         texts = {"console": lab.result.consoles.get(seed.name, "")}
@@ -118,6 +121,18 @@ def checks(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed]) -> Iterat
         if (root / "etc/bakery/kubeadm.yaml").exists():
             leaks.append(f"{seed.name}: /etc/bakery/kubeadm.yaml (the token) is still on the node")
     yield "secrets", "; ".join(leaks) or None
+
+
+def encryption_keys(all_seeds: list[seeds.Seed]) -> list[str]:
+    """The keys of the EncryptionConfiguration files the seeds write (any path: found by kind)."""
+    keys = []
+    for seed in all_seeds:
+        for f in seed.user_data.get("write_files") or []:
+            for doc in yaml.safe_load_all(str(f.get("content", ""))) if str(f.get("path", "")).endswith(".yaml") else ():
+                if isinstance(doc, dict) and doc.get("kind") == "EncryptionConfiguration":
+                    keys += [k["secret"] for rc in doc.get("resources") or [] for p in rc.get("providers") or []
+                             for conf in p.values() if isinstance(conf, dict) for k in conf.get("keys") or []]
+    return keys
 
 
 def calico(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict) -> str | None:

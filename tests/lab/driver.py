@@ -185,7 +185,9 @@ class Lab:
             f.write_text(value + "\n")
         proc_sys.mkdir(exist_ok=True)
         (base / "swaps").write_text("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
-        binds = {"/.rehearsal/tests": (str(TESTS), True), "/.rehearsal/state": (str(self.state_dir), False)}
+        # the stand-ins read the kubelet's field tree from the product's schemas/ (contracts.py)
+        binds = {"/.rehearsal/tests": (str(TESTS), True), "/.rehearsal/schemas": (str(TESTS.parent / "schemas"), True),
+                 "/.rehearsal/state": (str(self.state_dir), False)}
         for d in sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}):
             if not d.startswith("/usr/") and d != "/usr":
                 binds[d] = (d, True)

@@ -130,3 +130,114 @@ def validate_installation(doc: dict) -> list[str]:
     if doc.get("metadata", {}).get("name") != "default":  # the CRD's x-kubernetes-validations rule
         errors.append("metadata.name must be 'default'")
     return errors
+
+
+# -- systemd unit settings ----------------------------------------------------------------
+# How systemd reads Environment= (src/core/load-fragment.c, config_parse_environ): the value is
+# split into words by extract_first_word(EXTRACT_CUNESCAPE|EXTRACT_UNQUOTE): whitespace
+# separates words, single or double quotes group, a backslash starts a C escape; each word's
+# % specifiers are then expanded (src/shared/specifier.c: "%%" is a literal %). "$" is not
+# special. Stricter than systemd: an escape or a specifier bakery never means is an error.
+_C_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b",
+              "f": "\f", "v": "\v", "s": " "}
+
+
+class UnitSyntaxError(ValueError):
+    pass
+
+
+def systemd_words(rvalue: str) -> list[str]:
+    words: list[str] = []
+    word: list[str] | None = None
+    quote = None
+    i = 0
+    while i < len(rvalue):
+        c = rvalue[i]
+        if quote is None and c in " \t":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            i += 1
+            continue
+        if word is None:
+            word = []
+        if c == "\\":
+            if i + 1 >= len(rvalue) or rvalue[i + 1] not in _C_ESCAPES:
+                raise UnitSyntaxError(f"unknown escape at {i} in {rvalue!r}")
+            word.append(_C_ESCAPES[rvalue[i + 1]])
+            i += 2
+            continue
+        if quote is None and c in "\"'":
+            quote = c
+        elif c == quote:
+            quote = None
+        else:
+            word.append(c)
+        i += 1
+    if quote is not None:
+        raise UnitSyntaxError(f"unbalanced quotes in {rvalue!r}")
+    if word is not None:
+        words.append("".join(word))
+    return [_specifiers(w) for w in words]
+
+
+def _specifiers(word: str) -> str:
+    out, i = [], 0
+    while i < len(word):
+        if word[i] == "%":
+            if word[i + 1:i + 2] != "%":
+                raise UnitSyntaxError(f"specifier %{word[i + 1:i + 2]} in {word!r}: bakery writes none")
+            out.append("%")
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return "".join(out)
+
+
+def unit_sections(text: str) -> dict[str, list[tuple[str, str]]]:
+    """A unit file or drop-in as systemd's parser reads it (src/shared/conf-parser.c): [Section]
+    headers, KEY=VALUE lines, # and ; comments, blank lines; a trailing backslash continues a
+    line. Settings outside a section, or a line that is neither, are errors."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        while line.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            line = line[:-1] + " " + lines[i].strip()
+        i += 1
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise UnitSyntaxError(f"bad section header {line!r}")
+            current = line[1:-1]
+            sections.setdefault(current, [])
+            continue
+        if current is None:
+            raise UnitSyntaxError(f"{line!r} is outside of any section")
+        key, eq, value = line.partition("=")
+        if not eq:
+            raise UnitSyntaxError(f"{line!r} is not KEY=VALUE")
+        sections[current].append((key.strip(), value.strip()))
+    return sections
+
+
+def unit_environment(text: str) -> dict[str, str]:
+    """The variables the [Service] Environment= lines of a unit or drop-in set."""
+    env: dict[str, str] = {}
+    for key, value in unit_sections(text).get("Service", []):
+        if key != "Environment":
+            continue
+        if not value:
+            env.clear()
+            continue
+        for word in systemd_words(value):
+            name, eq, val = word.partition("=")
+            if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise UnitSyntaxError(f"Environment= word {word!r} is not NAME=value")
+            env[name] = val
+    return env

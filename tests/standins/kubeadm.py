@@ -50,6 +50,7 @@ import re
 import shutil
 import sys
 
+import apiserver
 import contracts
 import kubelet
 import simcluster as sim
@@ -269,6 +270,13 @@ class Kubeadm:
         etcd = sim.path("/var/lib/etcd/member")
         etcd.mkdir(parents=True, exist_ok=True)
 
+    def check_api_server(self, api_server: dict) -> None:
+        """The kubelet starts this node's kube-apiserver from the manifest: what it needs of the node
+        (its volumes' host paths, the files its flags name) is there and well-formed (apiserver.py)."""
+        errors = apiserver.check(api_server, sim.path)
+        if errors:
+            self.refuse("wait-control-plane", "kube-apiserver does not start: " + "; ".join(errors))
+
     def start_kubelet(self, st: dict, name: str, registration: dict, kubelet_config: dict, *, role: str) -> None:
         args = {a["name"]: a["value"] for a in registration.get("kubeletExtraArgs") or []} \
             if isinstance(registration.get("kubeletExtraArgs"), list) else dict(registration.get("kubeletExtraArgs") or {})
@@ -325,6 +333,7 @@ class Kubeadm:
             ("/etc/kubernetes/controller-manager.conf", "system:kube-controller-manager", []),
             ("/etc/kubernetes/scheduler.conf", "system:kube-scheduler", [])])
         self.write_static_pods(version)
+        self.check_api_server(cluster.get("apiServer") or {})
         net = cluster.get("networking") or {}
         with sim.state() as st:
             st["ca"] = shared
@@ -334,7 +343,9 @@ class Kubeadm:
                              "controlPlaneEndpoint": endpoint, "bindPort": port,
                              "imageRepository": cluster.get("imageRepository") or "registry.k8s.io",
                              "podSubnet": net.get("podSubnet"), "serviceSubnet": net.get("serviceSubnet", "10.96.0.0/12"),
-                             "dnsDomain": net.get("dnsDomain", "cluster.local")}
+                             "dnsDomain": net.get("dnsDomain", "cluster.local"),
+                             # what a joining control-plane node's kube-apiserver is made from
+                             "apiServer": cluster.get("apiServer") or {}}
             self.start_kubelet(st, name, reg, docs.get("KubeletConfiguration", {}), role="control-plane")
             st["nodes"][name].update({"address": advertise, "apiServer": True, "host": self.machine})
             st["etcd"] = [name]
@@ -431,6 +442,9 @@ class Kubeadm:
                 ("/etc/kubernetes/controller-manager.conf", "system:kube-controller-manager", []),
                 ("/etc/kubernetes/scheduler.conf", "system:kube-scheduler", [])])
             self.write_static_pods(version)
+            with sim.state(write=False) as st:
+                api_server = st["cluster"].get("apiServer") or {}
+            self.check_api_server(api_server)
         with sim.state() as st:
             ca_pem = st["ca"]["ca"].encode()
         # the kubelet's TLS bootstrap: kubelet.conf with a certificate the cluster CA signs

@@ -8,6 +8,13 @@ runcmd and the node check make, with systemd's rules for them:
   ``ConditionPathExists=`` fails, otherwise ``ExecStart=`` with the unit's ``Environment=`` and
   systemd's default PATH, in the root folder, its output on the console; a non-zero exit
   fails the start as systemd does ("Job for UNIT failed ...");
+- ``restart UNIT`` (a running service: containerd) needs the unit file; its drop-ins
+  (``UNIT.d/*.conf`` in the unit folders) must parse as systemd reads them
+  (contracts.unit_environment) and must not have changed since the last ``daemon-reload``:
+  systemd restarts a unit with the configuration it loaded, only warning that the files
+  changed on disk, so a drop-in written after boot without a reload is not in effect (a
+  violation here: stricter than systemd's warning). The environment the unit restarted with
+  is kept in the shared state (``units``: node -> unit -> variables) for the tests;
 - ``list-units --type=swap`` lists none (the image has no swap unit).
 """
 from __future__ import annotations
@@ -18,9 +25,45 @@ import subprocess
 import sys
 
 import simcluster as sim
+from contracts import UnitSyntaxError, unit_environment
 
 UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RELOADED = "/run/systemd/.standin-daemon-reload"  # when systemd last loaded the unit files
+
+
+def drop_ins(name: str) -> list:
+    """UNIT.d/*.conf of every unit folder, in systemd's order (by file name)."""
+    found = {}
+    for d in reversed(UNIT_DIRS):  # an earlier folder's file of the same name wins
+        folder = sim.path(f"{d}/{name}.d")
+        if folder.is_dir():
+            for f in folder.glob("*.conf"):
+                found[f.name] = f
+    return [found[k] for k in sorted(found)]
+
+
+def restart(name: str) -> int:
+    p = unit_file(name)
+    if p is None:
+        print(f"Failed to restart {name}: Unit {name} not found.", file=sys.stderr)
+        return 5
+    reloaded = sim.path(RELOADED)
+    env: dict[str, str] = {}
+    for f in [p, *drop_ins(name)]:
+        if f != p and (not reloaded.exists() or f.stat().st_mtime_ns > reloaded.stat().st_mtime_ns):
+            sim.violation("systemctl", f"systemctl restart {name}: {f.relative_to(sim.ROOT)} changed on disk "
+                          "since the last daemon-reload; the unit restarts without it",
+                          printed=f"Warning: The unit file, source configuration file or drop-ins of {name} "
+                          "changed on disk. Run 'systemctl daemon-reload' to reload units.")
+        try:
+            env.update(unit_environment(f.read_text()))
+        except UnitSyntaxError as exc:
+            sim.violation("systemctl", f"{f.relative_to(sim.ROOT)}: {exc}")
+    node = sim.node()["name"]
+    with sim.state() as st:
+        st.setdefault("units", {}).setdefault(node, {})[name] = env
+    return 0
 
 
 def unit_file(name: str):
@@ -42,7 +85,12 @@ def main(argv: list[str]) -> int:
     argv = [a for a in argv if a not in ("--quiet", "-q", "--no-block")]
     verb, args = (argv[0], argv[1:]) if argv else ("", [])
     if verb == "daemon-reload":
+        mark = sim.path(RELOADED)
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text("")
         return 0
+    if verb == "restart" and len(args) == 1:
+        return restart(args[0] if "." in args[0] else args[0] + ".service")
     if verb in ("enable", "start", "is-enabled") and len(args) == 1:
         name = args[0] if "." in args[0] else args[0] + ".service"
         p = unit_file(name)

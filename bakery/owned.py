@@ -1,0 +1,88 @@
+"""The settings bakery makes itself: KubeletConfiguration fields and control-plane component flags
+that spec.kubernetes may not change (the validator refuses them unless the value is bakery's),
+and the node paths those settings name. One place for the seed (bakery/seed/kubeadm.py), the
+validator (bakery/spec/) and the node paths (bakery/plan/paths.py).
+
+A setting is either fixed (bakery always writes this value: the same value from the user is
+harmless and allowed) or derived from another part of cluster.yaml (refused whatever the value:
+`instead` names where to set it). Flag values are strings, as in kubeadm's extraArgs; kubelet
+field values are the YAML values of the KubeletConfiguration.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+# containerd's CRI socket (the kubelet's containerRuntimeEndpoint, kubeadm's criSocket).
+CONTAINERD_SOCKET = "unix:///run/containerd/containerd.sock"
+
+# Node paths of the audit log and of encryption at rest (control-plane nodes only).
+AUDIT_POLICY = "/etc/kubernetes/audit/policy.yaml"
+AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
+AUDIT_LOG = f"{AUDIT_LOG_DIR}/audit.log"
+ENCRYPTION_CONFIG = "/etc/kubernetes/encryption/config.yaml"
+
+# The audit log's rotation (kube-apiserver --audit-log-max*): a month, ten files of 100 MB.
+AUDIT_LOG_MAXAGE = "30"
+AUDIT_LOG_MAXBACKUP = "10"
+AUDIT_LOG_MAXSIZE = "100"
+
+
+@dataclass(frozen=True)
+class Owned:
+    value: object | None  # bakery's value; None: derived from another setting (see `instead`)
+    instead: str          # the cluster.yaml setting (or bakery's feature) that decides it
+
+    def allows(self, value: object) -> bool:
+        """True if the user may write `value` here: only bakery's own fixed value."""
+        return self.value is not None and value == self.value
+
+
+def _fixed(value: object, why: str) -> Owned:
+    return Owned(value, why)
+
+
+def _derived(instead: str) -> Owned:
+    return Owned(None, instead)
+
+
+# KubeletConfiguration (kubelet.config.k8s.io/v1beta1) fields bakery (or kubeadm from bakery's
+# ClusterConfiguration) sets.
+KUBELET_FIELDS: MappingProxyType[str, Owned] = MappingProxyType({
+    "cgroupDriver": _fixed("systemd", "bakery's containerd uses the systemd cgroup driver"),
+    "containerRuntimeEndpoint": _fixed(CONTAINERD_SOCKET, "bakery's containerd socket"),
+    "clusterDomain": _derived("spec.network.dnsDomain"),
+    "clusterDNS": _derived("spec.network.serviceCidr (kubeadm takes its tenth address)"),
+    "staticPodPath": _derived("kubeadm's /etc/kubernetes/manifests (bakery's kube-vip manifest is there)"),
+    "registerWithTaints": _derived("spec.nodes[].taints"),
+})
+
+# kube-apiserver flags.
+API_SERVER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({
+    "audit-policy-file": _fixed(AUDIT_POLICY, "spec.kubernetes.auditPolicy"),
+    "audit-log-path": _fixed(AUDIT_LOG, "spec.kubernetes.auditPolicy"),
+    "audit-log-maxage": _fixed(AUDIT_LOG_MAXAGE, "spec.kubernetes.auditPolicy"),
+    "audit-log-maxbackup": _fixed(AUDIT_LOG_MAXBACKUP, "spec.kubernetes.auditPolicy"),
+    "audit-log-maxsize": _fixed(AUDIT_LOG_MAXSIZE, "spec.kubernetes.auditPolicy"),
+    "encryption-provider-config": _fixed(ENCRYPTION_CONFIG, "spec.kubernetes.encryptionAtRest"),
+    "advertise-address": _derived("spec.nodes[].address"),
+    "secure-port": _derived("spec.controlPlane's endpoint port"),
+    "service-cluster-ip-range": _derived("spec.network.serviceCidr"),
+})
+
+# kube-controller-manager flags.
+CONTROLLER_MANAGER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({
+    "cluster-cidr": _derived("spec.network.podCidr"),
+    "service-cluster-ip-range": _derived("spec.network.serviceCidr"),
+    "cluster-name": _derived("metadata.name"),
+})
+
+# kube-scheduler flags: none of bakery's.
+SCHEDULER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({})
+
+# By the key of spec.kubernetes that holds the component's extraArgs.
+COMPONENT_FLAGS: MappingProxyType[str, MappingProxyType[str, Owned]] = MappingProxyType({
+    "apiServer": API_SERVER_FLAGS,
+    "controllerManager": CONTROLLER_MANAGER_FLAGS,
+    "scheduler": SCHEDULER_FLAGS,
+})
