@@ -17,52 +17,7 @@ COMPONENT_PORTS = {2379: "etcd", 2380: "etcd", 10250: "the kubelet", 10256: "kub
 # What kubeadm's preflight wants free before init or join, by role (without the API server's).
 PREFLIGHT_PORTS = {"control-plane": (2379, 2380, 10250, 10257, 10259), "worker": (10250,)}
 
-# -- the settings bakery owns (issue 18) ---------------------------------------------------
-# spec.kubernetes.kubelet is merged into the KubeletConfiguration kubeadm hands every kubelet.
-# These fields are bakery's, or kubeadm's from cluster.yaml: a value in spec.kubernetes.kubelet
-# is refused unless it equals the one given here (None: always refused, kubeadm computes it;
-# "@dnsDomain": spec.network.dnsDomain). Sources: kubeadm's kubelet component config defaulting
-# (cmd/kubeadm/app/componentconfigs/kubelet.go: clusterDNS from the service subnet, clusterDomain
-# from networking.dnsDomain, staticPodPath, the client CA file, rotateCertificates), and bakery's
-# own image (containerd's socket and the systemd cgroup driver, which containerd's config
-# matches).
-KUBELET_OWNED: dict[str, object] = {
-    "apiVersion": "kubelet.config.k8s.io/v1beta1",
-    "kind": "KubeletConfiguration",
-    "cgroupDriver": "systemd",
-    "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
-    "staticPodPath": "/etc/kubernetes/manifests",
-    "clusterDomain": "@dnsDomain",
-    "clusterDNS": None,
-    "rotateCertificates": True,
-}
-KUBELET_OWNED_NESTED: dict[tuple[str, ...], object] = {
-    ("authentication", "x509", "clientCAFile"): "/etc/kubernetes/pki/ca.crt",
-}
-
-# Flags of the control-plane components that bakery sets (through kubeadm's configuration) from
-# cluster.yaml or for one of its features: spec.kubernetes.<component>.extraArgs may not set
-# them. The value is where cluster.yaml says it instead.
-OWNED_FLAGS: dict[str, dict[str, str]] = {
-    "apiServer": {
-        "advertise-address": "each node's address (spec.nodes[].address)",
-        "secure-port": "the port of spec.controlPlane.endpoint",
-        "service-cluster-ip-range": "spec.network.serviceCidr",
-        "audit-policy-file": "spec.kubernetes.auditPolicy",
-        "audit-log-path": "spec.kubernetes.auditPolicy",
-        "audit-log-maxage": "spec.kubernetes.auditPolicy",
-        "audit-log-maxbackup": "spec.kubernetes.auditPolicy",
-        "audit-log-maxsize": "spec.kubernetes.auditPolicy",
-        "encryption-provider-config": "spec.kubernetes.encryptionAtRest",
-    },
-    "controllerManager": {
-        "cluster-cidr": "spec.network.podCidr",
-        "service-cluster-ip-range": "spec.network.serviceCidr",
-        "cluster-name": "metadata.name",
-    },
-    "scheduler": {},
-}
-
+# -- bakery's own paths (issue 18) -----------------------------------------------------------
 # Where bakery puts its own files on a node (the image's and the first boot's): spec.image.files
 # may not write at or under these, nor where a file does not outlive the bake. A test checks that
 # every path of the image files and of the node plan is covered.
@@ -76,7 +31,7 @@ OWNED_PATHS = (
     "/etc/sysctl.d/k8s.conf", "/etc/apt/apt.conf.d/20auto-upgrades", "/etc/apt/keyrings/kubernetes-",
     "/etc/apt/sources.list.d/kubernetes.list", "/usr/local/share/ca-certificates/bakery-",
     "/etc/ssh/ssh_host_", "/etc/systemd/system/ssh.service.d/10-bakery-", "/etc/machine-id",
-    "/etc/sudoers.d/90-bakery-build",
+    "/etc/sudoers.d/90-bakery-build", "/var/log/kubernetes", "/etc/apt/apt.conf.d/90bakery-",
 )
 
 

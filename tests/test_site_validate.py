@@ -78,7 +78,7 @@ def test_an_audit_policy_with_auditing_off_warns(tmp_path):
 
 
 @pytest.mark.parametrize("fields", [
-    {"cgroupDriver": "systemd", "clusterDomain": "cluster.local"},  # bakery's own values, repeated
+    {"cgroupDriver": "systemd", "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock"},  # bakery's
     {"evictionHard": {"memory.available": "5%"}, "systemReserved": {"cpu": "500m", "memory": "1Gi"}},
     {"shutdownGracePeriod": "30s", "featureGates": {"SomeGate": True}, "logging": {"format": "json"}},
     {"authentication": {"x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"}, "webhook": {"cacheTTL": "2m0s"}}},
@@ -93,7 +93,8 @@ def test_kubelet_fields_that_fit_the_kubelet_types_pass(tmp_path, fields):
     ({"featureGates": {"SomeGate": "true"}}, "kubelet-field", "featureGates.SomeGate is not true or false"),
     ({"tlsCipherSuites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, "kubelet-field", "not a list"),
     ({"systemReserved": {"memory": 1024}}, "kubelet-field", "systemReserved.memory is not text"),
-    ({"authentication": {"x509": {"clientCAFile": "/root/ca.crt"}}}, "kubelet-owned", "clientCAFile"),
+    ({"registerWithTaints": [{"key": "a", "effect": "NoSchedule"}]}, "kubelet-owned", "spec.nodes[].taints"),
+    ({"clusterDomain": "cluster.local"}, "kubelet-owned", "spec.network.dnsDomain"),
     ({"staticPodPath": "/srv/manifests"}, "kubelet-owned", "staticPodPath"),
     ({"kind": "KubeletConfig"}, "kubelet-owned", "kind"),
 ])
@@ -114,13 +115,14 @@ def test_the_kubelet_field_tree_is_the_vendored_upstream_one():
         assert name in spec["fields"]
 
 
-def test_bakery_owned_kubelet_values_are_the_ones_bakery_uses():
-    from bakery import nodefacts
-    from bakery import plan as P
+def test_every_owned_flag_is_refused_and_names_the_setting_to_use(tmp_path):
+    from bakery import owned
 
-    assert nodefacts.KUBELET_OWNED["containerRuntimeEndpoint"] == P.CONTAINERD_SOCKET
-    assert nodefacts.KUBELET_OWNED_NESTED[("authentication", "x509", "clientCAFile")] == f"{P.PKI_DIR}/ca.crt"
-    assert nodefacts.KUBELET_OWNED["staticPodPath"] == P.KUBE_VIP_MANIFEST.rsplit("/", 1)[0]
+    for component, flags in owned.COMPONENT_FLAGS.items():
+        for name, rule in flags.items():
+            found = _validate(tmp_path, lambda s: s["kubernetes"][component].update(extraArgs={name: "x"}))
+            assert [(c, s) for c, s, _ in found] == [("extra-args-owned", "error")], (component, name, found)
+            assert rule.instead in found[0][2]
 
 
 def test_every_path_bakery_places_on_a_node_is_owned():

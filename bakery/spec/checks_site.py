@@ -10,7 +10,7 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
-from .. import nodefacts
+from .. import nodefacts, owned
 from ..errors import Diagnostic
 from ..resources import kubelet_fields
 from .checkbase import Ctx, check
@@ -286,38 +286,32 @@ def _kubelet(ctx: Ctx) -> Iterator[Diagnostic]:
     given = ctx.spec["kubernetes"]["kubelet"]
     for path, message, hint in _kubelet_fields(given, kubelet_fields()["fields"], base):
         yield ctx.err("kubelet-field", path, message, hint, key="is not a" in message)
-    owned = {(k,): v for k, v in nodefacts.KUBELET_OWNED.items()} | nodefacts.KUBELET_OWNED_NESTED
-    for keys, want in owned.items():
-        node = given
-        for k in keys:
-            node = node.get(k, _MISSING) if isinstance(node, dict) else _MISSING
-        if node is _MISSING:
+    for name in ("apiVersion", "kind"):
+        if name in given:
+            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is bakery's to write",
+                          "give the KubeletConfiguration's fields only", key=True)
+    for name, rule in owned.KUBELET_FIELDS.items():
+        if name not in given or rule.allows(given[name]):
             continue
-        if want == "@dnsDomain":
-            want, where = ctx.spec["network"]["dnsDomain"], "spec.network.dnsDomain"
+        if rule.value is None:
+            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is set by bakery from "
+                          f"{rule.instead}", f"leave it out; set {rule.instead} instead" if "spec." in rule.instead
+                          else "leave it out")
         else:
-            where = "bakery's value"
-        name = ".".join(keys)
-        if want is None:
-            yield ctx.err("kubelet-owned", base + keys, f"spec.kubernetes.kubelet.{name} is set by kubeadm from "
-                          "cluster.yaml", "leave it out (kubeadm derives it from spec.network)")
-        elif node != want:
-            yield ctx.err("kubelet-owned", base + keys, f"spec.kubernetes.kubelet.{name} {node!r} conflicts with "
-                          f"{where} {want!r}", "leave it out: bakery sets it")
-
-
-_MISSING = object()
+            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} {given[name]!r} "
+                          f"conflicts with bakery's {rule.value!r} ({rule.instead})", "leave it out: bakery sets it")
 
 
 @check("extra-args-owned")
 def _extra_args(ctx: Ctx) -> Iterator[Diagnostic]:
     k = ctx.spec["kubernetes"]
-    for component, owned in nodefacts.OWNED_FLAGS.items():
+    for component, flags in owned.COMPONENT_FLAGS.items():
         for name in k[component]["extraArgs"]:
-            if name in owned:
+            if name in flags:
+                instead = flags[name].instead
                 yield ctx.err("extra-args-owned", ("spec", "kubernetes", component, "extraArgs", name),
-                              f"spec.kubernetes.{component}.extraArgs.{name} is set by bakery from {owned[name]}",
-                              f"set {owned[name]} instead", key=True)
+                              f"spec.kubernetes.{component}.extraArgs.{name} is set by bakery from {instead}",
+                              f"set {instead} instead", key=True)
 
 
 @check("audit-policy")
