@@ -6,9 +6,11 @@ preseed, update-ca-certificates and openssl for the CAs, containerd's hosts.toml
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 
@@ -589,3 +591,127 @@ def test_hcl_of_every_variant_matches_the_plugin_specs(site):
         assert errors == [], name
         assert [labels[0] for labels, _ in labelled(merged.get("variable"), 1) if labels[0].endswith("proxy")] == [
             "http_proxy", "https_proxy", "no_proxy"]
+
+
+# --- containerd pulls through the mirror --------------------------------------------------------
+
+def _tiny_registry():
+    """A registry serving one image (an OCI manifest, its config and one gzip layer) at any
+    repository path, recording every request path."""
+    import gzip
+    import hashlib
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        info = tarfile.TarInfo("hello")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"hi\n"))
+    layer = gzip.compress(tar.getvalue(), mtime=0)
+    diff_id = "sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                         "config": {}}).encode()
+
+    def desc(media, data):
+        return {"mediaType": media, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": desc("application/vnd.oci.image.config.v1+json", config),
+                           "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", layer)]}).encode()
+    blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (config, layer)}
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _answer(self, body: bool):
+            seen.append(self.path)
+            path = self.path.split("?", 1)[0]  # containerd adds ?ns=<registry> for a mirror
+            if "/manifests/" in path:
+                data, ctype = manifest, "application/vnd.oci.image.manifest.v1+json"
+            elif "/blobs/" in path and path.rsplit("/", 1)[1] in blobs:
+                data, ctype = blobs[path.rsplit("/", 1)[1]], "application/octet-stream"
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(data).hexdigest())
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def do_HEAD(self):
+            self._answer(False)
+
+        def do_GET(self):
+            self._answer(True)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@pytest.fixture
+def containerd_daemon(tmp_path):
+    """A containerd of its own (root, state, socket under tmp_path; no CRI plugin)."""
+    containerd, ctr = need("containerd"), need("ctr")
+    if os.geteuid() != 0:
+        pytest.skip("containerd runs as root only (CI runs as root)")
+    base = tmp_path / "ctrd"
+    base.mkdir()
+    sock = base / "c.sock"
+    (base / "config.toml").write_text(
+        f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
+        f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{sock}"\n')
+    with open(base / "log", "w") as log:
+        proc = subprocess.Popen([containerd, "--config", str(base / "config.toml")], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if subprocess.run([ctr, "--address", str(sock), "version"], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.skip("containerd did not start here: " + (base / "log").read_text()[-500:])
+        yield ctr, sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_containerd_pulls_through_the_rendered_mirror_and_keeps_the_name(containerd_daemon, tmp_path):
+    """bakery's hosts.toml, as rendered for a mirror at http://127.0.0.1:PORT/v2/registry.k8s.io
+    (a Harbor-style project path), read by containerd's own resolver (ctr --hosts-dir): the
+    pull goes to the mirror under that path, and the image keeps its canonical name."""
+    from conftest import render_here
+
+    ctr, sock = containerd_daemon
+    server, seen = _tiny_registry()
+    try:
+        mirror = f"http://127.0.0.1:{server.server_address[1]}/v2/registry.k8s.io"
+
+        def mutate(spec):
+            spec["mirrors"]["registries"] = {"registry.k8s.io": mirror}
+        src = tmp_path / "c.yaml"
+        src.write_text(site_text(mutate))
+        certs_d = render_here(src, tmp_path / "out") / "packer/files/etc/containerd/certs.d"
+        assert sorted(p.name for p in certs_d.iterdir()) == ["registry.k8s.io"]
+        ref = "registry.k8s.io/bakery-test/pause:3.10"
+        r = subprocess.run([ctr, "--address", str(sock), "images", "pull", "--snapshotter", "native",
+                            "--hosts-dir", str(certs_d), ref], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (r.stdout + r.stderr, seen)
+        # under the mirror's own path (override_path), named as a mirror of registry.k8s.io
+        assert "/v2/registry.k8s.io/bakery-test/pause/manifests/3.10?ns=registry.k8s.io" in seen
+        assert any("/v2/registry.k8s.io/bakery-test/pause/blobs/sha256:" in p for p in seen)
+        assert not [p for p in seen if not p.startswith("/v2/registry.k8s.io/")]
+        listed = subprocess.run([ctr, "--address", str(sock), "images", "ls", "-q"], capture_output=True, text=True,
+                                check=True).stdout.split()
+        assert listed == [ref]
+    finally:
+        server.shutdown()
