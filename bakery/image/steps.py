@@ -253,7 +253,7 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "cloud_init_globs": CLOUD_INIT_GLOBS, "files": installs(REMOVE_USER_SCRIPT, REMOVE_USER_UNIT),
             "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
             "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER),
-            "bake_proxy_dropin": BAKE_PROXY_DROPIN,
+            "bake_proxy_dropin": BAKE_PROXY_DROPIN, "bake_proxy_dropin_dir": posixpath.dirname(BAKE_PROXY_DROPIN),
             "installer_proxy_files": [f for f in INSTALLER_APT_PROXY_FILES if f not in site_paths]},
             env=(("BAKERY_BUILD_USER", "var.build_user"),)),
     ]
