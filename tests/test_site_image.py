@@ -715,3 +715,14 @@ def test_containerd_pulls_through_the_rendered_mirror_and_keeps_the_name(contain
         assert listed == [ref]
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("name", ["enterprise", "debian-12"])
+def test_every_site_image_file_is_installed_by_a_script_with_its_mode(site, name):
+    pdir = site(name)
+    installed = {w[5]: w[3] for _, w in commands_in_order(pdir)
+                 if w[:2] == ["install", "-D"] and w[4] == "/tmp/bakery/files" + w[5]}
+    files = {"/" + p.relative_to(pdir / "files").as_posix() for p in (pdir / "files").rglob("*") if p.is_file()}
+    assert set(installed) == files
+    assert installed["/etc/corp/site.conf"] == "0644"
+    assert installed["/usr/local/share/ca-certificates/bakery-site-1.crt"] == "0644"
