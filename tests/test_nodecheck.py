@@ -131,6 +131,8 @@ def healthy_tree(root: Path, exp: dict):
     import hashlib
     w("/opt/bakery/calico/SHA256SUMS", hashlib.sha256(manifest).hexdigest() + "  operator-crds.yaml\n")
     w("/proc/net/tcp", cap("proc-net-tcp.txt"))
+    if exp.get("timesyncd"):
+        w(exp["timesyncd"], "")  # the binary cloud-init's ntp module looks for
 
 
 EXP = {"kubernetesVersion": "1.36.3", "packageSource": "pkgs.k8s.io", "pauseImage": "registry.k8s.io/pause:3.10.2",
@@ -377,3 +379,20 @@ def test_every_fact_the_check_verifies_comes_from_its_expectations(tmp_path):
     rc, text = run_check(tmp_path)
     assert "FAIL kernel-modules: not loaded: nf_conntrack" in text
     assert "net.ipv4.conf.all.rp_filter = (missing) (want 0)" in text and rc == 1
+
+
+def test_pem_bundle_parser_reads_the_system_bundle():
+    """update-ca-certificates' bundle as this machine has it: one digest per certificate, the
+    same ones openssl computes."""
+    import hashlib
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if not bundle.exists():
+        pytest.skip("no system CA bundle here")
+    text = bundle.read_text()
+    digests = nc.parse_pem_bundle(text)
+    assert len(digests) == text.count("-----BEGIN CERTIFICATE-----") > 0
+    first = text[:text.index("-----END CERTIFICATE-----") + 25]
+    der = subprocess.run(["openssl", "x509", "-outform", "DER"], input=first.encode(), capture_output=True,
+                         check=True).stdout
+    assert hashlib.sha256(der).hexdigest() in digests
+    assert nc.parse_pem_bundle(first.replace(first.splitlines()[1], "!!!!")) == set()

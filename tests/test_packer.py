@@ -22,7 +22,7 @@ from hclspec import Expr, check_body, check_packer_dir, labelled, load_spec, met
 SPECS = Path(__file__).parent / "data" / "specs"
 OSES = ("ubuntu-22.04", "ubuntu-24.04", "debian-12")
 ALL_BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
-SCRIPT_ORDER = ["05-prepare", "10-swap", "20-kernel", "30-containerd", "40-kubernetes", "50-images", "80-node-check",
+SCRIPT_ORDER = ["05-prepare", "10-swap", "20-kernel", "30-containerd", "40-kubernetes", "50-images", "60-site", "80-node-check",
                 "90-seal"]
 FAKE_HASH = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
 
@@ -789,7 +789,7 @@ def test_autoinstall_user_data_valid_for_subiquity(render, os, schema):
     assert set(http) == {'"/user-data"', '"/meta-data"'}
     assert 'http/user-data.pkrtpl' in http['"/user-data"'] and "bcrypt(var.build_password)" in http['"/user-data"']
     raw = (pdir / "http" / "user-data.pkrtpl").read_text()
-    text = templatefile(raw, build_user="packer", password_hash=FAKE_HASH)
+    text = templatefile(raw, build_user="packer", password_hash=FAKE_HASH, proxy="null")
     assert text.splitlines()[0] == "#cloud-config"
     doc = yaml.safe_load(text)["autoinstall"]
     validator = jsonschema.Draft7Validator(json.loads((SPECS / schema).read_text())["schema"])
@@ -910,7 +910,7 @@ def test_debian_preseed_accepted_by_debconf(render, tmp_path):
     assert "preseed/url=http://10.0.2.2:8123/preseed.cfg" in words
     raw = (pdir / "http" / "preseed.cfg.pkrtpl").read_text()
     rendered = tmp_path / "preseed.cfg"
-    rendered.write_text(templatefile(raw, build_user="packer", password_hash=FAKE_HASH))
+    rendered.write_text(templatefile(raw, build_user="packer", password_hash=FAKE_HASH, proxy=""))
     r = _debconf_check(rendered)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     answers = {}

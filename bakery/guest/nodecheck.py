@@ -19,6 +19,9 @@ Exit status 1 when anything failed, 0 otherwise. Like kubeadm's
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -135,6 +138,34 @@ def normalize_image(ref: str) -> str:
     elif "." not in first and ":" not in first and first != "localhost":
         name = "docker.io/" + name
     return name
+
+
+def parse_pem_bundle(text: str) -> set[str]:
+    """SHA-256 (hex) of the DER of every certificate in a PEM bundle such as
+    /etc/ssl/certs/ca-certificates.crt (update-ca-certificates concatenates the PEM files)."""
+    out = set()
+    body: list[str] | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line == "-----BEGIN CERTIFICATE-----":
+            body = []
+        elif line == "-----END CERTIFICATE-----" and body is not None:
+            with contextlib.suppress(binascii.Error, ValueError):  # a damaged entry matches nothing
+                out.add(hashlib.sha256(base64.b64decode("".join(body), validate=True)).hexdigest())
+            body = None
+        elif body is not None:
+            body.append(line)
+    return out
+
+
+def parse_dpkg_query(text: str) -> dict[str, tuple[str, str]]:
+    """`dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\\n'`: name -> (version, status)."""
+    out = {}
+    for line in text.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) >= 2:
+            out[fields[0].split(":")[0]] = (fields[1], fields[2].strip() if len(fields) > 2 else "")
+    return out
 
 
 def parse_listening_ports(*tables: str) -> set[int]:
@@ -391,6 +422,53 @@ def check_manifests(sys_: System, exp: dict) -> list[Result]:
                    "re-bake the image; the manifests must not change after the bake")]
 
 
+def check_site(sys_: System, exp: dict) -> list[Result]:
+    """The site's part of the image (issue 18): its CAs in the system bundle, its extra
+    packages (pinned ones at their version and held), containerd's registry mirror files, and
+    the time sync client cloud-init configures."""
+    out = []
+    cas = exp.get("caCertificates") or []
+    if cas:
+        bundle_path = exp["caBundle"]
+        bundle = parse_pem_bundle(sys_.read(bundle_path) or "")
+        missing = [ca["file"] for ca in cas if ca["sha256"] not in bundle]
+        out.append(Result("site-ca", not missing,
+                          f"not in {bundle_path}: " + ", ".join(missing) if missing
+                          else f"{len(cas)} site CA certificate(s) in {bundle_path}",
+                          "install them under /usr/local/share/ca-certificates and run update-ca-certificates"))
+    pkgs = exp.get("extraPackages") or []
+    if pkgs:
+        names = [p["name"] for p in pkgs]
+        r = sys_.run("dpkg-query", "-W", "-f=${Package} ${Version} ${db:Status-Abbrev}\n", *names)
+        have = parse_dpkg_query(r[1]) if r else {}
+        r = sys_.run("apt-mark", "showhold")
+        held = set((r[1] if r and r[0] == 0 else "").split())
+        wrong = []
+        for p in pkgs:
+            version, status = have.get(p["name"], ("", ""))
+            if not status.startswith("ii"):
+                wrong.append(f"{p['name']} not installed")
+            elif p.get("version") and version != p["version"]:
+                wrong.append(f"{p['name']} {version} (want {p['version']})")
+            elif p.get("version") and p["name"] not in held:
+                wrong.append(f"{p['name']} not held")
+        out.append(Result("site-packages", not wrong,
+                          ", ".join(wrong) if wrong else f"{len(pkgs)} extra package(s) installed, pinned ones held",
+                          "re-bake the image (spec.image.extraPackages)"))
+    hosts = exp.get("registryHosts") or []
+    if hosts:
+        missing = [h for h in hosts if not sys_.exists(h)]
+        out.append(Result("registry-mirrors", not missing,
+                          "missing: " + ", ".join(missing) if missing else f"{len(hosts)} registry host file(s) in place",
+                          "re-bake the image (spec.mirrors.registries)"))
+    timesyncd = exp.get("timesyncd")
+    if timesyncd:
+        ok = sys_.exists(timesyncd)
+        out.append(Result("timesyncd", ok, f"{timesyncd} " + ("is present" if ok else "is missing"),
+                          "install systemd-timesyncd (cloud-init's ntp module configures it)"))
+    return out
+
+
 def check_firstboot(sys_: System, exp: dict, args) -> list[Result]:
     out = []
     r = sys_.run("ip", "-o", "-4", "addr", "show")
@@ -436,7 +514,8 @@ def check_firstboot(sys_: System, exp: dict, args) -> list[Result]:
 
 
 GROUPS = {"swap": check_swap, "kernel": check_kernel, "containerd": check_containerd,
-          "packages": check_packages, "images": check_images, "manifests": check_manifests}
+          "packages": check_packages, "images": check_images, "manifests": check_manifests,
+          "site": check_site}
 
 
 def run(argv: list[str] | None = None, sys_: System | None = None, stream=None) -> int:

@@ -17,6 +17,7 @@ from .. import __version__, providers, versions
 from ..output.layout import images_folder_name
 from ..output.writer import OutputFile
 from ..plan import ImagePlan
+from ..plan import proxy as proxymod
 from ..providers import proxmox, qemu, virtualbox
 from ..spec.model import Cluster
 from ..templating import render_template
@@ -90,6 +91,7 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
         # folder `bakery build` uses too.
         Variable("output_dir", "string", "Folder for build artifacts and manifest.json (outside the rendered "
                  "tree, which every render replaces).", f"../../{images_folder_name(cluster.name)}"),
+        *proxy_variables(cluster),
     ]
     if proxmox.BUILDER in img.builders:
         px = img.proxmox
@@ -114,6 +116,23 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
         out.append(Variable("qemu_accelerator", "string", "QEMU accelerator: kvm, or tcg where /dev/kvm is missing.",
                             img.qemu_accelerator))
     return out
+
+
+def proxy_variables(cluster: Cluster) -> list[Variable]:
+    """The bake's proxy: defaults from spec.proxy, empty for none; PKR_VAR_http_proxy etc.
+    override them at build time. Every bake script gets them (steps.PROXY_ENV), and so do
+    the installer and containerd during the bake; nothing of them stays in the image, so
+    they are no input of the image's fingerprint."""
+    px = cluster.proxy
+    no_proxy = ",".join(proxymod.bake_no_proxy(px)) if px else ""
+    return [
+        Variable("http_proxy", "string", "Proxy for http:// downloads of the bake (empty: none).",
+                 (px.http if px else None) or ""),
+        Variable("https_proxy", "string", "Proxy for https:// downloads of the bake (empty: none).",
+                 (px.https if px else None) or ""),
+        Variable("no_proxy", "string", "Comma-separated hosts and domains the bake reaches without the proxy.",
+                 no_proxy),
+    ]
 
 
 def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[dict]:

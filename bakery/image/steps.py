@@ -12,7 +12,9 @@ from .. import __version__, versions
 from .. import plan as planmod
 from ..nodefacts import KERNEL_MODULES, SYSCTLS
 from ..plan import ImagePlan
-from ..spec.model import Cluster
+from ..plan import image as imageplan
+from ..plan import mirrors as mirrormod
+from ..spec.model import Cluster, Mirrors
 
 # On the build VM: the file provisioner uploads files/ to STAGE_ROOT/files; downloads are
 # cached in CACHE_DIR. Sealing removes both.
@@ -48,9 +50,28 @@ K8S_KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 K8S_PACKAGES = ("kubelet", "kubeadm", "kubectl")
 
 # Packages every image gets before the bake proper (kubeadm preflight needs conntrack,
-# iptables, iproute2, socat, ethtool; cloud-init and growpart serve first boot).
+# iptables, iproute2, socat, ethtool; cloud-init and growpart serve first boot; cloud-init's
+# ntp module configures systemd-timesyncd and would download it at first boot were it
+# missing: see plan.image.TIMESYNCD).
 BASE_PACKAGES = ("ca-certificates", "curl", "gpg", "conntrack", "socat", "ethtool", "iptables",
-                 "iproute2", "cloud-init", "cloud-guest-utils", "qemu-guest-agent")
+                 "iproute2", "cloud-init", "cloud-guest-utils", "qemu-guest-agent", "systemd-timesyncd")
+
+# The bake's proxy (Packer variables http_proxy, https_proxy, no_proxy) reaches every bake
+# script through the shell provisioner's environment_vars, in both spellings (curl reads the
+# lower-case http_proxy only; apt reads http_proxy/https_proxy; Go programs either: see
+# plan.proxy). An empty variable is unset by each script (_header.sh.j2).
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy")
+PROXY_ENV = tuple((spelling, f"var.{var}") for var in PROXY_VARIABLES for spelling in (var.upper(), var))
+# containerd pulls the images itself: during the bake it gets the proxy from this drop-in,
+# which the seal removes (each node gets the run-time proxy from cloud-init).
+BAKE_PROXY_DROPIN = "/etc/systemd/system/containerd.service.d/90-bakery-bake-proxy.conf"
+# Where the installers leave the proxy they were given for the installed system's apt: d-i
+# (mirror/http/proxy) in /etc/apt/apt.conf; curtin (subiquity's `proxy:`) in
+# /etc/apt/apt.conf.d/90curtin-aptproxy (95curtin-proxy in older releases) or 94curtin-config
+# (curtin/commands/apt_config.py, APT_PROXY_FN / APT_CONFIG_FN). The seal removes their
+# Acquire::*::Proxy lines.
+INSTALLER_APT_PROXY_FILES = ("/etc/apt/apt.conf", "/etc/apt/apt.conf.d/90curtin-aptproxy",
+                             "/etc/apt/apt.conf.d/95curtin-proxy", "/etc/apt/apt.conf.d/94curtin-config")
 # Debian's cloud-init writes ifupdown files; their `dns-nameservers` lines only take effect
 # through resolvconf (Ubuntu's netplan hands DNS to systemd-resolved instead).
 FAMILY_PACKAGES = {"debian": ("resolvconf",), "ubuntu": ()}
@@ -120,6 +141,11 @@ def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
         ImageFile(CRICTL_CONFIG, "crictl.yaml.j2", context={"socket": planmod.CONTAINERD_SOCKET}),
         ImageFile(planmod.VERSIONS_FILE, "versions.env.j2", context={"entries": versions_entries(plan)}),
     ]
+    # The site (issue 18): its CAs, containerd's registry mirrors, its own files.
+    files += [ImageFile(path, "", content=pem) for path, pem in imageplan.site_ca_files(plan)]
+    files += [ImageFile(h.path, "hosts.toml.j2", context={"doc": mirrormod.hosts_toml(h), "registry": h.registry})
+              for h in registry_hosts(plan)]
+    files += [ImageFile(path, "", mode, content=content) for path, content, mode in plan.site_files]
     if plan.package_source == "dl.k8s.io":
         files += [ImageFile(KUBELET_UNIT, "kubelet.service.j2"),
                   ImageFile(KUBEADM_DROPIN, "10-kubeadm.conf.j2")]
@@ -134,6 +160,10 @@ def image_files(cluster: Cluster, plan: ImagePlan) -> list[ImageFile]:
             planmod.node_check_expectations(plan), indent=2, sort_keys=True) + "\n"),
     ]
     return files
+
+
+def registry_hosts(plan: ImagePlan) -> list[mirrormod.RegistryHosts]:
+    return mirrormod.registry_hosts(Mirrors(None, None, None, plan.registry_mirrors))
 
 
 def node_check_source() -> str:
@@ -172,10 +202,17 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
     def installs(*paths: str) -> list[tuple[str, str]]:
         return [(p, by_path[p].mode) for p in paths if p in by_path]
 
-    cni = versions.cni_plugins_download(plan.cni_plugins_version)
+    def fetched(pair: tuple[str, str]) -> tuple[str, str]:
+        return plan.download(pair[0]), plan.download(pair[1])
+
+    ca_files = [path for path, _ in imageplan.site_ca_files(plan)]
+    hosts_files = [h.path for h in registry_hosts(plan)]
+    site_paths = [path for path, _, _ in plan.site_files]
+    cni = fetched(versions.cni_plugins_download(plan.cni_plugins_version))
     steps = [
-        Step("05-prepare", "base packages; apt timers and unattended upgrades off", {
+        Step("05-prepare", "the site's CAs trusted; base packages; apt timers and unattended upgrades off", {
             "packages": BASE_PACKAGES + FAMILY_PACKAGES[osr.family],
+            "ca_files": installs(*ca_files), "ca_bundle": imageplan.CA_BUNDLE,
             "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN)}),
         Step("10-swap", "swap off now and for good"),
         Step("20-kernel", "kernel modules and sysctls for Kubernetes networking", {
@@ -185,24 +222,29 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "containerd_version": plan.containerd_version, "runc_version": plan.runc_version,
             "cni_version": plan.cni_plugins_version, "crictl_version": plan.crictl_version,
             "config_version": plan.containerd_config_version,
-            "containerd": versions.containerd_download(plan.containerd_version),
-            "runc": versions.runc_download(plan.runc_version), "cni": cni,
-            "crictl": versions.crictl_download(plan.crictl_version),
-            "files": installs(CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG)}),
+            "containerd": fetched(versions.containerd_download(plan.containerd_version)),
+            "runc": fetched(versions.runc_download(plan.runc_version)), "cni": cni,
+            "crictl": fetched(versions.crictl_download(plan.crictl_version)),
+            "bake_proxy_dropin": BAKE_PROXY_DROPIN,
+            "files": installs(CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, *hosts_files)}),
         Step("40-kubernetes", f"kubeadm, kubelet, kubectl {plan.kubernetes_version} ({plan.package_source})", {
             "source": plan.package_source, "version": plan.kubernetes_version,
             "deb_version": plan.deb_version, "minor": versions.minor_of(plan.kubernetes_version),
             "repo": plan.pkgs_repo, "keyring": K8S_KEYRING, "packages": K8S_PACKAGES, "cni": cni,
             "binary_deps": ("conntrack", "socat", "ethtool", "iptables", "iproute2"),
-            "binaries": [(name, *versions.kubernetes_binary_download(plan.kubernetes_version, name))
+            "binaries": [(name, *fetched(versions.kubernetes_binary_download(plan.kubernetes_version, name)))
                          for name in K8S_PACKAGES],
             "files": installs(KUBELET_UNIT, KUBEADM_DROPIN)}),
         Step("50-images", "pre-pull every image and store the Calico manifests", {
             "version": plan.kubernetes_version, "socket": planmod.CONTAINERD_SOCKET,
             "images": plan.images, "kube_vip": plan.kube_vip_image is not None,
-            "calico_version": plan.calico_version, "manifests": plan.calico_manifests,
+            "calico_version": plan.calico_version,
+            "manifests": [(name, plan.download(url)) for name, url in plan.calico_manifests],
             "bakery_dir": planmod.BAKERY_DIR, "calico_dir": planmod.CALICO_DIR,
             "images_list": planmod.IMAGES_LIST, "versions_file": planmod.VERSIONS_FILE}),
+        Step(SITE_STEP, "the site's packages, files and commands", {
+            "packages": imageplan.pinned_packages(plan), "files": installs(*site_paths),
+            "commands": plan.site_commands}),
         Step(NODE_CHECK_STEP, "prove the image before sealing it: bakery-node-check --stage bake", {
             "files": installs(planmod.NODE_CHECK, planmod.NODE_CHECK_EXPECTED),
             "node_check": planmod.NODE_CHECK, "expected": planmod.NODE_CHECK_EXPECTED}),
@@ -210,11 +252,14 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "family": osr.family, "cloud_init_leftovers": CLOUD_INIT_LEFTOVERS,
             "cloud_init_globs": CLOUD_INIT_GLOBS, "files": installs(REMOVE_USER_SCRIPT, REMOVE_USER_UNIT),
             "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
-            "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER)},
+            "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER),
+            "bake_proxy_dropin": BAKE_PROXY_DROPIN, "bake_proxy_dropin_dir": posixpath.dirname(BAKE_PROXY_DROPIN),
+            "installer_proxy_files": [f for f in INSTALLER_APT_PROXY_FILES if f not in site_paths]},
             env=(("BAKERY_BUILD_USER", "var.build_user"),)),
     ]
-    return steps
+    return [Step(s.name, s.summary, s.context, PROXY_ENV + s.env) for s in steps]
 
 
 SEAL = "90-seal"
+SITE_STEP = "60-site"
 NODE_CHECK_STEP = "80-node-check"

@@ -2,13 +2,26 @@
 the model, and what the node check expects of that image."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, fields
 
 from .. import __version__, nodefacts, versions
-from ..spec.model import Cluster
+from ..spec.model import Cluster, Mirrors
+from . import mirrors as mirrormod
 from .paths import CALICO_DIR, CONTAINERD_SOCKET
+
+# The site's CA certificates in the image: update-ca-certificates reads *.crt under this folder
+# (ca-certificates' update-ca-certificates(8)) and appends each to the system bundle.
+SITE_CA_DIR = "/usr/local/share/ca-certificates"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# cloud-init's ntp module looks for this file before it configures systemd-timesyncd, and
+# tries to install the client when it is missing (cloudinit/config/cc_ntp.py,
+# NTP_CLIENT_CONFIG["systemd-timesyncd"]["check_exe"]): the image has it.
+TIMESYNCD = "/lib/systemd/systemd-timesyncd"
+_PEM_BODY = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
 
 
 @dataclass(frozen=True)
@@ -38,9 +51,26 @@ class ImagePlan:
     disk_size_mib: int = 0
     build_user: str = ""
     bakery_version: str = ""
+    # The site (issue 18). apt_mirror: the installer writes it into the image's apt sources;
+    # pkgs_repo above is the kubernetes mirror's when one is set (kubernetes.list names it).
+    apt_mirror: str | None = None
+    ca_certificates: tuple[str, ...] = ()  # PEM, each with one trailing newline
+    registry_mirrors: tuple[tuple[str, str], ...] = ()  # (host, mirror): certs.d/<host>/hosts.toml
+    extra_packages: tuple[str, ...] = ()  # "name" or "name=version" (pinned and held)
+    site_files: tuple[tuple[str, str, str], ...] = ()  # (path, content, mode)
+    site_commands: tuple[str, ...] = ()
+    # Where the bake downloads from: the same files (each verified against its published
+    # checksum), so no byte of the image changes with them: not in the fingerprint. The
+    # proxy is not on the plan at all (Packer variables, see image.packer).
+    download_mirrors: Mirrors = field(default=Mirrors(None, None, None, ()), metadata={"fingerprint": False})
 
     def inputs(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)
+                if f.metadata.get("fingerprint", True)}
+
+    def download(self, url: str) -> str:
+        """Where the bake fetches an upstream release file from (plan.mirrors)."""
+        return mirrormod.download_url(url, self.download_mirrors)
 
     @property
     def fingerprint(self) -> str:
@@ -53,6 +83,35 @@ class ImagePlan:
         return f"k8s-{self.kubernetes_version.replace('.', '-')}-{self.os.replace('.', '')}-{self.fingerprint}"
 
 
+def _plain(v):
+    return [_plain(x) for x in v] if isinstance(v, tuple) else v
+
+
+def normalize_pem(pem: str) -> str:
+    return pem.strip() + "\n"
+
+
+def pem_der_sha256(pem: str) -> str:
+    """SHA-256 of the certificate's DER: what the node check looks for in the system bundle."""
+    m = _PEM_BODY.search(pem)
+    assert m, "validation admits only PEM certificates"
+    return hashlib.sha256(base64.b64decode("".join(m.group(1).split()))).hexdigest()
+
+
+def site_ca_files(plan: ImagePlan) -> list[tuple[str, str]]:
+    """(path, PEM) of each site CA in the image, in the order of trust.caCertificates."""
+    return [(f"{SITE_CA_DIR}/bakery-site-{i}.crt", pem) for i, pem in enumerate(plan.ca_certificates, 1)]
+
+
+def pinned_packages(plan: ImagePlan) -> list[tuple[str, str | None]]:
+    """(name, version or None) of each extra package."""
+    out: list[tuple[str, str | None]] = []
+    for spec in plan.extra_packages:
+        name, sep, version = spec.partition("=")
+        out.append((name, version if sep else None))
+    return out
+
+
 def image_plan(cluster: Cluster) -> ImagePlan:
     k8s = cluster.kubernetes
     calico = cluster.calico.release
@@ -61,12 +120,17 @@ def image_plan(cluster: Cluster) -> ImagePlan:
     images = [f"registry.k8s.io/pause:{k8s.pause}", *calico.images()]
     if kube_vip:
         images.append(kube_vip)
+    images += [i for i in cluster.image.extra_images if i not in images]
+    mirrors = cluster.mirrors
+    pkgs_repo = versions.pkgs_repo(k8s.minor)
+    if cluster.package_source == "pkgs.k8s.io":
+        pkgs_repo = mirrormod.download_url(pkgs_repo, Mirrors(None, mirrors.kubernetes, None, ()))
     return ImagePlan(
         os=cluster.os,
         kubernetes_version=cluster.kubernetes_version,
         deb_version=f"{cluster.kubernetes_version}-{k8s.deb_revision}",
         package_source=cluster.package_source,
-        pkgs_repo=versions.pkgs_repo(k8s.minor),
+        pkgs_repo=pkgs_repo,
         containerd_version=cluster.containerd_version,
         containerd_config_version=cluster.containerd_config_version,
         runc_version=versions.RUNC_VERSION,
@@ -84,6 +148,13 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         disk_size_mib=cluster.image.disk_size_mib,
         build_user=cluster.image.build_user,
         bakery_version=__version__,
+        apt_mirror=mirrors.apt,
+        ca_certificates=tuple(normalize_pem(p) for p in cluster.ca_certificates),
+        registry_mirrors=mirrors.registries,
+        extra_packages=cluster.image.extra_packages,
+        site_files=tuple((f.path, f.content, f.mode) for f in cluster.image.files),
+        site_commands=cluster.image.commands,
+        download_mirrors=Mirrors(None, mirrors.kubernetes, mirrors.downloads, ()),
     )
 
 
@@ -102,4 +173,10 @@ def node_check_expectations(plan: ImagePlan) -> dict:
         "kernelModules": list(nodefacts.KERNEL_MODULES),
         "sysctls": dict(nodefacts.SYSCTLS),
         "ports": {role: list(ports) for role, ports in nodefacts.PREFLIGHT_PORTS.items()},
+        # the site (issue 18)
+        "caBundle": CA_BUNDLE,
+        "caCertificates": [{"file": path, "sha256": pem_der_sha256(pem)} for path, pem in site_ca_files(plan)],
+        "extraPackages": [{"name": n, "version": v} for n, v in pinned_packages(plan)],
+        "registryHosts": [h.path for h in mirrormod.registry_hosts(Mirrors(None, None, None, plan.registry_mirrors))],
+        "timesyncd": TIMESYNCD,
     }

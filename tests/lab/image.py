@@ -142,6 +142,12 @@ def standin_wrappers(usr_upper: Path, python: str) -> None:
         dest = usr_upper / "bin" / tool
         dest.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} /.rehearsal/tests/standins/{tool.replace("-", "_")}.py "$@"\n')
         dest.chmod(0o755)
+    # the bake installs systemd-timesyncd (05-prepare); the node check looks for its binary
+    timesyncd = usr_upper / "lib/systemd/systemd-timesyncd"
+    if not (Path("/usr/lib/systemd/systemd-timesyncd")).exists():
+        timesyncd.parent.mkdir(parents=True, exist_ok=True)
+        timesyncd.write_text("#!/bin/sh\nexit 0\n")
+        timesyncd.chmod(0o755)
 
 
 # -- cloud-init ---------------------------------------------------------------------------
