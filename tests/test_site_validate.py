@@ -120,7 +120,7 @@ def test_every_owned_flag_is_refused_and_names_the_setting_to_use(tmp_path):
 
     for component, flags in owned.COMPONENT_FLAGS.items():
         for name, rule in flags.items():
-            found = _validate(tmp_path, lambda s: s["kubernetes"][component].update(extraArgs={name: "x"}))
+            found = _validate(tmp_path, lambda s, c=component, n=name: s["kubernetes"][c].update(extraArgs={n: "x"}))
             assert [(c, s) for c, s, _ in found] == [("extra-args-owned", "error")], (component, name, found)
             assert rule.instead in found[0][2]
 
