@@ -29,6 +29,7 @@ PINNED = {
             "nodes/k8s-node1/network-config", "nodes/k8s-node1/meta-data",
             "nodes/k8s-node2/network-config", "nodes/k8s-node2/meta-data"],
     "ha": [f"nodes/{n}/network-config" for n in ("cp1", "cp2", "cp3", "worker1", "worker2", "worker3")],
+    "enterprise": ["packer"],  # every site setting of the bake (proxy defaults, mirrors, CA, extras)
 }
 # pinned elsewhere, byte for byte against its source (test_nodecheck)
 NOT_PINNED = {"packer/files/usr/local/sbin/bakery-node-check"}

@@ -125,17 +125,28 @@ def test_every_owned_flag_is_refused_and_names_the_setting_to_use(tmp_path):
             assert rule.instead in found[0][2]
 
 
-def test_every_path_bakery_places_on_a_node_is_owned():
-    """spec.image.files cannot overwrite a file of bakery's: each path of the image's files and of
-    the node plan is covered by nodefacts.OWNED_PATHS."""
+def test_every_path_bakery_places_on_a_node_is_owned(tmp_path):
+    """spec.image.files cannot overwrite a file of bakery's: each path of the image's files, of
+    the node plan and of every node's write_files (the enterprise example turns every feature on)
+    is covered by nodefacts.OWNED_PATHS, or is a registry's hosts.toml the check refuses too."""
     from bakery import nodefacts
     from bakery import plan as P
     from bakery.image.steps import image_files
     from bakery.spec.pipeline import load_cluster
 
+    from conftest import run_bakery
+
     cluster, _ = load_cluster(str(ENTERPRISE))
     plan = P.image_plan(cluster)
-    paths = [f.path for f in image_files(cluster, plan)]
+    site = {f.path for f in cluster.image.files} | {f"/usr/local/share/ca-certificates/bakery-site-{i}.crt"
+                                                    for i in range(len(cluster.ca_certificates))}
+    paths = [f.path for f in image_files(cluster, plan) if f.path not in site]
     paths += [v for k, v in vars(P.paths).items() if k.isupper() and isinstance(v, str) and v.startswith("/")]
-    uncovered = [p for p in paths if nodefacts.owned_path(p) is None]
+    r = run_bakery("render", ENTERPRISE, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    for user_data in (tmp_path / "out" / "nodes").glob("*/user-data"):
+        paths += [f["path"] for f in yaml.safe_load(user_data.read_text())["write_files"]]
+    registries = tuple(f"/etc/containerd/certs.d/{host}" for host, _ in cluster.mirrors.registries)
+    uncovered = [p for p in paths if nodefacts.owned_path(p) is None and nodefacts.owned_path(p, registries) is None]
     assert not uncovered, uncovered
+    assert any(p.startswith("/etc/containerd/certs.d/") for p in paths)

@@ -26,6 +26,9 @@ PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----
 # release tarballs; kubelet, kubeadm and kubectl are pinned to spec.kubernetes.version).
 BAKERY_PACKAGES = ("kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools", "containerd", "containerd.io",
                    "runc", "docker.io", "docker-ce", "podman", "cloud-init", "systemd-timesyncd")
+# Time daemons that conflict with systemd-timesyncd (Debian's package relations): installing one
+# removes the time sync the image bakes for spec.ntp (cloud-init's ntp_client systemd-timesyncd).
+TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")
 
 
 def _urls(spec: dict) -> Iterator[tuple[tuple, str]]:
@@ -136,6 +139,10 @@ def _extra_packages(ctx: Ctx) -> Iterator[Diagnostic]:
             yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} is installed or pinned by "
                           "bakery itself", "leave it out: bakery installs the versions of cluster.yaml "
                           "(spec.kubernetes.version, spec.containerd.version)")
+        elif name in TIME_DAEMONS:
+            yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} would replace the image's "
+                          "systemd-timesyncd, which cloud-init configures from spec.ntp.servers",
+                          "leave it out and set spec.ntp.servers")
         elif name in seen:
             yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] names {name} again "
                           f"(spec.image.extraPackages[{seen[name]}])", "give each package once")

@@ -15,52 +15,66 @@ build {
   }
 
   provisioner "shell" {
-    name            = "05-prepare"
-    script          = "${path.root}/scripts/05-prepare.sh"
-    execute_command = local.execute_command
+    name             = "05-prepare"
+    script           = "${path.root}/scripts/05-prepare.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
-    name            = "10-swap"
-    script          = "${path.root}/scripts/10-swap.sh"
-    execute_command = local.execute_command
+    name             = "10-swap"
+    script           = "${path.root}/scripts/10-swap.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
-    name            = "20-kernel"
-    script          = "${path.root}/scripts/20-kernel.sh"
-    execute_command = local.execute_command
+    name             = "20-kernel"
+    script           = "${path.root}/scripts/20-kernel.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
-    name            = "30-containerd"
-    script          = "${path.root}/scripts/30-containerd.sh"
-    execute_command = local.execute_command
+    name             = "30-containerd"
+    script           = "${path.root}/scripts/30-containerd.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
-    name            = "40-kubernetes"
-    script          = "${path.root}/scripts/40-kubernetes.sh"
-    execute_command = local.execute_command
+    name             = "40-kubernetes"
+    script           = "${path.root}/scripts/40-kubernetes.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
-    name            = "50-images"
-    script          = "${path.root}/scripts/50-images.sh"
-    execute_command = local.execute_command
+    name             = "50-images"
+    script           = "${path.root}/scripts/50-images.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
-    name            = "80-node-check"
-    script          = "${path.root}/scripts/80-node-check.sh"
-    execute_command = local.execute_command
+    name             = "60-site"
+    script           = "${path.root}/scripts/60-site.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
+  }
+
+  provisioner "shell" {
+    name             = "80-node-check"
+    script           = "${path.root}/scripts/80-node-check.sh"
+    execute_command  = local.execute_command
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}"]
   }
 
   provisioner "shell" {
     name             = "90-seal"
     script           = "${path.root}/scripts/90-seal.sh"
     execute_command  = local.execute_command
-    environment_vars = ["BAKERY_BUILD_USER=${var.build_user}"]
+    environment_vars = ["HTTP_PROXY=${var.http_proxy}", "http_proxy=${var.http_proxy}", "HTTPS_PROXY=${var.https_proxy}", "https_proxy=${var.https_proxy}", "NO_PROXY=${var.no_proxy}", "no_proxy=${var.no_proxy}", "BAKERY_BUILD_USER=${var.build_user}"]
   }
 
   provisioner "shell" {
@@ -74,8 +88,8 @@ build {
     output     = "${var.output_dir}/manifest.json"
     strip_path = true
     custom_data = {
-      image_name         = "k8s-1-36-3-ubuntu-2404-cc6f94920d2b"
-      bake_fingerprint   = "cc6f94920d2b"
+      image_name         = "k8s-1-36-3-ubuntu-2404-e0f2fceade25"
+      bake_fingerprint   = "e0f2fceade25"
       kubernetes_version = "1.36.3"
       os                 = "ubuntu-24.04"
       containerd_version = "2.2.7"

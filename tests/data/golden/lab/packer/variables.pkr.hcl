@@ -81,6 +81,24 @@ variable "output_dir" {
   default     = "../../lab-images"
 }
 
+variable "http_proxy" {
+  type        = string
+  description = "Proxy for http:// downloads of the bake (empty: none)."
+  default     = ""
+}
+
+variable "https_proxy" {
+  type        = string
+  description = "Proxy for https:// downloads of the bake (empty: none)."
+  default     = ""
+}
+
+variable "no_proxy" {
+  type        = string
+  description = "Comma-separated hosts and domains the bake reaches without the proxy."
+  default     = ""
+}
+
 variable "proxmox_url" {
   type        = string
   description = "Proxmox VE API URL (https://host:8006/api2/json)."

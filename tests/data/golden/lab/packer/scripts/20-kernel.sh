@@ -6,6 +6,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[bakery %s] %s\n' 20-kernel "$*"; }
 
+# The bake's proxy comes from Packer (variables http_proxy, https_proxy, no_proxy) in both
+# spellings; an empty one is unset, so that no program takes "" for a proxy.
+for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
+  if [ -z "${!var:-}" ]; then
+    unset "$var"
+  fi
+done
+
 # Modules and sysctls the container runtime and kube-proxy need, persisted.
 log "loading kernel modules"
 install -D -m 0644 /tmp/bakery/files/etc/modules-load.d/k8s.conf /etc/modules-load.d/k8s.conf

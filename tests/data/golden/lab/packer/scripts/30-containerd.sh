@@ -6,6 +6,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[bakery %s] %s\n' 30-containerd "$*"; }
 
+# The bake's proxy comes from Packer (variables http_proxy, https_proxy, no_proxy) in both
+# spellings; an empty one is unset, so that no program takes "" for a proxy.
+for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
+  if [ -z "${!var:-}" ]; then
+    unset "$var"
+  fi
+done
+
 readonly CACHE=/var/cache/bakery
 
 # fetch URL DEST: download with retries into DEST (atomically).
@@ -59,8 +67,31 @@ log "installing crictl v1.36.0"
 crictl_tgz=$(fetch_verified https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz https://github.com/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz.sha256)
 tar -C /usr/local/bin -xzf "$crictl_tgz" crictl
 
+# containerd pulls images itself: during the bake it goes through the bake's proxy, from a
+# drop-in that the seal removes again (each node gets the run-time proxy from cloud-init).
+readonly BAKE_PROXY_DROPIN=/etc/systemd/system/containerd.service.d/90-bakery-bake-proxy.conf
+write_bake_proxy_dropin() {
+  local name value body=""
+  for name in HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    value=${!name:-}
+    [ -n "$value" ] || continue
+    if [[ $value == *[[:space:]\"\\]* ]]; then
+      echo "$name holds a blank, a quote or a backslash: not usable in a systemd unit" >&2
+      return 1
+    fi
+    body+="Environment=\"$name=${value//%/%%}\""$'\n'  # % is systemd's specifier character
+  done
+  rm -f "$BAKE_PROXY_DROPIN"
+  if [ -n "$body" ]; then
+    install -d -m 0755 "${BAKE_PROXY_DROPIN%/*}"
+    printf '[Service]\n%s' "$body" >"$BAKE_PROXY_DROPIN"
+  fi
+}
+write_bake_proxy_dropin
+
 # Configuration: config.toml (config version 3: systemd cgroups, pause image
-# pinned), the unit, and crictl pointed at the same socket.
+# pinned, registry hosts from /etc/containerd/certs.d), the unit, crictl pointed at the same
+# socket, and the site's registry mirrors (certs.d/<registry>/hosts.toml).
 install -D -m 0644 /tmp/bakery/files/etc/containerd/config.toml /etc/containerd/config.toml
 install -D -m 0644 /tmp/bakery/files/usr/local/lib/systemd/system/containerd.service /usr/local/lib/systemd/system/containerd.service
 install -D -m 0644 /tmp/bakery/files/etc/crictl.yaml /etc/crictl.yaml

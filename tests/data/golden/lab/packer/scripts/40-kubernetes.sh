@@ -6,6 +6,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[bakery %s] %s\n' 40-kubernetes "$*"; }
 
+# The bake's proxy comes from Packer (variables http_proxy, https_proxy, no_proxy) in both
+# spellings; an empty one is unset, so that no program takes "" for a proxy.
+for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
+  if [ -z "${!var:-}" ]; then
+    unset "$var"
+  fi
+done
+
 # apt with a wait for the dpkg lock (apt timers may still be finishing a run).
 apt_get() {
   apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef \

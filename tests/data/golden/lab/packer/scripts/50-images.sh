@@ -6,6 +6,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[bakery %s] %s\n' 50-images "$*"; }
 
+# The bake's proxy comes from Packer (variables http_proxy, https_proxy, no_proxy) in both
+# spellings; an empty one is unset, so that no program takes "" for a proxy.
+for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
+  if [ -z "${!var:-}" ]; then
+    unset "$var"
+  fi
+done
+
 readonly CACHE=/var/cache/bakery
 
 # fetch URL DEST: download with retries into DEST (atomically).

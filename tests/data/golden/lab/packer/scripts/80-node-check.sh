@@ -6,9 +6,18 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[bakery %s] %s\n' 80-node-check "$*"; }
 
+# The bake's proxy comes from Packer (variables http_proxy, https_proxy, no_proxy) in both
+# spellings; an empty one is unset, so that no program takes "" for a proxy.
+for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
+  if [ -z "${!var:-}" ]; then
+    unset "$var"
+  fi
+done
+
 # The image proves itself before it is sealed: swap, kernel, containerd and its cgroup
 # driver, the pinned and held Kubernetes packages, every pre-pulled image, the Calico
-# manifests. One PASS/FAIL line per check; any FAIL fails `packer build` here, with the
+# manifests, and the site's part: its CAs in the system bundle, its packages (pinned ones
+# held), containerd's registry mirror files, systemd-timesyncd. One PASS/FAIL line per check; any FAIL fails `packer build` here, with the
 # check's message in packer's output. First boot runs the same program again.
 install -D -m 0755 /tmp/bakery/files/usr/local/sbin/bakery-node-check /usr/local/sbin/bakery-node-check
 install -D -m 0644 /tmp/bakery/files/opt/bakery/node-check.json /opt/bakery/node-check.json

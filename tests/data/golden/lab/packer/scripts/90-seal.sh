@@ -6,6 +6,14 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[bakery %s] %s\n' 90-seal "$*"; }
 
+# The bake's proxy comes from Packer (variables http_proxy, https_proxy, no_proxy) in both
+# spellings; an empty one is unset, so that no program takes "" for a proxy.
+for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
+  if [ -z "${!var:-}" ]; then
+    unset "$var"
+  fi
+done
+
 # apt with a wait for the dpkg lock (apt timers may still be finishing a run).
 apt_get() {
   apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef \
@@ -21,6 +29,26 @@ for unit in apt-daily.timer apt-daily-upgrade.timer unattended-upgrades.service;
   systemctl disable --now "$unit" >/dev/null 2>&1 || true
   systemctl mask "$unit" >/dev/null
 done
+
+log "removing the bake's proxy"
+# Nothing of the bake's proxy stays in the image (each node gets the run-time proxy from
+# cloud-init): containerd's drop-in, and the Acquire::*::Proxy lines the installer wrote for
+# the installed system's apt.
+# remove_bake_proxy ROOT
+remove_bake_proxy() {
+  local root=${1%/} f
+  rm -f "$root"/etc/systemd/system/containerd.service.d/90-bakery-bake-proxy.conf
+  rmdir "$root"/etc/systemd/system/containerd.service.d 2>/dev/null || true
+  for f in "$root"/etc/apt/apt.conf "$root"/etc/apt/apt.conf.d/90curtin-aptproxy "$root"/etc/apt/apt.conf.d/95curtin-proxy "$root"/etc/apt/apt.conf.d/94curtin-config; do
+    [ -f "$f" ] || continue
+    sed -i -E '/^[[:space:]]*Acquire::[A-Za-z]+::Proxy/Id' "$f"
+    if ! grep -q '[^[:space:]]' "$f"; then
+      rm -f "$f"
+    fi
+  done
+}
+remove_bake_proxy /
+systemctl daemon-reload
 
 # SSH host keys are made anew on each node (cloud-init's ssh module; 05-prepare installed
 # an `ssh-keygen -A` before sshd as a fallback).
