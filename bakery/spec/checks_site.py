@@ -81,6 +81,8 @@ def _site_urls(ctx: Ctx) -> Iterator[Diagnostic]:
 
 @check("ca-certificate")
 def _ca_certificates(ctx: Ctx) -> Iterator[Diagnostic]:
+    if not ctx.spec["trust"]["caCertificates"]:
+        return
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
@@ -291,6 +293,8 @@ def _kubelet_fields(obj: dict, fields: dict, path: tuple) -> Iterator[tuple[tupl
 def _kubelet(ctx: Ctx) -> Iterator[Diagnostic]:
     base = ("spec", "kubernetes", "kubelet")
     given = ctx.spec["kubernetes"]["kubelet"]
+    if not given:
+        return  # (the field tree is read only when there is something to check)
     for path, message, hint in _kubelet_fields(given, kubelet_fields()["fields"], base):
         yield ctx.err("kubelet-field", path, message, hint, key="is not a" in message)
     for name in ("apiVersion", "kind"):
