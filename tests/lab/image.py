@@ -126,12 +126,43 @@ def bake(out: Path, root: Path, python: str) -> dict:
                for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     for m in modules:
         (root / "sys/module" / m).mkdir(parents=True, exist_ok=True)
+    held = ["kubeadm", "kubelet", "kubectl"] + site_step(out, root)
     return {"kubernetesVersion": versions["KUBERNETES_VERSION"], "images": images,
-            "held": ["kubeadm", "kubelet", "kubectl"], "modules": modules,
+            "held": held, "modules": modules,
             "sysctls": {k.strip(): v.strip() for f in sorted((root / "etc/sysctl.d").glob("*.conf"))
                         for ln in f.read_text().splitlines() if "=" in ln and not ln.startswith("#")
                         for k, _, v in [ln.partition("=")]},
             "python": python}
+
+
+def site_step(out: Path, root: Path) -> list[str]:
+    """What the bake's site steps leave, read from the scripts themselves: 05-prepare's
+    update-ca-certificates (the site's certificates it installed, appended to the system
+    bundle, as update-ca-certificates does for /usr/local/share/ca-certificates), and
+    60-site's `apt_get install` and `apt-mark hold` lines (dpkg's status file as apt leaves it;
+    an unpinned package gets a version of the lab's). Returns the packages 60-site holds."""
+    bundle = root / "etc/ssl/certs/ca-certificates.crt"
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    local = sorted((root / "usr/local/share/ca-certificates").rglob("*.crt"))
+    prepare = (out / "packer/scripts/05-prepare.sh").read_text()
+    if local and "update-ca-certificates" in prepare:
+        bundle.write_text("".join(f.read_text() for f in local))
+    site = out / "packer/scripts/60-site.sh"
+    installed: list[tuple[str, str]] = []
+    held: list[str] = []
+    if site.exists():
+        for line in site.read_text().splitlines():
+            words = shlex.split(line) if line.startswith(("apt_get install", "apt-mark hold")) else []
+            if words[:2] == ["apt_get", "install"]:
+                installed += [(w.partition("=")[0], w.partition("=")[2] or "1.0-lab")
+                              for w in words[2:] if not w.startswith("-")]
+            elif words[:2] == ["apt-mark", "hold"]:
+                held += [w for w in words[2:] if not w.startswith(">")]
+    status = root / "var/lib/dpkg/status"
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text("".join(f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n"
+                              f"Version: {version}\n\n" for name, version in installed))
+    return held
 
 
 def standin_wrappers(usr_upper: Path, python: str) -> None:
