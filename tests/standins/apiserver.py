@@ -168,24 +168,22 @@ def check(api_server: dict, path: Callable[[str], Path]) -> list[str]:
         return False
 
     args = args_of(api_server)
-    policy = args.get("audit-policy-file")
-    if policy:
-        if not visible(policy):
-            errors.append(f"--audit-policy-file={policy}: not in any volume of the kube-apiserver pod")
-        elif not path(policy).is_file():
-            errors.append(f"--audit-policy-file={policy}: no such file")
+
+    def flag_file(flag: str, check) -> None:
+        """A flag naming a file the API server reads at start: in a volume, there, and valid."""
+        file = args.get(flag)
+        if not visible(file):
+            errors.append(f"--{flag}={file}: not in any volume of the kube-apiserver pod")
+        elif not path(file).is_file():
+            errors.append(f"--{flag}={file}: no such file")
         else:
-            errors += [f"--audit-policy-file: {e}" for e in check_policy(yaml.safe_load(path(policy).read_text()))]
+            errors.extend(f"--{flag}: {e}" for e in check(yaml.safe_load(path(file).read_text())))
+
+    if args.get("audit-policy-file"):
+        flag_file("audit-policy-file", check_policy)
         log = args.get("audit-log-path")
         if log and log != "-" and not visible(posixpath.dirname(log), writable=True):
             errors.append(f"--audit-log-path={log}: its folder is not a writable volume of the kube-apiserver pod")
-    enc = args.get("encryption-provider-config")
-    if enc:
-        if not visible(enc):
-            errors.append(f"--encryption-provider-config={enc}: not in any volume of the kube-apiserver pod")
-        elif not path(enc).is_file():
-            errors.append(f"--encryption-provider-config={enc}: no such file")
-        else:
-            errors += [f"--encryption-provider-config: {e}"
-                       for e in check_encryption(yaml.safe_load(path(enc).read_text()))]
+    if args.get("encryption-provider-config"):
+        flag_file("encryption-provider-config", check_encryption)
     return errors
