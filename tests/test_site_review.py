@@ -1,0 +1,41 @@
+"""Defects found by the review of issue 18 (site settings), each pinned where its consumer reads
+the output: tomllib and containerd's hosts.toml fields, shellcheck, the validator's verdicts."""
+from __future__ import annotations
+
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+ENTERPRISE = ROOT / "examples" / "enterprise" / "cluster.yaml"
+
+
+def site_text(mutate) -> str:
+    data = yaml.safe_load(ENTERPRISE.read_text())
+    mutate(data["spec"])
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _validate(tmp_path, mutate):
+    from bakery.spec.pipeline import check_file
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(site_text(mutate))
+    return [(d.check, d.severity, d.message) for d in check_file(str(path)).report.diagnostics]
+
+
+# --- a registry mirror without a /v2 path renders (it crashed the hosts.toml template) --------
+
+def test_a_registry_mirror_without_v2_path_renders_a_hosts_toml_containerd_completes(renders):
+    def plain(spec):
+        spec["mirrors"]["registries"] = {"quay.io": "https://mirror.example.com",
+                                         "docker.io": "https://registry.corp.example.com/v2/docker.io"}
+    out = renders.text(site_text(plain))
+    certs = out / "packer" / "files" / "etc" / "containerd" / "certs.d"
+    quay = tomllib.loads((certs / "quay.io" / "hosts.toml").read_text())
+    # containerd appends /v2 itself to a host without override_path (hosts.go parseHostConfig)
+    assert quay == {"server": "https://quay.io",
+                    "host": {"https://mirror.example.com": {"capabilities": ["pull", "resolve"]}}}
+    docker = tomllib.loads((certs / "docker.io" / "hosts.toml").read_text())
+    assert docker["host"]["https://registry.corp.example.com/v2/docker.io"]["override_path"] is True
