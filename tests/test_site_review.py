@@ -39,3 +39,13 @@ def test_a_registry_mirror_without_v2_path_renders_a_hosts_toml_containerd_compl
                     "host": {"https://mirror.example.com": {"capabilities": ["pull", "resolve"]}}}
     docker = tomllib.loads((certs / "docker.io" / "hosts.toml").read_text())
     assert docker["host"]["https://registry.corp.example.com/v2/docker.io"]["override_path"] is True
+
+
+# --- a Docker Hub mirror keyed by the registry's server name is never used ------------------
+
+def test_docker_hub_mirror_under_its_server_name_is_refused_and_docker_io_passes(tmp_path):
+    for alias in ("registry-1.docker.io", "index.docker.io"):
+        found = _validate(tmp_path, lambda s, a=alias: s["mirrors"].update(registries={a: "https://m.example.com"}))
+        assert [(c, sev) for c, sev, _ in found] == [("site-url", "error")], found
+        assert "docker.io" in found[0][2]
+    assert _validate(tmp_path, lambda s: s["mirrors"].update(registries={"docker.io": "https://m.example.com"})) == []

@@ -29,6 +29,8 @@ BAKERY_PACKAGES = ("kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools
 # Time daemons that conflict with systemd-timesyncd (Debian's package relations): installing one
 # removes the time sync the image bakes for spec.ntp (cloud-init's ntp_client systemd-timesyncd).
 TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")
+# Docker Hub's hosts: images are named docker.io/..., which containerd's certs.d is keyed by.
+DOCKER_HUB_ALIASES = ("registry-1.docker.io", "index.docker.io")
 
 
 def _urls(spec: dict) -> Iterator[tuple[tuple, str]]:
@@ -63,6 +65,14 @@ def _site_urls(ctx: Ctx) -> Iterator[Diagnostic]:
         elif (parts.query or parts.fragment) and path[1] != "registries":
             yield ctx.err("site-url", path, f"{where} {url} has a query or fragment, which a path appended "
                           "to it would end up inside", "leave out the part from '?' or '#' on")
+    for host in ctx.spec["mirrors"]["registries"]:
+        if host in DOCKER_HUB_ALIASES:
+            # containerd looks up certs.d/<the image name's host>: an image named docker.io/...
+            # never reads certs.d/registry-1.docker.io (ConfigureHosts, hostDirFromRoots)
+            yield ctx.err("site-url", ("spec", "mirrors", "registries", host),
+                          f"spec.mirrors.registries.{host}: containerd never uses this mirror, since images "
+                          "from Docker Hub are named docker.io/... and it looks up the mirror by that name",
+                          "write the key as docker.io", key=True)
     proxy = ctx.spec["proxy"]
     if proxy["http"] and not proxy["https"]:
         yield ctx.warn("site-url", ("spec", "proxy", "http"), "spec.proxy has an http proxy but no https proxy: "
