@@ -49,3 +49,28 @@ def test_docker_hub_mirror_under_its_server_name_is_refused_and_docker_io_passes
         assert [(c, sev) for c, sev, _ in found] == [("site-url", "error")], found
         assert "docker.io" in found[0][2]
     assert _validate(tmp_path, lambda s: s["mirrors"].update(registries={"docker.io": "https://m.example.com"})) == []
+
+
+# --- image files the seal would remove or empty, or that replace a pinned binary --------------
+
+def test_image_files_the_seal_removes_or_that_replace_pinned_binaries_are_refused(tmp_path):
+    refused = ["/var/log/corp/agent.conf", "/var/lib/cloud/seed/nocloud/user-data",
+               "/etc/cloud/cloud.cfg.d/99-installer.cfg", "/etc/netplan/00-installer-config-wifi.yaml",
+               "/etc/netplan/50-cloud-init.yaml", "/root/.bash_history",
+               "/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/usr/local/bin/ctr",
+               "/usr/local/sbin/runc", "/usr/local/bin/crictl", "/usr/bin/kubelet", "/usr/local/bin/kubeadm"]
+    for p in refused:
+        found = _validate(tmp_path, lambda s, p=p: s["image"].update(files=[{"path": p, "content": "x"}]))
+        assert [(c, sev) for c, sev, _ in found] == [("image-file", "error")], (p, found)
+    for p in ("/etc/netplan/60-corp.yaml", "/usr/local/bin/corp-tool", "/var/lib/corp/state", "/etc/cloud/corp.cfg"):
+        assert _validate(tmp_path, lambda s, p=p: s["image"].update(files=[{"path": p, "content": "x"}])) == [], p
+
+
+def test_the_seal_removes_what_the_validator_calls_sealed(renders):
+    """The validator's list and the seal script are one list: each removed file is in the seal."""
+    from bakery import nodefacts
+
+    seal = (renders.text(site_text(lambda s: None)) / "packer" / "scripts" / "90-seal.sh").read_text()
+    for p in (*nodefacts.CLOUD_INIT_LEFTOVERS, *nodefacts.CLOUD_INIT_GLOBS):
+        assert p in seal, p
+    assert "find /var/log -type f -exec truncate -s 0 {} +" in seal

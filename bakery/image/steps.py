@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import __version__, versions
 from .. import plan as planmod
-from ..nodefacts import KERNEL_MODULES, SYSCTLS
+from ..nodefacts import CLOUD_INIT_GLOBS, CLOUD_INIT_LEFTOVERS, KERNEL_MODULES, SYSCTLS
 from ..plan import ImagePlan
 from ..plan import image as imageplan
 from ..plan import mirrors as mirrormod
@@ -75,23 +75,6 @@ INSTALLER_APT_PROXY_FILES = ("/etc/apt/apt.conf", "/etc/apt/apt.conf.d/90curtin-
 # Debian's cloud-init writes ifupdown files; their `dns-nameservers` lines only take effect
 # through resolvconf (Ubuntu's netplan hands DNS to systemd-resolved instead).
 FAMILY_PACKAGES = {"debian": ("resolvconf",), "ubuntu": ()}
-
-# What the Ubuntu installer leaves that stops cloud-init on clones (image-builder
-# roles/sysprep); the installer's netplan and sshd settings go too, cloud-init writes each
-# node's own.
-CLOUD_INIT_LEFTOVERS = (
-    "/etc/cloud/cloud.cfg.d/99-installer.cfg",
-    "/etc/cloud/cloud.cfg.d/90-installer-network.cfg",
-    "/etc/cloud/cloud.cfg.d/curtin-preserve-sources.cfg",
-    "/etc/cloud/ds-identify.cfg",
-    "/etc/ssh/sshd_config.d/50-cloud-init.conf",
-    "/etc/netplan/50-cloud-init.yaml",
-)
-CLOUD_INIT_GLOBS = (
-    "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg",
-    "/etc/netplan/00-installer-config*.yaml",
-)
-
 
 @dataclass(frozen=True)
 class Step:

@@ -194,6 +194,10 @@ def _image_files(ctx: Ctx) -> Iterator[Diagnostic]:
         elif (gone := nodefacts.owned_path(p, nodefacts.TRANSIENT_PATHS)) is not None:
             yield ctx.err("image-file", path, f"{where} is under {gone}, which does not keep files into the image",
                           "place it under /etc, /usr/local or /opt")
+        elif (sealed := nodefacts.sealed_path(p)) is not None:
+            yield ctx.err("image-file", path, f"{where} is removed or emptied by the seal of the image "
+                          f"({sealed}), so the nodes would not get it",
+                          "place it under /etc, /usr/local or /opt; a node's own settings belong in its seed")
         elif p in seen:
             yield ctx.err("image-file", path, f"{where} is placed twice (spec.image.files[{seen[p]}])",
                           "give each file once")
