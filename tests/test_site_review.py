@@ -74,3 +74,21 @@ def test_the_seal_removes_what_the_validator_calls_sealed(renders):
     for p in (*nodefacts.CLOUD_INIT_LEFTOVERS, *nodefacts.CLOUD_INIT_GLOBS):
         assert p in seal, p
     assert "find /var/log -type f -exec truncate -s 0 {} +" in seal
+
+
+# --- the kubelet's client CA is kubeadm's (the schema's description promised it) -------------
+
+def test_the_kubelet_client_ca_is_refused_unless_kubeadm_s(tmp_path):
+    from bakery import owned
+    from bakery.plan import paths
+
+    def kubelet(value):
+        return lambda s: s["kubernetes"].update(kubelet=value)
+
+    found = _validate(tmp_path, kubelet({"authentication": {"x509": {"clientCAFile": "/etc/corp/ca.crt"}}}))
+    assert [(c, sev) for c, sev, _ in found] == [("kubelet-owned", "error")], found
+    assert "authentication.x509.clientCAFile" in found[0][2]
+    assert f"{paths.PKI_DIR}/ca.crt" == owned.KUBELET_CLIENT_CA
+    for ok in ({"authentication": {"x509": {"clientCAFile": owned.KUBELET_CLIENT_CA}}},
+               {"authentication": {"anonymous": {"enabled": False}}}, {"authentication": {"x509": {}}}):
+        assert _validate(tmp_path, kubelet(ok)) == [], ok

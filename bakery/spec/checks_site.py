@@ -312,14 +312,19 @@ def _kubelet(ctx: Ctx) -> Iterator[Diagnostic]:
             yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is bakery's to write",
                           "give the KubeletConfiguration's fields only", key=True)
     for name, rule in owned.KUBELET_FIELDS.items():
-        if name not in given or rule.allows(given[name]):
+        *parents, leaf = name.split(".")
+        holder = given
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or leaf not in holder or rule.allows(holder[leaf]):
             continue
+        value, where = holder[leaf], base + tuple(name.split("."))
         if rule.value is None:
-            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is set by bakery from "
+            yield ctx.err("kubelet-owned", where, f"spec.kubernetes.kubelet.{name} is set by bakery from "
                           f"{rule.instead}", f"leave it out; set {rule.instead} instead" if "spec." in rule.instead
                           else "leave it out")
         else:
-            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} {given[name]!r} "
+            yield ctx.err("kubelet-owned", where, f"spec.kubernetes.kubelet.{name} {value!r} "
                           f"conflicts with bakery's {rule.value!r} ({rule.instead})", "leave it out: bakery sets it")
 
 
