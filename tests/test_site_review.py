@@ -2,11 +2,12 @@
 the output: tomllib and containerd's hosts.toml fields, shellcheck, the validator's verdicts."""
 from __future__ import annotations
 
+import subprocess
 import tomllib
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, need
 
 ENTERPRISE = ROOT / "examples" / "enterprise" / "cluster.yaml"
 
@@ -92,3 +93,39 @@ def test_the_kubelet_client_ca_is_refused_unless_kubeadm_s(tmp_path):
     for ok in ({"authentication": {"x509": {"clientCAFile": owned.KUBELET_CLIENT_CA}}},
                {"authentication": {"anonymous": {"enabled": False}}}, {"authentication": {"x509": {}}}):
         assert _validate(tmp_path, kubelet(ok)) == [], ok
+
+
+# --- site commands with '$' keep the bake scripts shellcheck-clean ---------------------------
+
+TRICKY = ["echo \"$HOME\" `date` $(hostname) ${X:-y} %{z} 'q' \\\\", "printf '%s\\n' \"a b\" | read -r v; echo \"$v\""]
+
+
+def test_site_commands_with_dollars_pass_shellcheck_and_reach_bash_verbatim(renders, tmp_path):
+    out = renders.text(site_text(lambda s: s["image"].update(commands=TRICKY)))
+    script = out / "packer" / "scripts" / "60-site.sh"
+    r = subprocess.run([need("shellcheck"), "--shell=bash", "--severity=style", str(script)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    # each line reaches run_site_command as the exact text of cluster.yaml
+    text = script.read_text()
+    body = text[text.index("run_site_command() {"):]
+    probe = tmp_path / "probe.sh"
+    probe.write_text("run_site_command() { printf '%s\\0' \"$2\"; }\n" +
+                     "\n".join(ln for ln in body.splitlines() if ln.startswith("run_site_command ")) + "\n")
+    got = subprocess.run(["bash", str(probe)], capture_output=True, text=True, check=True).stdout
+    assert got.split("\0")[:-1] == TRICKY
+
+
+def test_first_boot_commands_with_backslashes_pass_shellcheck_and_reach_bash_verbatim(renders, tmp_path):
+    def fb(spec):
+        spec["firstBoot"] = {"preCommands": TRICKY, "postCommands": TRICKY[::-1]}
+    out = renders.text(site_text(fb))
+    user_data = yaml.safe_load((out / "nodes" / "worker1" / "user-data").read_text())
+    env = next(f["content"] for f in user_data["write_files"] if f["path"].endswith("/firstboot.env"))
+    path = tmp_path / "firstboot.env"
+    path.write_text(env)
+    r = subprocess.run([need("shellcheck"), "--severity=style", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    got = subprocess.run(["bash", "-c", '. "$1"; printf "%s\\0" "${PRE_COMMANDS[@]}" "${POST_COMMANDS[@]}"',
+                          "_", str(path)], capture_output=True, text=True, check=True).stdout
+    assert got.split("\0")[:-1] == TRICKY + TRICKY[::-1]
