@@ -129,3 +129,29 @@ def test_first_boot_commands_with_backslashes_pass_shellcheck_and_reach_bash_ver
     got = subprocess.run(["bash", "-c", '. "$1"; printf "%s\\0" "${PRE_COMMANDS[@]}" "${POST_COMMANDS[@]}"',
                           "_", str(path)], capture_output=True, text=True, check=True).stdout
     assert got.split("\0")[:-1] == TRICKY + TRICKY[::-1]
+
+
+# --- the bake reaches a mirror given by address in a noProxy CIDR directly --------------------
+
+def _apt_no_proxy_bypasses(no_proxy: str, host: str) -> bool:
+    """apt's http method (methods/basehttp.cc: CheckDomainList): a no_proxy entry matches a
+    host that ends with it; no CIDRs. curl before 7.86 likewise (Ubuntu 22.04 has 7.81)."""
+    return any(e and host.endswith(e) for e in no_proxy.split(","))
+
+
+def test_the_bake_s_no_proxy_names_a_mirror_address_its_cidr_covers(renders):
+    from test_packer import variables_of
+
+    from hclspec import check_packer_dir, value
+
+    def by_address(spec):
+        spec["mirrors"]["apt"] = "http://10.1.2.3/ubuntu"
+        spec["mirrors"]["downloads"] = "https://10.9.8.7:8443/github"
+        spec["proxy"]["noProxy"] = ["10.0.0.0/8", ".corp.example.com"]
+    pdir = renders.text(site_text(by_address)) / "packer"
+    merged, errors = check_packer_dir(pdir)
+    assert errors == []
+    no_proxy = value(variables_of(merged)["no_proxy"]["default"])
+    for host in ("10.1.2.3", "10.9.8.7", "apt.corp.example.com"):
+        assert _apt_no_proxy_bypasses(no_proxy, host), (host, no_proxy)
+    assert not _apt_no_proxy_bypasses(no_proxy, "archive.ubuntu.com")
