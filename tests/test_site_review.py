@@ -155,3 +155,33 @@ def test_the_bake_s_no_proxy_names_a_mirror_address_its_cidr_covers(renders):
     for host in ("10.1.2.3", "10.9.8.7", "apt.corp.example.com"):
         assert _apt_no_proxy_bypasses(no_proxy, host), (host, no_proxy)
     assert not _apt_no_proxy_bypasses(no_proxy, "archive.ubuntu.com")
+
+
+# --- debian-installer reaches an https mirror through the https proxy -------------------------
+
+def test_the_preseed_takes_the_proxy_of_its_mirror_s_protocol(renders, tmp_path):
+    from test_packer import FAKE_HASH, _debconf_check, local_values, templatefile
+
+    from hclspec import check_packer_dir
+
+    def debian(scheme, proxy):
+        def mutate(spec):
+            spec["os"] = "debian-12"
+            spec["mirrors"]["apt"] = f"{scheme}://apt.corp.example.com/debian"
+            spec["proxy"] = {"https": "http://secure-proxy.corp.example.com:3129", **proxy}
+        return mutate
+    for scheme, proxy, var in (("https", {}, "https_proxy"),
+                               ("http", {"http": "http://proxy.corp.example.com:3128"}, "http_proxy")):
+        pdir = renders.text(site_text(debian(scheme, proxy))) / "packer"
+        merged, errors = check_packer_dir(pdir)
+        assert errors == []
+        variables = {"http_proxy": proxy.get("http", ""), "https_proxy": "http://secure-proxy.corp.example.com:3129"}
+        http = local_values(merged)["http_content"]['"/preseed.cfg"']
+        assert f"proxy = var.{var}" in http, http
+        rendered = tmp_path / f"{scheme}.cfg"
+        rendered.write_text(templatefile((pdir / "http" / "preseed.cfg.pkrtpl").read_text(), build_user="packer",
+                                         password_hash=FAKE_HASH, proxy=variables[var]))
+        r = _debconf_check(rendered)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert f"d-i mirror/{scheme}/proxy string {variables[var]}\n" in rendered.read_text()
+        assert variables[var]  # the installer goes through a proxy
