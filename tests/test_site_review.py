@@ -185,3 +185,25 @@ def test_the_preseed_takes_the_proxy_of_its_mirror_s_protocol(renders, tmp_path)
         assert r.returncode == 0 and r.stderr == "", r.stderr
         assert f"d-i mirror/{scheme}/proxy string {variables[var]}\n" in rendered.read_text()
         assert variables[var]  # the installer goes through a proxy
+
+
+# --- the rehearsal's dpkg-query stand-in keeps dpkg-query's contract --------------------------
+
+def test_the_dpkg_query_stand_in_reports_unknown_packages_and_fields(tmp_path):
+    import os
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "standins"))
+    try:
+        from standins import dpkg_query
+    finally:
+        sys.path.pop(0)
+    fmt = "${Package} ${Version} ${db:Status-Abbrev}\n"
+    out, err, rc = dpkg_query.show(fmt, ["open-iscsi", "nfs-common"], {"open-iscsi": "2.1.9-3ubuntu5"})
+    assert (out, rc) == ("open-iscsi 2.1.9-3ubuntu5 ii \n", 1)
+    assert err == "dpkg-query: no packages found matching nfs-common\n"
+    script = ROOT / "tests" / "standins" / "dpkg_query.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "standins")}
+    for args in (["-l", "x"], ["-W", "-f=${Status}", "x"]):
+        r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and "stand-in dpkg-query" in r.stderr, (args, r.stderr)

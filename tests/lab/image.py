@@ -33,7 +33,7 @@ from . import seeds
 
 TESTS = Path(__file__).resolve().parent.parent
 SPECS = TESTS / "data" / "specs"
-STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "containerd")
+STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "dpkg-query", "containerd")
 
 
 class CloudInitError(Exception):
@@ -126,8 +126,16 @@ def bake(out: Path, root: Path, python: str) -> dict:
                for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     for m in modules:
         (root / "sys/module" / m).mkdir(parents=True, exist_ok=True)
+    # the site's part (60-site, 05-prepare): its CAs in the bundle update-ca-certificates builds
+    # from /usr/local/share/ca-certificates, its packages installed, the pinned ones held
+    bundle = root / expected.get("caBundle", "/etc/ssl/certs/ca-certificates.crt").lstrip("/")
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    bundle.write_text("".join((root / ca["file"].lstrip("/")).read_text()
+                              for ca in expected.get("caCertificates") or []))
+    packages = {p["name"]: p["version"] or "1.0-1" for p in expected.get("extraPackages") or []}
+    pinned = [p["name"] for p in expected.get("extraPackages") or [] if p["version"]]
     return {"kubernetesVersion": versions["KUBERNETES_VERSION"], "images": images,
-            "held": ["kubeadm", "kubelet", "kubectl"], "modules": modules,
+            "held": ["kubeadm", "kubelet", "kubectl", *pinned], "packages": packages, "modules": modules,
             "sysctls": {k.strip(): v.strip() for f in sorted((root / "etc/sysctl.d").glob("*.conf"))
                         for ln in f.read_text().splitlines() if "=" in ln and not ln.startswith("#")
                         for k, _, v in [ln.partition("=")]},
