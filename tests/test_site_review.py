@@ -207,3 +207,22 @@ def test_the_dpkg_query_stand_in_reports_unknown_packages_and_fields(tmp_path):
     for args in (["-l", "x"], ["-W", "-f=${Status}", "x"]):
         r = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env)
         assert r.returncode == 2 and "stand-in dpkg-query" in r.stderr, (args, r.stderr)
+
+
+# --- nothing of the bake's proxy stays in snapd's drop-in that subiquity writes ----------------
+
+def test_the_seal_removes_subiquity_s_snapd_proxy_drop_in(renders, tmp_path):
+    from test_packer import _shell_function
+
+    seal = renders.text(site_text(lambda s: None)) / "packer" / "scripts" / "90-seal.sh"
+    root = tmp_path / "root"
+    # what subiquity writes into the target for `proxy:` (ProxyModel.proxy_systemd_dropin)
+    dropin = root / "etc/systemd/system/snapd.service.d/snap_proxy.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text('[Service]\nEnvironment="HTTP_PROXY=http://proxy.corp.example.com:3128" '
+                      '"HTTPS_PROXY=http://proxy.corp.example.com:3128"\n')
+    r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + _shell_function(seal, "remove_bake_proxy")
+                        + 'remove_bake_proxy "$1"\n', "x", str(root)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    leftovers = [p for p in root.rglob("*") if p.is_file() and "proxy.corp.example.com" in p.read_text()]
+    assert leftovers == []

@@ -72,6 +72,9 @@ BAKE_PROXY_DROPIN = "/etc/systemd/system/containerd.service.d/90-bakery-bake-pro
 # Acquire::*::Proxy lines.
 INSTALLER_APT_PROXY_FILES = ("/etc/apt/apt.conf", "/etc/apt/apt.conf.d/90curtin-aptproxy",
                              "/etc/apt/apt.conf.d/95curtin-proxy", "/etc/apt/apt.conf.d/94curtin-config")
+# subiquity also gives the installed system's snapd the proxy, in a drop-in of its own
+# (subiquity/server/server.py: write_files snapd_dropin, ProxyModel.proxy_systemd_dropin).
+INSTALLER_PROXY_DROPINS = ("/etc/systemd/system/snapd.service.d/snap_proxy.conf",)
 # Debian's cloud-init writes ifupdown files; their `dns-nameservers` lines only take effect
 # through resolvconf (Ubuntu's netplan hands DNS to systemd-resolved instead).
 FAMILY_PACKAGES = {"debian": ("resolvconf",), "ubuntu": ()}
@@ -237,7 +240,8 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
             "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER),
             "bake_proxy_dropin": BAKE_PROXY_DROPIN, "bake_proxy_dropin_dir": posixpath.dirname(BAKE_PROXY_DROPIN),
-            "installer_proxy_files": [f for f in INSTALLER_APT_PROXY_FILES if f not in site_paths]},
+            "installer_proxy_files": [f for f in INSTALLER_APT_PROXY_FILES if f not in site_paths],
+            "installer_proxy_dropins": [f for f in INSTALLER_PROXY_DROPINS if f not in site_paths]},
             env=(("BAKERY_BUILD_USER", "var.build_user"),)),
     ]
     return [Step(s.name, s.summary, s.context, PROXY_ENV + s.env) for s in steps]
