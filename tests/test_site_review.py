@@ -226,3 +226,27 @@ def test_the_seal_removes_subiquity_s_snapd_proxy_drop_in(renders, tmp_path):
     assert r.returncode == 0, r.stderr
     leftovers = [p for p in root.rglob("*") if p.is_file() and "proxy.corp.example.com" in p.read_text()]
     assert leftovers == []
+
+
+# --- eviction thresholds the kubelet refuses to start with -----------------------------------
+
+def test_eviction_thresholds_are_checked_as_the_kubelet_parses_them(tmp_path):
+    def kubelet(value):
+        return lambda s: s["kubernetes"].update(kubelet=value)
+
+    bad = [{"evictionHard": {"memory.available": "lots"}},
+           {"evictionHard": {"memory.avail": "100Mi"}},
+           {"evictionHard": {"nodefs.available": "120%"}},
+           {"evictionHard": {"nodefs.available": "-1Gi"}},
+           {"evictionMinimumReclaim": {"imagefs.available": "x%"}},
+           {"evictionSoft": {"memory.available": "500Mi"}},
+           {"evictionSoft": {"memory.available": "500Mi"}, "evictionSoftGracePeriod": {"memory.available": "soon"}}]
+    for value in bad:
+        found = _validate(tmp_path, kubelet(value))
+        assert [(c, sev) for c, sev, _ in found] == [("kubelet-field", "error")], (value, found)
+    good = [{"evictionHard": {"memory.available": "200Mi", "nodefs.available": "10%", "imagefs.inodesFree": "5%",
+                              "pid.available": "0%", "containerfs.available": "1.5Gi"}},
+            {"evictionSoft": {"memory.available": "500Mi"}, "evictionSoftGracePeriod": {"memory.available": "1m30s"},
+             "evictionMinimumReclaim": {"memory.available": "0Mi", "nodefs.available": "500Mi"}}]
+    for value in good:
+        assert _validate(tmp_path, kubelet(value)) == [], value

@@ -301,12 +301,56 @@ def _kubelet_fields(obj: dict, fields: dict, path: tuple) -> Iterator[tuple[tupl
             yield from _kubelet_walk(value, fields[key], path + (key,))
 
 
+# The kubelet's eviction signals and the rules it reads its thresholds by at start
+# (kubernetes pkg/kubelet/eviction/api/types.go, helpers.go ParseThresholdConfig: a known
+# signal; a percentage from 0% to 100% or a quantity that is not negative; every soft threshold
+# with a grace period). A kubelet given anything else does not start.
+EVICTION_SIGNALS = ("memory.available", "allocatableMemory.available", "nodefs.available", "nodefs.inodesFree",
+                    "imagefs.available", "imagefs.inodesFree", "containerfs.available", "containerfs.inodesFree",
+                    "pid.available")
+PERCENT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)%")
+
+
+def _eviction(given: dict, base: tuple) -> Iterator[tuple[tuple, str, str, bool]]:
+    """(path, message, hint, is_key) for each eviction setting the kubelet refuses to start with."""
+    for field in ("evictionHard", "evictionSoft", "evictionSoftGracePeriod", "evictionMinimumReclaim"):
+        values = given.get(field)
+        if not isinstance(values, dict):
+            continue
+        for signal, value in values.items():
+            path = base + (field, signal)
+            if signal not in EVICTION_SIGNALS:
+                close = difflib.get_close_matches(str(signal), EVICTION_SIGNALS, n=1)
+                yield path, f"{dotted(path)}: {signal} is not an eviction signal of the kubelet", (
+                    f"did you mean '{close[0]}'?" if close else "one of " + ", ".join(EVICTION_SIGNALS)), True
+            elif not isinstance(value, str):
+                continue  # the type walk reports it
+            elif field == "evictionSoftGracePeriod":
+                if GO_DURATION.fullmatch(value) is None:
+                    yield path, f"{dotted(path)} {value!r} is not a Go duration", "such as 1m30s", False
+            elif value.endswith("%"):
+                if PERCENT.fullmatch(value) is None or float(value[:-1]) > 100:
+                    yield path, f"{dotted(path)} {value!r} is not a percentage from 0% to 100%", "such as 10%", False
+            elif QUANTITY.fullmatch(value) is None or value.startswith("-"):
+                yield path, f"{dotted(path)} {value!r} is neither a percentage nor a quantity that is not negative", \
+                    "such as 10% or 500Mi", False
+    soft, periods = given.get("evictionSoft"), given.get("evictionSoftGracePeriod")
+    if isinstance(soft, dict):
+        for signal in soft:
+            if signal in EVICTION_SIGNALS and not (isinstance(periods, dict) and signal in periods):
+                yield base + ("evictionSoft", signal), f"{dotted(base + ('evictionSoft', signal))} has no grace " \
+                    "period: the kubelet refuses a soft threshold without one", \
+                    f"add evictionSoftGracePeriod: {{{signal}: 1m30s}}", True
+
+
 @check("kubelet-field", "kubelet-owned")
 def _kubelet(ctx: Ctx) -> Iterator[Diagnostic]:
     base = ("spec", "kubernetes", "kubelet")
     given = ctx.spec["kubernetes"]["kubelet"]
     for path, message, hint in _kubelet_fields(given, kubelet_fields()["fields"], base):
         yield ctx.err("kubelet-field", path, message, hint, key="is not a" in message)
+    for path, message, hint, is_key in _eviction(given, base):
+        yield ctx.err("kubelet-field", path, message, hint, key=is_key)
     for name in ("apiVersion", "kind"):
         if name in given:
             yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is bakery's to write",
