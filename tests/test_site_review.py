@@ -250,3 +250,19 @@ def test_eviction_thresholds_are_checked_as_the_kubelet_parses_them(tmp_path):
              "evictionMinimumReclaim": {"memory.available": "0Mi", "nodefs.available": "500Mi"}}]
     for value in good:
         assert _validate(tmp_path, kubelet(value)) == [], value
+
+
+# --- a site file where a folder must be fails validation, not the render ------------------------
+
+def test_files_that_would_be_folders_are_refused_and_the_rest_render(tmp_path, renders):
+    cases = [[{"path": "/etc/corp/a/b", "content": "x"}, {"path": "/etc/corp/a", "content": "y"}],
+             [{"path": "/etc/containerd", "content": "x"}], [{"path": "/usr/local/share/ca-certificates", "content": "x"}],
+             [{"path": "/opt", "content": "x"}],
+             [{"path": "/etc/containerd/certs.d/quay.io", "content": "x"}]]  # the mirror's folder
+    for files in cases:
+        found = _validate(tmp_path, lambda s, f=files: s["image"].update(files=f))
+        assert [(c, sev) for c, sev, _ in found] == [("image-file", "error")], (files, found)
+    ok = [{"path": "/etc/corp/a/b", "content": "x"}, {"path": "/etc/corp/ab", "content": "y"}]
+    assert _validate(tmp_path, lambda s: s["image"].update(files=ok)) == []
+    out = renders.text(site_text(lambda s: s["image"].update(files=ok)))
+    assert (out / "packer" / "files" / "etc" / "corp" / "ab").read_text() == "y"

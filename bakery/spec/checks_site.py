@@ -191,6 +191,10 @@ def _image_files(ctx: Ctx) -> Iterator[Diagnostic]:
         elif (owner := nodefacts.owned_path(p) or nodefacts.owned_path(p, registries)) is not None:
             yield ctx.err("image-file", path, f"{where} is bakery's own ({owner})",
                           "bakery writes this from cluster.yaml: use the setting for it, or another path")
+        elif (below := next((o for o in (*nodefacts.OWNED_PATHS, *registries) if o.startswith(p + "/")),
+                            None)) is not None:
+            yield ctx.err("image-file", path, f"{where} is a folder of bakery's own files ({below})",
+                          "a path cannot be a file and a folder: place the file elsewhere")
         elif (gone := nodefacts.owned_path(p, nodefacts.TRANSIENT_PATHS)) is not None:
             yield ctx.err("image-file", path, f"{where} is under {gone}, which does not keep files into the image",
                           "place it under /etc, /usr/local or /opt")
@@ -201,8 +205,10 @@ def _image_files(ctx: Ctx) -> Iterator[Diagnostic]:
         elif p in seen:
             yield ctx.err("image-file", path, f"{where} is placed twice (spec.image.files[{seen[p]}])",
                           "give each file once")
-        elif any(p.startswith(q + "/") for q in seen):
-            yield ctx.err("image-file", path, f"{where} is inside another file of spec.image.files",
+        elif any(p.startswith(q + "/") or q.startswith(p + "/") for q in seen):
+            other = next(q for q in seen if p.startswith(q + "/") or q.startswith(p + "/"))
+            yield ctx.err("image-file", path, f"{where} is " + ("inside" if p.startswith(other + "/") else
+                          "a folder of") + f" another file of spec.image.files ({other})",
                           "a path cannot be a file and a folder")
         else:
             seen[p] = i
