@@ -266,3 +266,25 @@ def test_files_that_would_be_folders_are_refused_and_the_rest_render(tmp_path, r
     assert _validate(tmp_path, lambda s: s["image"].update(files=ok)) == []
     out = renders.text(site_text(lambda s: s["image"].update(files=ok)))
     assert (out / "packer" / "files" / "etc" / "corp" / "ab").read_text() == "y"
+
+
+# --- the node check finds extra images pulled as docker.io/x:tag or by digest ------------------
+
+def test_the_node_check_finds_docker_hub_short_names_and_digest_pins():
+    import json
+
+    from bakery.guest import nodecheck as nc
+
+    digest = "sha256:" + "ab" * 32
+    # `crictl images -o json` after `crictl pull` of each (the CRI's normalized names)
+    listing = json.dumps({"images": [
+        {"id": "sha256:1", "repoTags": ["docker.io/library/nginx:1.27"], "repoDigests": [f"docker.io/library/nginx@{digest}"]},
+        {"id": "sha256:2", "repoTags": [], "repoDigests": [f"registry.corp.example.com/team/agent@{digest}"]},
+        {"id": "sha256:3", "repoTags": [], "repoDigests": [f"quay.io/org/tool@{digest}"]}]})
+    have = {nc.normalize_image(t) for t in nc.parse_crictl_images(listing)}
+    for want in ("docker.io/nginx:1.27", "nginx:1.27", "library/nginx:1.27", "docker.io/library/nginx:1.27",
+                 f"registry.corp.example.com/team/agent@{digest}", f"quay.io/org/tool:2.0@{digest}",
+                 f"registry.corp.example.com:5000/team/agent:1@{digest}".replace(":5000", "")):
+        assert nc.normalize_image(want) in have, want
+    assert nc.normalize_image("docker.io/nginx:1.28") not in have
+    assert nc.normalize_image("registry.corp.example.com:5000/x:1") == "registry.corp.example.com:5000/x:1"
