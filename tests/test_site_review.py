@@ -288,3 +288,21 @@ def test_the_node_check_finds_docker_hub_short_names_and_digest_pins():
         assert nc.normalize_image(want) in have, want
     assert nc.normalize_image("docker.io/nginx:1.28") not in have
     assert nc.normalize_image("registry.corp.example.com:5000/x:1") == "registry.corp.example.com:5000/x:1"
+
+
+# --- the order of the extra packages is no input of the image's name ---------------------------
+
+def test_reordering_extra_packages_keeps_the_image_name(tmp_path):
+    from bakery.plan import image_plan
+    from bakery.spec import pipeline
+
+    names = []
+    for i, order in enumerate((["nfs-common", "open-iscsi=2.1.9-3ubuntu5", "jq"],
+                               ["jq", "open-iscsi=2.1.9-3ubuntu5", "nfs-common"])):
+        p = tmp_path / f"c{i}.yaml"
+        p.write_text(site_text(lambda s, o=order: s["image"].update(extraPackages=o)))
+        names.append(image_plan(pipeline.load_cluster(str(p))[0]).image_name)
+    assert names[0] == names[1]
+    p = tmp_path / "c2.yaml"
+    p.write_text(site_text(lambda s: s["image"].update(extraPackages=["nfs-common", "jq"])))
+    assert image_plan(pipeline.load_cluster(str(p))[0]).image_name != names[0]
