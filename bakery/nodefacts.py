@@ -6,6 +6,8 @@ PortOpenCheck for the API server's bind port, 10259, 10257, 10250 and, with a lo
 kubeadm install guide (overlay, br_netfilter, bridge-nf-call-ip(6)tables)."""
 from __future__ import annotations
 
+import fnmatch
+
 KERNEL_MODULES = ("overlay", "br_netfilter")
 SYSCTLS = (("net.ipv4.ip_forward", "1"),
            ("net.bridge.bridge-nf-call-iptables", "1"),
@@ -32,7 +34,38 @@ OWNED_PATHS = (
     "/etc/apt/sources.list.d/kubernetes.list", "/usr/local/share/ca-certificates/bakery-",
     "/etc/ssh/ssh_host_", "/etc/systemd/system/ssh.service.d/10-bakery-", "/etc/machine-id",
     "/etc/sudoers.d/90-bakery-build", "/var/log/kubernetes", "/etc/apt/apt.conf.d/90bakery-",
+    # the binaries the bake installs at pinned versions (30-containerd: containerd's release in
+    # /usr/local, runc, crictl; 40-kubernetes: pkgs.k8s.io's packages or dl.k8s.io's binaries)
+    "/usr/local/bin/containerd", "/usr/local/bin/containerd-", "/usr/local/bin/ctr", "/usr/local/sbin/runc",
+    "/usr/local/bin/crictl", "/usr/bin/kubeadm", "/usr/bin/kubelet", "/usr/bin/kubectl",
+    "/usr/local/bin/kubeadm", "/usr/local/bin/kubelet", "/usr/local/bin/kubectl",
 )
+
+# What the seal (90-seal) removes or empties, so that every clone boots as itself: the
+# installer's cloud-init, netplan and sshd settings that stop cloud-init on clones
+# (image-builder roles/sysprep; cloud-init writes each node's own), cloud-init's state
+# (`cloud-init clean`), networkd's leases, every file under /var/log (emptied) and root's
+# shell history. A site file there would not reach the nodes as given.
+CLOUD_INIT_LEFTOVERS = (
+    "/etc/cloud/cloud.cfg.d/99-installer.cfg",
+    "/etc/cloud/cloud.cfg.d/90-installer-network.cfg",
+    "/etc/cloud/cloud.cfg.d/curtin-preserve-sources.cfg",
+    "/etc/cloud/ds-identify.cfg",
+    "/etc/ssh/sshd_config.d/50-cloud-init.conf",
+    "/etc/netplan/50-cloud-init.yaml",
+)
+CLOUD_INIT_GLOBS = (
+    "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg",
+    "/etc/netplan/00-installer-config*.yaml",
+)
+SEALED_PATHS = (*CLOUD_INIT_LEFTOVERS, "/var/log", "/var/lib/cloud", "/var/lib/systemd/network",
+                "/root/.bash_history", "/etc/shadow-")
+
+
+def sealed_path(path: str) -> str | None:
+    """The entry of SEALED_PATHS or CLOUD_INIT_GLOBS that the seal removes or empties ``path`` by."""
+    return owned_path(path, SEALED_PATHS) or next(
+        (g for g in CLOUD_INIT_GLOBS if fnmatch.fnmatchcase(path, g)), None)
 
 
 def owned_path(path: str, prefixes: tuple[str, ...] = OWNED_PATHS) -> str | None:

@@ -46,8 +46,13 @@ def _derived(instead: str) -> Owned:
     return Owned(None, instead)
 
 
+# kubeadm's cluster CA (certificatesDir/ca.crt), which kubeadm makes the kubelet's client CA
+# (cmd/kubeadm/app/componentconfigs/kubelet.go): it signs the API server's client certificate
+# for the kubelet (kubectl logs, exec, port-forward).
+KUBELET_CLIENT_CA = "/etc/kubernetes/pki/ca.crt"
+
 # KubeletConfiguration (kubelet.config.k8s.io/v1beta1) fields bakery (or kubeadm from bakery's
-# ClusterConfiguration) sets.
+# ClusterConfiguration) sets; a dotted name is a field inside another.
 KUBELET_FIELDS: MappingProxyType[str, Owned] = MappingProxyType({
     "cgroupDriver": _fixed("systemd", "bakery's containerd uses the systemd cgroup driver"),
     "containerRuntimeEndpoint": _fixed(CONTAINERD_SOCKET, "bakery's containerd socket"),
@@ -55,6 +60,8 @@ KUBELET_FIELDS: MappingProxyType[str, Owned] = MappingProxyType({
     "clusterDNS": _derived("spec.network.serviceCidr (kubeadm takes its tenth address)"),
     "staticPodPath": _derived("kubeadm's /etc/kubernetes/manifests (bakery's kube-vip manifest is there)"),
     "registerWithTaints": _derived("spec.nodes[].taints"),
+    "authentication.x509.clientCAFile": _fixed(KUBELET_CLIENT_CA, "kubeadm's cluster CA, which signs the API "
+                                               "server's client certificate for the kubelet"),
 })
 
 # kube-apiserver flags.

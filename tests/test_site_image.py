@@ -302,7 +302,7 @@ def test_debian_preseed_mirror_proxy_and_ca_certificates(site, tmp_path):
     assert answers["mirror/https/proxy"] == ("string", PROXY)
     assert "ca-certificates" in answers["pkgsel/include"][1].split()
     http = local_values(check_packer_dir(pdir)[0])["http_content"]
-    assert "proxy = var.http_proxy" in http['"/preseed.cfg"']
+    assert "proxy = var.https_proxy" in http['"/preseed.cfg"']  # the https mirror's proxy
 
 
 # --- mirrors ------------------------------------------------------------------------------

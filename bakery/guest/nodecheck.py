@@ -116,11 +116,13 @@ def parse_containerd_sandbox(text: str) -> str | None:
 
 
 def parse_crictl_images(text: str) -> set[str]:
-    """Every repo tag from `crictl images -o json`."""
+    """Every repo tag and repo digest (name@sha256:..., an image pulled by digest has no tag)
+    from `crictl images -o json`."""
     doc = json.loads(text)
     tags = set()
     for image in doc.get("images") or []:
         tags.update(image.get("repoTags") or [])
+        tags.update(image.get("repoDigests") or [])
     return tags
 
 
@@ -130,13 +132,21 @@ def parse_ctr_images(text: str) -> set[str]:
 
 
 def normalize_image(ref: str) -> str:
-    """docker.io/library/x:tag, as containerd stores a reference."""
+    """The reference as containerd's CRI stores it (distribution/reference ParseNormalizedNamed):
+    docker.io/library/x:tag for x:tag, docker.io/x:tag and library/x:tag; name@digest for
+    name:tag@digest (a pull by digest records the digest, not the tag)."""
     name = ref
     first = name.split("/", 1)[0]
     if "/" not in name:
         name = "docker.io/library/" + name
     elif "." not in first and ":" not in first and first != "localhost":
         name = "docker.io/" + name
+    if name.startswith("docker.io/") and name.count("/") == 1:
+        name = "docker.io/library/" + name[len("docker.io/"):]
+    if "@" in name:
+        repo, digest = name.split("@", 1)
+        head, _, last = repo.rpartition("/")
+        name = f"{head}/{last.split(':', 1)[0]}@{digest}"
     return name
 
 

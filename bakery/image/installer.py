@@ -109,7 +109,10 @@ def preseed_cfg(cluster: Cluster, plan: ImagePlan) -> str:
 def http_files(cluster: Cluster, plan: ImagePlan) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
     """(files under http/, http_content entries (path, HCL expression), boot command)."""
     osr = _os(plan)
-    proxy = AUTOINSTALL_PROXY if osr.installer == "autoinstall" else "var.http_proxy"
+    # debian-installer fetches from the mirror by its protocol (mirror/<protocol>/proxy): an
+    # https mirror through the https proxy, as curl and apt pick one by the URL's scheme.
+    scheme = urlsplit(plan.apt_mirror or DEBIAN_DEFAULT_MIRROR).scheme
+    proxy = AUTOINSTALL_PROXY if osr.installer == "autoinstall" else f"var.{scheme}_proxy"
     tpl_vars = f"{{ build_user = var.build_user, password_hash = bcrypt(var.build_password), proxy = {proxy} }}"
     seed = "http://{{ .HTTPIP }}:{{ .HTTPPort }}/"
     if osr.installer == "autoinstall":

@@ -124,7 +124,7 @@ def proxy_variables(cluster: Cluster) -> list[Variable]:
     the installer and containerd during the bake; nothing of them stays in the image, so
     they are no input of the image's fingerprint."""
     px = cluster.proxy
-    no_proxy = ",".join(proxymod.bake_no_proxy(px)) if px else ""
+    no_proxy = ",".join(proxymod.bake_no_proxy(px, cluster.mirrors)) if px else ""
     return [
         Variable("http_proxy", "string", "Proxy for http:// downloads of the bake (empty: none).",
                  (px.http if px else None) or ""),

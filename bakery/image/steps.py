@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import __version__, versions
 from .. import plan as planmod
-from ..nodefacts import KERNEL_MODULES, SYSCTLS
+from ..nodefacts import CLOUD_INIT_GLOBS, CLOUD_INIT_LEFTOVERS, KERNEL_MODULES, SYSCTLS
 from ..plan import ImagePlan
 from ..plan import image as imageplan
 from ..plan import mirrors as mirrormod
@@ -72,26 +72,12 @@ BAKE_PROXY_DROPIN = "/etc/systemd/system/containerd.service.d/90-bakery-bake-pro
 # Acquire::*::Proxy lines.
 INSTALLER_APT_PROXY_FILES = ("/etc/apt/apt.conf", "/etc/apt/apt.conf.d/90curtin-aptproxy",
                              "/etc/apt/apt.conf.d/95curtin-proxy", "/etc/apt/apt.conf.d/94curtin-config")
+# subiquity also gives the installed system's snapd the proxy, in a drop-in of its own
+# (subiquity/server/server.py: write_files snapd_dropin, ProxyModel.proxy_systemd_dropin).
+INSTALLER_PROXY_DROPINS = ("/etc/systemd/system/snapd.service.d/snap_proxy.conf",)
 # Debian's cloud-init writes ifupdown files; their `dns-nameservers` lines only take effect
 # through resolvconf (Ubuntu's netplan hands DNS to systemd-resolved instead).
 FAMILY_PACKAGES = {"debian": ("resolvconf",), "ubuntu": ()}
-
-# What the Ubuntu installer leaves that stops cloud-init on clones (image-builder
-# roles/sysprep); the installer's netplan and sshd settings go too, cloud-init writes each
-# node's own.
-CLOUD_INIT_LEFTOVERS = (
-    "/etc/cloud/cloud.cfg.d/99-installer.cfg",
-    "/etc/cloud/cloud.cfg.d/90-installer-network.cfg",
-    "/etc/cloud/cloud.cfg.d/curtin-preserve-sources.cfg",
-    "/etc/cloud/ds-identify.cfg",
-    "/etc/ssh/sshd_config.d/50-cloud-init.conf",
-    "/etc/netplan/50-cloud-init.yaml",
-)
-CLOUD_INIT_GLOBS = (
-    "/etc/cloud/cloud.cfg.d/*subiquity-disable-cloudinit-networking.cfg",
-    "/etc/netplan/00-installer-config*.yaml",
-)
-
 
 @dataclass(frozen=True)
 class Step:
@@ -254,7 +240,8 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "removal_unit": REMOVE_USER_UNIT_NAME, "removal_marker": REMOVE_USER_MARKER,
             "removal_marker_dir": posixpath.dirname(REMOVE_USER_MARKER),
             "bake_proxy_dropin": BAKE_PROXY_DROPIN, "bake_proxy_dropin_dir": posixpath.dirname(BAKE_PROXY_DROPIN),
-            "installer_proxy_files": [f for f in INSTALLER_APT_PROXY_FILES if f not in site_paths]},
+            "installer_proxy_files": [f for f in INSTALLER_APT_PROXY_FILES if f not in site_paths],
+            "installer_proxy_dropins": [f for f in INSTALLER_PROXY_DROPINS if f not in site_paths]},
             env=(("BAKERY_BUILD_USER", "var.build_user"),)),
     ]
     return [Step(s.name, s.summary, s.context, PROXY_ENV + s.env) for s in steps]

@@ -151,7 +151,8 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         apt_mirror=mirrors.apt,
         ca_certificates=tuple(normalize_pem(p) for p in cluster.ca_certificates),
         registry_mirrors=mirrors.registries,
-        extra_packages=cluster.image.extra_packages,
+        # one apt-get install: their order changes no byte of the image, so not its name either
+        extra_packages=tuple(sorted(cluster.image.extra_packages)),
         site_files=tuple((f.path, f.content, f.mode) for f in cluster.image.files),
         site_commands=cluster.image.commands,
         download_mirrors=Mirrors(None, mirrors.kubernetes, mirrors.downloads, ()),

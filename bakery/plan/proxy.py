@@ -5,19 +5,39 @@ The variables are set in both spellings: curl reads only the lower-case http_pro
 HTTPS_PROXY/https_proxy alike), Go programs (containerd, the kubelet, kubeadm, kubectl) read
 either, preferring upper case (golang.org/x/net/http/httpproxy FromEnvironment). Go's NO_PROXY
 matches a host, its subdomains (example.com, or .example.com for subdomains only), an IP
-address or a CIDR; curl before 7.86 matches no CIDR, so the bake's list holds only names and
-addresses."""
+address or a CIDR; curl before 7.86 (Ubuntu 22.04's 7.81) and apt (its http method's
+no_proxy: domain suffixes only) match no CIDR, so the bake's list also names each mirror given
+by an address that a CIDR entry covers."""
 from __future__ import annotations
 
-from ..spec.model import Cluster, Proxy
+import ipaddress
+from urllib.parse import urlsplit
+
+from ..spec.model import Cluster, Mirrors, Proxy
 
 # Always direct: the node itself.
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
-def bake_no_proxy(proxy: Proxy) -> tuple[str, ...]:
-    """The bake talks to nothing of the cluster: the loopback and the user's entries."""
-    return _unique((*LOOPBACK, *proxy.no_proxy))
+def bake_no_proxy(proxy: Proxy, mirrors: Mirrors | None = None) -> tuple[str, ...]:
+    """The bake talks to nothing of the cluster: the loopback and the user's entries, then the
+    address of each mirror that apt or curl fetches from when a CIDR entry covers it."""
+    nets = []
+    for entry in proxy.no_proxy:
+        try:
+            nets.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            continue
+    covered = []
+    for url in (mirrors.apt, mirrors.kubernetes, mirrors.downloads) if mirrors else ():
+        host = urlsplit(url).hostname if url else None
+        try:
+            ip = ipaddress.ip_address(host or "")
+        except ValueError:
+            continue
+        if any(ip in net for net in nets if "/" in str(net)):
+            covered.append(str(ip))
+    return _unique((*LOOPBACK, *proxy.no_proxy, *covered))
 
 
 def runtime_no_proxy(cluster: Cluster) -> tuple[str, ...]:

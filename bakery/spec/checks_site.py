@@ -29,6 +29,8 @@ BAKERY_PACKAGES = ("kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools
 # Time daemons that conflict with systemd-timesyncd (Debian's package relations): installing one
 # removes the time sync the image bakes for spec.ntp (cloud-init's ntp_client systemd-timesyncd).
 TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")
+# Docker Hub's hosts: images are named docker.io/..., which containerd's certs.d is keyed by.
+DOCKER_HUB_ALIASES = ("registry-1.docker.io", "index.docker.io")
 
 
 def _urls(spec: dict) -> Iterator[tuple[tuple, str]]:
@@ -63,6 +65,14 @@ def _site_urls(ctx: Ctx) -> Iterator[Diagnostic]:
         elif (parts.query or parts.fragment) and path[1] != "registries":
             yield ctx.err("site-url", path, f"{where} {url} has a query or fragment, which a path appended "
                           "to it would end up inside", "leave out the part from '?' or '#' on")
+    for host in ctx.spec["mirrors"]["registries"]:
+        if host in DOCKER_HUB_ALIASES:
+            # containerd looks up certs.d/<the image name's host>: an image named docker.io/...
+            # never reads certs.d/registry-1.docker.io (ConfigureHosts, hostDirFromRoots)
+            yield ctx.err("site-url", ("spec", "mirrors", "registries", host),
+                          f"spec.mirrors.registries.{host}: containerd never uses this mirror, since images "
+                          "from Docker Hub are named docker.io/... and it looks up the mirror by that name",
+                          "write the key as docker.io", key=True)
     proxy = ctx.spec["proxy"]
     if proxy["http"] and not proxy["https"]:
         yield ctx.warn("site-url", ("spec", "proxy", "http"), "spec.proxy has an http proxy but no https proxy: "
@@ -183,14 +193,24 @@ def _image_files(ctx: Ctx) -> Iterator[Diagnostic]:
         elif (owner := nodefacts.owned_path(p) or nodefacts.owned_path(p, registries)) is not None:
             yield ctx.err("image-file", path, f"{where} is bakery's own ({owner})",
                           "bakery writes this from cluster.yaml: use the setting for it, or another path")
+        elif (below := next((o for o in (*nodefacts.OWNED_PATHS, *registries) if o.startswith(p + "/")),
+                            None)) is not None:
+            yield ctx.err("image-file", path, f"{where} is a folder of bakery's own files ({below})",
+                          "a path cannot be a file and a folder: place the file elsewhere")
         elif (gone := nodefacts.owned_path(p, nodefacts.TRANSIENT_PATHS)) is not None:
             yield ctx.err("image-file", path, f"{where} is under {gone}, which does not keep files into the image",
                           "place it under /etc, /usr/local or /opt")
+        elif (sealed := nodefacts.sealed_path(p)) is not None:
+            yield ctx.err("image-file", path, f"{where} is removed or emptied by the seal of the image "
+                          f"({sealed}), so the nodes would not get it",
+                          "place it under /etc, /usr/local or /opt; a node's own settings belong in its seed")
         elif p in seen:
             yield ctx.err("image-file", path, f"{where} is placed twice (spec.image.files[{seen[p]}])",
                           "give each file once")
-        elif any(p.startswith(q + "/") for q in seen):
-            yield ctx.err("image-file", path, f"{where} is inside another file of spec.image.files",
+        elif any(p.startswith(q + "/") or q.startswith(p + "/") for q in seen):
+            other = next(q for q in seen if p.startswith(q + "/") or q.startswith(p + "/"))
+            yield ctx.err("image-file", path, f"{where} is " + ("inside" if p.startswith(other + "/") else
+                          "a folder of") + f" another file of spec.image.files ({other})",
                           "a path cannot be a file and a folder")
         else:
             seen[p] = i
@@ -289,6 +309,48 @@ def _kubelet_fields(obj: dict, fields: dict, path: tuple) -> Iterator[tuple[tupl
             yield from _kubelet_walk(value, fields[key], path + (key,))
 
 
+# The kubelet's eviction signals and the rules it reads its thresholds by at start
+# (kubernetes pkg/kubelet/eviction/api/types.go, helpers.go ParseThresholdConfig: a known
+# signal; a percentage from 0% to 100% or a quantity that is not negative; every soft threshold
+# with a grace period). A kubelet given anything else does not start.
+EVICTION_SIGNALS = ("memory.available", "allocatableMemory.available", "nodefs.available", "nodefs.inodesFree",
+                    "imagefs.available", "imagefs.inodesFree", "containerfs.available", "containerfs.inodesFree",
+                    "pid.available")
+PERCENT = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)%")
+
+
+def _eviction(given: dict, base: tuple) -> Iterator[tuple[tuple, str, str, bool]]:
+    """(path, message, hint, is_key) for each eviction setting the kubelet refuses to start with."""
+    for field in ("evictionHard", "evictionSoft", "evictionSoftGracePeriod", "evictionMinimumReclaim"):
+        values = given.get(field)
+        if not isinstance(values, dict):
+            continue
+        for signal, value in values.items():
+            path = base + (field, signal)
+            if signal not in EVICTION_SIGNALS:
+                close = difflib.get_close_matches(str(signal), EVICTION_SIGNALS, n=1)
+                yield path, f"{dotted(path)}: {signal} is not an eviction signal of the kubelet", (
+                    f"did you mean '{close[0]}'?" if close else "one of " + ", ".join(EVICTION_SIGNALS)), True
+            elif not isinstance(value, str):
+                continue  # the type walk reports it
+            elif field == "evictionSoftGracePeriod":
+                if GO_DURATION.fullmatch(value) is None:
+                    yield path, f"{dotted(path)} {value!r} is not a Go duration", "such as 1m30s", False
+            elif value.endswith("%"):
+                if PERCENT.fullmatch(value) is None or float(value[:-1]) > 100:
+                    yield path, f"{dotted(path)} {value!r} is not a percentage from 0% to 100%", "such as 10%", False
+            elif QUANTITY.fullmatch(value) is None or value.startswith("-"):
+                yield path, f"{dotted(path)} {value!r} is neither a percentage nor a quantity that is not negative", \
+                    "such as 10% or 500Mi", False
+    soft, periods = given.get("evictionSoft"), given.get("evictionSoftGracePeriod")
+    if isinstance(soft, dict):
+        for signal in soft:
+            if signal in EVICTION_SIGNALS and not (isinstance(periods, dict) and signal in periods):
+                yield base + ("evictionSoft", signal), f"{dotted(base + ('evictionSoft', signal))} has no grace " \
+                    "period: the kubelet refuses a soft threshold without one", \
+                    f"add evictionSoftGracePeriod: {{{signal}: 1m30s}}", True
+
+
 @check("kubelet-field", "kubelet-owned")
 def _kubelet(ctx: Ctx) -> Iterator[Diagnostic]:
     base = ("spec", "kubernetes", "kubelet")
@@ -297,19 +359,26 @@ def _kubelet(ctx: Ctx) -> Iterator[Diagnostic]:
         return  # (the field tree is read only when there is something to check)
     for path, message, hint in _kubelet_fields(given, kubelet_fields()["fields"], base):
         yield ctx.err("kubelet-field", path, message, hint, key="is not a" in message)
+    for path, message, hint, is_key in _eviction(given, base):
+        yield ctx.err("kubelet-field", path, message, hint, key=is_key)
     for name in ("apiVersion", "kind"):
         if name in given:
             yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is bakery's to write",
                           "give the KubeletConfiguration's fields only", key=True)
     for name, rule in owned.KUBELET_FIELDS.items():
-        if name not in given or rule.allows(given[name]):
+        *parents, leaf = name.split(".")
+        holder = given
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or leaf not in holder or rule.allows(holder[leaf]):
             continue
+        value, where = holder[leaf], base + tuple(name.split("."))
         if rule.value is None:
-            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} is set by bakery from "
+            yield ctx.err("kubelet-owned", where, f"spec.kubernetes.kubelet.{name} is set by bakery from "
                           f"{rule.instead}", f"leave it out; set {rule.instead} instead" if "spec." in rule.instead
                           else "leave it out")
         else:
-            yield ctx.err("kubelet-owned", base + (name,), f"spec.kubernetes.kubelet.{name} {given[name]!r} "
+            yield ctx.err("kubelet-owned", where, f"spec.kubernetes.kubelet.{name} {value!r} "
                           f"conflicts with bakery's {rule.value!r} ({rule.instead})", "leave it out: bakery sets it")
 
 

@@ -33,7 +33,7 @@ from . import seeds
 
 TESTS = Path(__file__).resolve().parent.parent
 SPECS = TESTS / "data" / "specs"
-STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "containerd")
+STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "dpkg-query", "containerd")
 
 
 class CloudInitError(Exception):
@@ -126,21 +126,22 @@ def bake(out: Path, root: Path, python: str) -> dict:
                for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     for m in modules:
         (root / "sys/module" / m).mkdir(parents=True, exist_ok=True)
-    held = ["kubeadm", "kubelet", "kubectl"] + site_step(out, root)
+    packages, held = site_step(out, root)
     return {"kubernetesVersion": versions["KUBERNETES_VERSION"], "images": images,
-            "held": held, "modules": modules,
+            "held": ["kubeadm", "kubelet", "kubectl", *held], "packages": packages, "modules": modules,
             "sysctls": {k.strip(): v.strip() for f in sorted((root / "etc/sysctl.d").glob("*.conf"))
                         for ln in f.read_text().splitlines() if "=" in ln and not ln.startswith("#")
                         for k, _, v in [ln.partition("=")]},
             "python": python}
 
 
-def site_step(out: Path, root: Path) -> list[str]:
-    """What the bake's site steps leave, read from the scripts themselves: 05-prepare's
-    update-ca-certificates (the site's certificates it installed, appended to the system
-    bundle, as update-ca-certificates does for /usr/local/share/ca-certificates), and
-    60-site's `apt_get install` and `apt-mark hold` lines (dpkg's status file as apt leaves it;
-    an unpinned package gets a version of the lab's). Returns the packages 60-site holds."""
+def site_step(out: Path, root: Path) -> tuple[dict[str, str], list[str]]:
+    """What the bake's site steps leave, read from the scripts themselves (not from what the
+    node check expects): 05-prepare's update-ca-certificates (the site's certificates it
+    installed, appended to the system bundle, as update-ca-certificates does for
+    /usr/local/share/ca-certificates), and 60-site's `apt_get install` and `apt-mark hold`
+    lines. Returns (package -> version, for the dpkg-query stand-in; an unpinned one gets a
+    version of the lab's) and the packages 60-site holds."""
     bundle = root / "etc/ssl/certs/ca-certificates.crt"
     bundle.parent.mkdir(parents=True, exist_ok=True)
     local = sorted((root / "usr/local/share/ca-certificates").rglob("*.crt"))
@@ -148,21 +149,17 @@ def site_step(out: Path, root: Path) -> list[str]:
     if local and "update-ca-certificates" in prepare:
         bundle.write_text("".join(f.read_text() for f in local))
     site = out / "packer/scripts/60-site.sh"
-    installed: list[tuple[str, str]] = []
+    packages: dict[str, str] = {}
     held: list[str] = []
     if site.exists():
         for line in site.read_text().splitlines():
             words = shlex.split(line) if line.startswith(("apt_get install", "apt-mark hold")) else []
             if words[:2] == ["apt_get", "install"]:
-                installed += [(w.partition("=")[0], w.partition("=")[2] or "1.0-lab")
-                              for w in words[2:] if not w.startswith("-")]
+                packages.update((w.partition("=")[0], w.partition("=")[2] or "1.0-1")
+                                for w in words[2:] if not w.startswith("-"))
             elif words[:2] == ["apt-mark", "hold"]:
                 held += [w for w in words[2:] if not w.startswith(">")]
-    status = root / "var/lib/dpkg/status"
-    status.parent.mkdir(parents=True, exist_ok=True)
-    status.write_text("".join(f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n"
-                              f"Version: {version}\n\n" for name, version in installed))
-    return held
+    return packages, held
 
 
 def standin_wrappers(usr_upper: Path, python: str) -> None:

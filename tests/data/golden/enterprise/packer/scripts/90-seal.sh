@@ -32,13 +32,14 @@ done
 
 log "removing the bake's proxy"
 # Nothing of the bake's proxy stays in the image (each node gets the run-time proxy from
-# cloud-init): containerd's drop-in, and the Acquire::*::Proxy lines the installer wrote for
-# the installed system's apt.
+# cloud-init): containerd's drop-in, the Acquire::*::Proxy lines the installer wrote for
+# the installed system's apt, and the drop-in subiquity wrote for its snapd.
 # remove_bake_proxy ROOT
 remove_bake_proxy() {
   local root=${1%/} f
   rm -f "$root"/etc/systemd/system/containerd.service.d/90-bakery-bake-proxy.conf
   rmdir "$root"/etc/systemd/system/containerd.service.d 2>/dev/null || true
+  rm -f "$root"/etc/systemd/system/snapd.service.d/snap_proxy.conf
   for f in "$root"/etc/apt/apt.conf "$root"/etc/apt/apt.conf.d/90curtin-aptproxy "$root"/etc/apt/apt.conf.d/95curtin-proxy "$root"/etc/apt/apt.conf.d/94curtin-config; do
     [ -f "$f" ] || continue
     sed -i -E '/^[[:space:]]*Acquire::[A-Za-z]+::Proxy/Id' "$f"
