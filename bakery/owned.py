@@ -64,6 +64,12 @@ KUBELET_FIELDS: MappingProxyType[str, Owned] = MappingProxyType({
                                                "server's client certificate for the kubelet"),
 })
 
+# Flags naming the certificates, keys and kubeconfigs kubeadm makes on each control-plane node,
+# or its local etcd: kubeadm's control-plane manifests (kubernetes cmd/kubeadm/app/phases/
+# controlplane/manifests.go, getAPIServerCommand, getControllerManagerCommand,
+# getSchedulerCommand) set them, and an extraArgs value replaces kubeadm's.
+_KUBEADM_FILES = "kubeadm's own certificates, keys and kubeconfigs on each control-plane node"
+
 # kube-apiserver flags.
 API_SERVER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({
     "audit-policy-file": _fixed(AUDIT_POLICY, "spec.kubernetes.auditPolicy"),
@@ -75,6 +81,12 @@ API_SERVER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({
     "advertise-address": _derived("spec.nodes[].address"),
     "secure-port": _derived("spec.controlPlane's endpoint port"),
     "service-cluster-ip-range": _derived("spec.network.serviceCidr"),
+    **{name: _derived(_KUBEADM_FILES) for name in (
+        "service-account-key-file", "service-account-signing-key-file", "client-ca-file", "tls-cert-file",
+        "tls-private-key-file", "kubelet-client-certificate", "kubelet-client-key", "requestheader-client-ca-file",
+        "proxy-client-cert-file", "proxy-client-key-file", "etcd-servers", "etcd-cafile", "etcd-certfile",
+        "etcd-keyfile")},
+    "enable-bootstrap-token-auth": _derived("bakery's joins (the nodes join with a bootstrap token)"),
 })
 
 # kube-controller-manager flags.
@@ -82,10 +94,15 @@ CONTROLLER_MANAGER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({
     "cluster-cidr": _derived("spec.network.podCidr"),
     "service-cluster-ip-range": _derived("spec.network.serviceCidr"),
     "cluster-name": _derived("metadata.name"),
+    **{name: _derived(_KUBEADM_FILES) for name in (
+        "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "client-ca-file",
+        "requestheader-client-ca-file", "root-ca-file", "service-account-private-key-file",
+        "cluster-signing-cert-file", "cluster-signing-key-file")},
 })
 
-# kube-scheduler flags: none of bakery's.
-SCHEDULER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({})
+# kube-scheduler flags.
+SCHEDULER_FLAGS: MappingProxyType[str, Owned] = MappingProxyType({
+    name: _derived(_KUBEADM_FILES) for name in ("kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig")})
 
 # By the key of spec.kubernetes that holds the component's extraArgs.
 COMPONENT_FLAGS: MappingProxyType[str, MappingProxyType[str, Owned]] = MappingProxyType({

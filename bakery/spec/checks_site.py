@@ -29,6 +29,9 @@ BAKERY_PACKAGES = ("kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools
 # Time daemons that conflict with systemd-timesyncd (Debian's package relations): installing one
 # removes the time sync the image bakes for spec.ntp (cloud-init's ntp_client systemd-timesyncd).
 TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")
+# Packages that set up swap at boot (a swap file or zram): the kubelet does not start with swap
+# on, and the bake turned it off for good (10-swap).
+SWAP_PACKAGES = ("dphys-swapfile", "swapspace", "systemd-zram-generator", "zram-tools", "zram-config")
 # Docker Hub's hosts: images are named docker.io/..., which containerd's certs.d is keyed by.
 DOCKER_HUB_ALIASES = ("registry-1.docker.io", "index.docker.io")
 
@@ -151,6 +154,9 @@ def _extra_packages(ctx: Ctx) -> Iterator[Diagnostic]:
             yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} is installed or pinned by "
                           "bakery itself", "leave it out: bakery installs the versions of cluster.yaml "
                           "(spec.kubernetes.version, spec.containerd.version)")
+        elif name in SWAP_PACKAGES:
+            yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} turns swap on at boot, "
+                          "and the kubelet does not start with swap on", "leave it out")
         elif name in TIME_DAEMONS:
             yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} would replace the image's "
                           "systemd-timesyncd, which cloud-init configures from spec.ntp.servers",
@@ -391,7 +397,8 @@ def _extra_args(ctx: Ctx) -> Iterator[Diagnostic]:
                 instead = flags[name].instead
                 yield ctx.err("extra-args-owned", ("spec", "kubernetes", component, "extraArgs", name),
                               f"spec.kubernetes.{component}.extraArgs.{name} is set by bakery from {instead}",
-                              f"set {instead} instead", key=True)
+                              f"set {instead} instead" if instead.startswith(("spec.", "metadata."))
+                              else "leave it out", key=True)
 
 
 @check("audit-policy")
