@@ -47,7 +47,7 @@ PACKAGES = (
     "python3-cffi-backend",
     "iproute2", "ifupdown", "isc-dhcp-client", "kmod", "procps", "e2fsprogs",
     # what a baked node image has besides Kubernetes itself
-    "containerd", "openssh-server", "sudo", "curl", "ca-certificates", "netcat-openbsd",
+    "containerd", "openssh-server", "sudo", "curl", "ca-certificates", "netcat-openbsd", "systemd-timesyncd",
 )
 INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 DISK_SIZE = "3G"
