@@ -49,6 +49,9 @@ VARIANTS = {
     "containerd-2.3": dict(containerd="2.3.4"),
     "dl.k8s.io": dict(os="debian-12", package_source="dl.k8s.io"),
     "qemu-only": dict(builders=("qemu",)),
+    # the installer's seed over Packer's HTTP server instead of the default CIDATA CD
+    "ubuntu-22.04-http": dict(os="ubuntu-22.04", image_extra="\n    installerSeed: http"),
+    "ubuntu-24.04-http": dict(os="ubuntu-24.04", image_extra="\n    installerSeed: http"),
     "tuned": dict(os="ubuntu-22.04", image_extra=(
         "\n    cpus: 3\n    memoryMiB: 6144\n    diskSizeMiB: 30720\n    buildUser: baker"
         "\n    proxmox: {node: pve7, bridge: vmbr9, templateVmId: 9123, url: 'https://pve.example:8006/api2/json'}"
@@ -785,10 +788,10 @@ def test_autoinstall_user_data_valid_for_subiquity(render, os, schema):
 
     pdir = packer_dir(render, os)
     merged = merged_hcl(render, os)
-    http = local_values(merged)["http_content"]
-    assert set(http) == {'"/user-data"', '"/meta-data"'}
-    assert 'http/user-data.pkrtpl' in http['"/user-data"'] and "bcrypt(var.build_password)" in http['"/user-data"']
-    raw = (pdir / "http" / "user-data.pkrtpl").read_text()
+    cd = local_values(merged)["cd_content"]
+    assert set(cd) == {'"user-data"', '"meta-data"'}
+    assert 'installer/user-data.pkrtpl' in cd['"user-data"'] and "bcrypt(var.build_password)" in cd['"user-data"']
+    raw = (pdir / "installer" / "user-data.pkrtpl").read_text()
     text = templatefile(raw, build_user="packer", password_hash=FAKE_HASH, proxy="null")
     assert text.splitlines()[0] == "#cloud-config"
     doc = yaml.safe_load(text)["autoinstall"]
@@ -802,7 +805,7 @@ def test_autoinstall_user_data_valid_for_subiquity(render, os, schema):
     # the validator is a real judge: a document without a password fails
     bad = {**doc, "identity": {"username": "packer", "hostname": "x"}}
     assert list(validator.iter_errors(bad))
-    assert yaml.safe_load((pdir / "http" / "meta-data").read_text())["instance-id"]
+    assert yaml.safe_load((pdir / "installer" / "meta-data").read_text())["instance-id"]
 
 
 def grub_commands(line: str) -> list[list[str]]:
@@ -864,7 +867,7 @@ def test_the_grub_and_curtin_models():
     assert curtin_carryover("a -- b initrd=x") == ["b"]
 
 
-@pytest.mark.parametrize("name", ["ubuntu-22.04", "ubuntu-24.04"])
+@pytest.mark.parametrize("name", ["ubuntu-22.04-http", "ubuntu-24.04-http"])
 def test_ubuntu_boot_command_keeps_installer_arguments_off_the_nodes(render, name):
     loc = local_values(merged_hcl(render, name))
     boot = value(loc["boot_command"])
@@ -908,7 +911,7 @@ def test_debian_preseed_accepted_by_debconf(render, tmp_path):
     words = typed(value(loc["boot_command"])).removeprefix("<esc><wait>").removesuffix("<enter>").split()
     assert words[0] == "auto"
     assert "preseed/url=http://10.0.2.2:8123/preseed.cfg" in words
-    raw = (pdir / "http" / "preseed.cfg.pkrtpl").read_text()
+    raw = (pdir / "installer" / "preseed.cfg.pkrtpl").read_text()
     rendered = tmp_path / "preseed.cfg"
     rendered.write_text(templatefile(raw, build_user="packer", password_hash=FAKE_HASH, proxy=""))
     r = _debconf_check(rendered)

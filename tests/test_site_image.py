@@ -265,10 +265,10 @@ def test_autoinstall_proxy_and_apt_mirror_valid_for_subiquity(site, name, schema
     import jsonschema
 
     pdir = site(name)
-    http = local_values(check_packer_dir(pdir)[0])["http_content"]
+    cd = local_values(check_packer_dir(pdir)[0])["cd_content"]
     # the installer's proxy is the bake's, as a JSON value (a URL or null)
-    assert "proxy = jsonencode(" in http['"/user-data"'] and "var.http_proxy" in http['"/user-data"']
-    text = templatefile((pdir / "http" / "user-data.pkrtpl").read_text(), build_user="packer",
+    assert "proxy = jsonencode(" in cd['"user-data"'] and "var.http_proxy" in cd['"user-data"']
+    text = templatefile((pdir / "installer" / "user-data.pkrtpl").read_text(), build_user="packer",
                         password_hash=FAKE_HASH, proxy=proxy)
     doc = yaml.safe_load(text)["autoinstall"]
     validator = jsonschema.Draft7Validator(json.loads((SPECS / schema).read_text())["schema"],
@@ -287,7 +287,7 @@ def test_autoinstall_proxy_and_apt_mirror_valid_for_subiquity(site, name, schema
 def test_debian_preseed_mirror_proxy_and_ca_certificates(site, tmp_path):
     pdir = site("debian-12")
     rendered = tmp_path / "preseed.cfg"
-    rendered.write_text(templatefile((pdir / "http" / "preseed.cfg.pkrtpl").read_text(), build_user="packer",
+    rendered.write_text(templatefile((pdir / "installer" / "preseed.cfg.pkrtpl").read_text(), build_user="packer",
                                      password_hash=FAKE_HASH, proxy=PROXY))
     r = _debconf_check(rendered)
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -179,7 +179,7 @@ def test_the_preseed_takes_the_proxy_of_its_mirror_s_protocol(renders, tmp_path)
         http = local_values(merged)["http_content"]['"/preseed.cfg"']
         assert f"proxy = var.{var}" in http, http
         rendered = tmp_path / f"{scheme}.cfg"
-        rendered.write_text(templatefile((pdir / "http" / "preseed.cfg.pkrtpl").read_text(), build_user="packer",
+        rendered.write_text(templatefile((pdir / "installer" / "preseed.cfg.pkrtpl").read_text(), build_user="packer",
                                          password_hash=FAKE_HASH, proxy=variables[var]))
         r = _debconf_check(rendered)
         assert r.returncode == 0 and r.stderr == "", r.stderr

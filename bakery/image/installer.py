@@ -1,5 +1,5 @@
-"""The OS installer's answers (Ubuntu autoinstall, Debian preseed), served by Packer's HTTP
-server, and the boot command that points the installer at them."""
+"""The OS installer's answers (Ubuntu autoinstall, Debian preseed), on a CIDATA CD or served by
+Packer's HTTP server, and the boot command that points the installer at them."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -106,35 +106,59 @@ def preseed_cfg(cluster: Cluster, plan: ImagePlan) -> str:
     return _fill_placeholders(text)
 
 
-def http_files(cluster: Cluster, plan: ImagePlan) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
-    """(files under http/, http_content entries (path, HCL expression), boot command)."""
+# Where the installer finds its answers. cdrom: a CD labelled CIDATA that Packer builds from
+# cd_content (with xorriso, mkisofs, hdiutil or oscdimg on the Packer host); cloud-init's NoCloud
+# datasource in the live installer finds it by its label (fs_label "cidata", any case), so the
+# build VM needs no route back to the Packer host. http: Packer's own HTTP server.
+CDROM, HTTP = "cdrom", "http"
+CD_LABEL = "cidata"
+
+
+def seed_medium(cluster: Cluster, plan: ImagePlan) -> str:
+    """The seed's medium. debian-installer has no way to find a preseed on a second CD: its
+    cdrom-detect mounts only the installation CD at /cdrom, and preseed/file reads a path in the
+    installer's file system (hashicorp/packer#11525; the known workarounds type a mount command
+    into a console mid-install), so Debian is always served over HTTP."""
+    if _os(plan).installer != "autoinstall":
+        return HTTP
+    return cluster.image.installer_seed
+
+
+def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, str], list[tuple[str, str]], list[str]]:
+    """(medium, files under installer/, content entries (path, HCL expression), boot command).
+    The same entries serve as http_content or cd_content: the CD holds what HTTP would serve."""
     osr = _os(plan)
+    medium = seed_medium(cluster, plan)
     # debian-installer fetches from the mirror by its protocol (mirror/<protocol>/proxy): an
     # https mirror through the https proxy, as curl and apt pick one by the URL's scheme.
     scheme = urlsplit(plan.apt_mirror or DEBIAN_DEFAULT_MIRROR).scheme
     proxy = AUTOINSTALL_PROXY if osr.installer == "autoinstall" else f"var.{scheme}_proxy"
     tpl_vars = f"{{ build_user = var.build_user, password_hash = bcrypt(var.build_password), proxy = {proxy} }}"
     seed = "http://{{ .HTTPIP }}:{{ .HTTPPort }}/"
+    # cd_content keys are file names on the CD; http_content keys are URL paths.
+    lead = "" if medium == CDROM else "/"
     if osr.installer == "autoinstall":
         files = {"user-data.pkrtpl": autoinstall_user_data(plan),
                  "meta-data": f"instance-id: {INSTALL_HOSTNAME}\n"}
-        content = [("/user-data", f'templatefile("${{path.root}}/http/user-data.pkrtpl", {tpl_vars})'),
-                   ("/meta-data", 'file("${path.root}/http/meta-data")')]
-        # GRUB (BIOS and UEFI) command line; `\;` keeps GRUB from splitting the seed address.
-        # The installer's arguments go before `---`: curtin copies whatever follows it into
-        # the installed system's GRUB_CMDLINE_LINUX_DEFAULT (curtin/commands/install_grub.py,
-        # get_carryover_params), and every node would boot with them. `ds=nocloud` with an
-        # http seed fetches over the network (cloud-init >= 23.2 picks the mode from the
-        # seedfrom scheme, DataSourceNoCloud.load_cmdline_data); `nocloud-net` is deprecated
-        # since 24.1.
+        content = [(f"{lead}user-data", f'templatefile("${{path.root}}/installer/user-data.pkrtpl", {tpl_vars})'),
+                   (f"{lead}meta-data", 'file("${path.root}/installer/meta-data")')]
+        # GRUB (BIOS and UEFI) command line. The installer's arguments go before `---`: curtin
+        # copies whatever follows it into the installed system's GRUB_CMDLINE_LINUX_DEFAULT
+        # (curtin/commands/install_grub.py, get_carryover_params), and every node would boot
+        # with them. `ds=nocloud` alone makes cloud-init look for a file system labelled
+        # cidata (DataSourceNoCloud, fs_label); with `;s=<url>` it fetches over the network
+        # instead (cloud-init >= 23.2 picks the mode from the seedfrom scheme,
+        # DataSourceNoCloud.load_cmdline_data; `nocloud-net` is deprecated since 24.1), and
+        # `\;` keeps GRUB from splitting that address.
+        ds = "ds=nocloud" if medium == CDROM else f"ds=nocloud\\;s={seed}"
         boot = ["c<wait>",
-                f"linux /casper/vmlinuz autoinstall ds=nocloud\\;s={seed} ---<enter><wait>",
+                f"linux /casper/vmlinuz autoinstall {ds} ---<enter><wait>",
                 "initrd /casper/initrd<enter><wait>",
                 "boot<enter>"]
     else:
         files = {"preseed.cfg.pkrtpl": preseed_cfg(cluster, plan)}
-        content = [("/preseed.cfg", f'templatefile("${{path.root}}/http/preseed.cfg.pkrtpl", {tpl_vars})')]
+        content = [("/preseed.cfg", f'templatefile("${{path.root}}/installer/preseed.cfg.pkrtpl", {tpl_vars})')]
         boot = ["<esc><wait>",
                 f"auto preseed/url={seed}preseed.cfg netcfg/get_hostname={INSTALL_HOSTNAME} "
                 "netcfg/get_domain= <enter>"]
-    return files, content, boot
+    return medium, files, content, boot

@@ -6,7 +6,7 @@ environment, and gets one image that serves every node of the cluster and holds 
 
 Decisions live in Python; templates under templates/packer/ only format. steps.py holds the
 bake (its scripts in kubernetes-sigs/image-builder's order, and the image's files),
-installer.py the installer's answers served over Packer's HTTP server, this module the HCL.
+installer.py the installer's answers (on a CIDATA CD or over Packer's HTTP server), this module the HCL.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from ..plan import ImagePlan
 from ..plan import proxy as proxymod
 from ..providers import proxmox, qemu, virtualbox
 from ..spec.model import Cluster
-from ..templating import render_template
-from .installer import http_files
+from ..templating import hcl_string, render_template
+from .installer import CD_LABEL, CDROM, installer_seed
 from .steps import (
     CACHE_DIR,
     STAGE,
@@ -156,6 +156,24 @@ def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[d
     return out
 
 
+def proxmox_boot_iso(px) -> list[tuple[str, str]]:
+    """The proxmox-iso boot_iso block's attributes (name, HCL expression). One source of the
+    ISO: iso_file (already on the storage), or iso_urls, downloaded by Packer and uploaded to
+    iso_storage_pool, or with iso_download_pve fetched by the Proxmox node itself, which checks
+    iso_checksum (packer-plugin-proxmox builder/proxmox/iso/config.go: exactly one of
+    iso_file, iso_url(s), cd_files/cd_content; iso_download_pve only with iso_url(s))."""
+    attrs = [("type", '"ide"')]
+    if px.iso_file:
+        attrs.append(("iso_file", hcl_string(px.iso_file)))
+    else:
+        attrs += [("iso_urls", "var.iso_urls"), ("iso_checksum", "var.iso_checksum"),
+                  ("iso_storage_pool", "var.proxmox_iso_storage")]
+        if px.iso_download == "pve":
+            attrs.append(("iso_download_pve", "true"))
+    attrs.append(("unmount", "true"))
+    return attrs
+
+
 def required_version() -> str:
     """The Packer core the templates need (the packer block's required_version)."""
     return f">= {versions.PACKER_VERSION}"
@@ -180,17 +198,18 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
                                              variables=variables(cluster, plan),
                                              proxmox=proxmox.BUILDER in builders))
 
-    http, http_content, boot = http_files(cluster, plan)
-    for name, text in http.items():
-        add(f"http/{name}", text)
+    medium, seed_files, seed_content, boot = installer_seed(cluster, plan)
+    for name, text in seed_files.items():
+        add(f"installer/{name}", text)
     add("locals.pkr.hcl", render_template(
-        "packer/locals.pkr.hcl.j2", **common, image_name=plan.image_name, http_content=http_content,
-        installer=osr.installer, boot_command=boot,
+        "packer/locals.pkr.hcl.j2", **common, image_name=plan.image_name, seed_content=seed_content,
+        cdrom=medium == CDROM, installer=osr.installer, boot_command=boot,
         execute_command="sudo -n env {{ .Vars }} bash '{{ .Path }}'",
         shutdown_command=f"sudo -n sh -c 'rm -f {SUDOERS_FILE} && shutdown -P now'"))
     add("sources.pkr.hcl", render_template(
         "packer/sources.pkr.hcl.j2", **common, builders=builders, source_name=SOURCE_NAME, os_name=plan.os,
-        installer=osr.installer,
+        installer=osr.installer, cdrom=medium == CDROM, cd_label=CD_LABEL,
+        boot_iso=proxmox_boot_iso(cluster.image.proxmox),
         virtualbox={"builder": virtualbox.BUILDER, "guest_os_type": osr.virtualbox_guest_os_type,
                     "rtc_time_base": virtualbox.RTC_TIME_BASE},
         qemu={"builder": qemu.BUILDER},
@@ -218,5 +237,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
     add("README.md", render_template("packer/README.md.j2", **common, image_name=plan.image_name,
                                      builds=[(b, name, providers.BY_BUILDER[b].NOTES)
                                              for b, name in zip(builders, build_names(builders), strict=True)],
-                                     proxmox=proxmox.BUILDER in builders))
+                                     proxmox=proxmox.BUILDER in builders, cdrom=medium == CDROM,
+                                     iso_file=cluster.image.proxmox.iso_file,
+                                     iso_download_pve=cluster.image.proxmox.iso_download == "pve"))
     return out

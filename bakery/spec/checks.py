@@ -25,7 +25,10 @@ VIRTUALBOX_NAT = ipaddress.ip_network("10.0.2.0/24")
 
 
 def run_checks(doc: Document, data: dict) -> list[Diagnostic]:
-    from . import checks_site  # noqa: F401  (registers the checks of the site's settings)
+    from . import (
+        checks_image,  # noqa: F401  (registers the checks of the image's seed and ISO)
+        checks_site,  # noqa: F401  (registers the checks of the site's settings)
+    )
 
     ctx = Ctx(doc, data)
     out: list[Diagnostic] = []

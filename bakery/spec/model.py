@@ -84,6 +84,8 @@ class Proxmox:
     template_vm_id: int
     first_vm_id: int
     insecure_skip_tls_verify: bool
+    iso_file: str | None = None  # "storage:iso/name.iso" already on Proxmox: no upload, no download
+    iso_download: str = "upload"  # upload (Packer fetches and uploads) | pve (the node fetches the URL)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class Image:
     extra_images: tuple[str, ...] = ()
     files: tuple[SiteFile, ...] = ()
     commands: tuple[str, ...] = ()
+    installer_seed: str = "cdrom"  # cdrom (a CIDATA CD Packer builds) | http (Packer's HTTP server)
 
 
 @dataclass(frozen=True)
@@ -223,12 +226,13 @@ def build(data: dict) -> Cluster:
         virtualbox_host_only=img["virtualbox"]["hostOnlyInterface"],
         proxmox=Proxmox(px["url"], px["tokenId"], px["node"], px["isoStorage"], px["diskStorage"],
                         px["snippetStorage"], px["bridge"], px["templateVmId"], px["firstVmId"],
-                        px["insecureSkipTlsVerify"]),
+                        px["insecureSkipTlsVerify"], px["isoFile"], px["isoDownload"]),
         qemu_accelerator=img["qemu"]["accelerator"],
         extra_packages=tuple(img["extraPackages"]),
         extra_images=tuple(img["extraImages"]),
         files=tuple(SiteFile(f["path"], f["content"], f["mode"].rjust(4, "0")) for f in img["files"]),
         commands=tuple(img["commands"]),
+        installer_seed=img["installerSeed"],
     )
     has_workers = any(n["role"] == "worker" for n in spec["nodes"])
     nodes = []

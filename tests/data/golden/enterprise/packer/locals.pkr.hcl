@@ -5,17 +5,18 @@ locals {
 
   # The installer needs a password hash for the build user at install time. Packer
   # derives it here from the sensitive variable with bcrypt() (a new salt each build) and
-  # serves the rendered installer config from its own HTTP server (http_content), so no
-  # password and no hash is ever written into a file of this folder or the image's build
-  # inputs; the seal removes the user's hash before the image is captured.
-  http_content = {
-    "/user-data" = templatefile("${path.root}/http/user-data.pkrtpl", { build_user = var.build_user, password_hash = bcrypt(var.build_password), proxy = jsonencode(var.http_proxy != "" ? var.http_proxy : (var.https_proxy != "" ? var.https_proxy : null)) })
-    "/meta-data" = file("${path.root}/http/meta-data")
+  # writes the rendered installer config onto a CD labelled cidata that it builds for the
+  # build VM (cd_content; needs xorriso or mkisofs on the Packer host), so no password and
+  # no hash is ever written into a file of this folder or the image's build inputs; the
+  # seal removes the user's hash before the image is captured.
+  cd_content = {
+    "user-data" = templatefile("${path.root}/installer/user-data.pkrtpl", { build_user = var.build_user, password_hash = bcrypt(var.build_password), proxy = jsonencode(var.http_proxy != "" ? var.http_proxy : (var.https_proxy != "" ? var.https_proxy : null)) })
+    "meta-data" = file("${path.root}/installer/meta-data")
   }
 
-  # Typed at the installer's boot prompt (autoinstall). GRUB takes `;` as a command
-  # separator, so the one in the NoCloud seed address is escaped.
-  boot_command = ["c<wait>", "linux /casper/vmlinuz autoinstall ds=nocloud\\;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ ---<enter><wait>", "initrd /casper/initrd<enter><wait>", "boot<enter>"]
+  # Typed at the installer's boot prompt (autoinstall): `ds=nocloud` with no seed
+  # address makes cloud-init read the CD labelled cidata.
+  boot_command = ["c<wait>", "linux /casper/vmlinuz autoinstall ds=nocloud ---<enter><wait>", "initrd /casper/initrd<enter><wait>", "boot<enter>"]
 
   # Provisioning scripts run as root through sudo (the installer grants the build user
   # passwordless sudo; shutdown_command removes that grant as the last action).

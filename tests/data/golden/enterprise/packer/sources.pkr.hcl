@@ -29,6 +29,16 @@ source "proxmox-iso" "node" {
     unmount          = true
   }
 
+  # The installer's seed: a CD built from cd_content, uploaded to the ISO storage and
+  # removed again after the build.
+  additional_iso_files {
+    type             = "ide"
+    cd_content       = local.cd_content
+    cd_label         = "cidata"
+    iso_storage_pool = var.proxmox_iso_storage
+    unmount          = true
+  }
+
   # raw works on every storage type (qcow2 fails on LVM-thin pools). Comments stand
   # above a block's attributes: one between them would break `packer fmt` alignment.
   disks {
@@ -46,7 +56,6 @@ source "proxmox-iso" "node" {
   cloud_init              = true
   cloud_init_storage_pool = var.proxmox_disk_storage
 
-  http_content           = local.http_content
   boot_wait              = var.boot_wait
   boot_command           = local.boot_command
   communicator           = "ssh"
@@ -70,7 +79,8 @@ source "qemu" "node" {
   format                 = "qcow2"
   disk_compression       = true
   headless               = var.headless
-  http_content           = local.http_content
+  cd_content             = local.cd_content
+  cd_label               = "cidata"
   boot_wait              = var.boot_wait
   boot_command           = local.boot_command
   communicator           = "ssh"
