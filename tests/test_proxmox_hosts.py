@@ -401,3 +401,15 @@ def test_rendered_readme_names_the_placed_nodes_and_shared_storage(tmp_path):
     text = (out / "README.md").read_text()
     assert "k8s-node1 on pve2, k8s-node2 on pve3." in text
     assert "disk storage ceph are shared storage" in " ".join(text.split())
+
+
+def test_retire_names_the_vms_host(tmp_path):
+    import yaml
+
+    cluster_yaml = tmp_path / "c.yaml"
+    cluster_yaml.write_text(placed(LAB.read_text()))
+    r = run_bakery("retire", cluster_yaml, "k8s-node1", "--output", "json", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    (step,) = [s for s in yaml.safe_load(r.stdout)["steps"] if "Proxmox VM" in json.dumps(s)]
+    assert "Proxmox VM 9101 on pve2, reached over ssh" in json.dumps(step)
+    assert step["run"] == "./proxmox/destroy.sh k8s-node1"
