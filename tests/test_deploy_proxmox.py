@@ -11,6 +11,14 @@ requests do their real work. Paths and parameters as in the Proxmox VE API viewe
   GET  /nodes/{node}/storage/{storage}/content  ?content=iso|snippets -> [{volid}]
   POST /nodes/{node}/storage/{storage}/upload   multipart content (iso|vztmpl|import), filename -> UPID
   GET  /nodes/{node}/tasks/{upid}/status        {status: running|stopped, exitstatus}
+  GET  /nodes                                   the nodes of the Proxmox cluster
+Several hosts (issue 19), as qemu-server's API2/Qemu.pm and PVE::Cluster do: a path naming a node
+that is not in the cluster is refused ("no such cluster node"); a VM lives on one node, and a
+request for it on another node fails as Proxmox does ("Configuration file ... does not exist");
+clone's `target` (another cluster node) needs every volume of the template on shared storage
+("can't clone VM to node ... (VM uses local storage)") and `storage` shared ("can't clone to
+non-shared storage"), and the new VM then lives on the target; a task is read on its UPID's node;
+storage that is not shared has its own content on each node.
 """
 from __future__ import annotations
 
@@ -72,6 +80,9 @@ class PVE:
 
     def __init__(self, node="pve"):
         self.node = node
+        self.cluster_nodes = [node]  # GET /nodes; a test adds hosts
+        self.shared = set()  # shared storage ids (one content for every node)
+        self.node_storage = {}  # (node, storage) -> volid -> (content, bytes), for other nodes' local storage
         self.vms = {9000: {"name": "k8s-template", "template": 1, "status": "stopped",
                            "config": {"name": "k8s-template", "template": "1", "cores": "2", "memory": "4096",
                                       "scsi0": "local-lvm:base-9000-disk-0,size=20G",
@@ -85,9 +96,18 @@ class PVE:
         self.n = 0
         self.polls = 2  # status reads of a task that answer "running" before it stops
 
-    def task(self, kind, vmid, on_done=None):
+    def vm_node(self, vmid):
+        return self.vms[vmid].get("node", self.node)
+
+    def volumes(self, node, storage):
+        """The content of `storage` as `node` sees it."""
+        if node == self.node or storage in self.shared:
+            return self.storage.setdefault(storage, {})
+        return self.node_storage.setdefault((node, storage), {})
+
+    def task(self, kind, vmid, on_done=None, node=None):
         self.n += 1
-        upid = f"UPID:{self.node}:{self.n:08X}:0000ABCD:6560F00D:{kind}:{vmid}:{TOKEN_ID}:"
+        upid = f"UPID:{node or self.node}:{self.n:08X}:0000ABCD:6560F00D:{kind}:{vmid}:{TOKEN_ID}:"
         self.tasks[upid] = [self.polls, self.fail_task.get(kind, "OK"), on_done]
         return upid
 
@@ -131,50 +151,66 @@ class Handler(BaseHTTPRequestHandler):
             pve.requests.append((method, path, params))
             if self.headers.get("Authorization") != f"PVEAPIToken={TOKEN_ID}={SECRET}":
                 return self.reply(401, message="authentication failure")
-            m = re.fullmatch(rf"/api2/json/nodes/{pve.node}(/.*)", path)
+            if method == "GET" and path == "/api2/json/nodes":
+                return self.reply(200, [{"node": n, "status": "online", "type": "node"} for n in pve.cluster_nodes])
+            m = re.fullmatch(r"/api2/json/nodes/([a-z0-9-]+)(/.*)", path)
             if not m:
                 return self.reply(404, message=f"no such path {path}")
-            return self.route(method, m.group(1), params)
+            if m.group(1) not in pve.cluster_nodes:  # PVE::Cluster::check_node_exists
+                return self.reply(500, message=f"no such cluster node '{m.group(1)}'")
+            return self.route(method, m.group(2), params, m.group(1))
 
-    def route(self, method, sub, p):
+    def route(self, method, sub, p, node="pve"):
         pve = self.pve
+        if m := re.fullmatch(r"/qemu/(\d+)(/.*)", sub):
+            vmid = int(m.group(1))
+            if vmid not in pve.vms or pve.vm_node(vmid) != node:  # a node acts on its own VMs only
+                return self.reply(500, message=f"Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist")
         if method == "GET" and sub == "/qemu":
             return self.reply(200, [{"vmid": k, "name": v["name"], "status": v["status"],
-                                     **({"template": 1} if v.get("template") else {})} for k, v in pve.vms.items()])
+                                     **({"template": 1} if v.get("template") else {})} for k, v in pve.vms.items()
+                                    if pve.vm_node(k) == node])
         if m := re.fullmatch(r"/qemu/(\d+)/clone", sub):
             src, new = int(m.group(1)), int(p["newid"])
-            if src not in pve.vms:
-                return self.reply(500, message=f"VM {src} does not exist")
             if new in pve.vms:
                 return self.reply(500, message=f"unable to create VM {new}: config file already exists")
+            target = p.get("target")
+            if target in (node, "localhost"):
+                target = None
+            if target is not None:
+                if target not in pve.cluster_nodes:
+                    return self.reply(500, message=f"no such cluster node '{target}'")
+                if p.get("storage") and p["storage"] not in pve.shared:
+                    return self.reply(500, message=f"can't clone to non-shared storage '{p['storage']}'")
+                volumes = [v.split(",")[0] for v in pve.vms[src]["config"].values() if re.match(r"[\w.-]+:", v)]
+                if any(v.split(":")[0] not in pve.shared for v in volumes):
+                    return self.reply(500, message=f"can't clone VM to node '{target}' (VM uses local storage)")
             cfg = {k: v for k, v in pve.vms[src]["config"].items() if k != "template"}
             cfg["name"] = p["name"]
             cfg = {k: (v.replace(f"-{src}-", f"-{new}-")) for k, v in cfg.items()}
 
             def done():
-                pve.vms[new] = {"name": p["name"], "status": "stopped", "config": cfg}
-            return self.reply(200, pve.task("qmclone", src, done))
+                pve.vms[new] = {"name": p["name"], "status": "stopped", "config": cfg, "node": target or node}
+            return self.reply(200, pve.task("qmclone", src, done, node))
         if m := re.fullmatch(r"/qemu/(\d+)/config", sub):
             vm = pve.vms.get(int(m.group(1)))
-            if vm is None:
-                return self.reply(500, message="Configuration file does not exist")
             if method == "GET":
                 return self.reply(200, dict(vm["config"]))
             for key in filter(None, p.pop("delete", "").split(",")):
                 vm["config"].pop(key, None)
             vm["config"].update({k: str(v) for k, v in p.items()})
-            return self.reply(200, pve.task("qmconfig", m.group(1)))
+            return self.reply(200, pve.task("qmconfig", m.group(1), None, node))
         if m := re.fullmatch(r"/qemu/(\d+)/status/start", sub):
             vm = pve.vms[int(m.group(1))]
 
             def started():
                 vm["status"] = "running"
-            return self.reply(200, pve.task("qmstart", m.group(1), started))
+            return self.reply(200, pve.task("qmstart", m.group(1), started, node))
         if m := re.fullmatch(r"/qemu/(\d+)/status/current", sub):
             vm = pve.vms[int(m.group(1))]
             return self.reply(200, {"status": vm["status"], "vmid": int(m.group(1)), "name": vm["name"]})
         if m := re.fullmatch(r"/storage/([\w.-]+)/content", sub):
-            items = pve.storage.get(m.group(1), {})
+            items = pve.volumes(node, m.group(1))
             return self.reply(200, [{"volid": v, "content": c} for v, (c, _) in items.items()
                                     if p.get("content") in (None, c)])
         if m := re.fullmatch(r"/storage/([\w.-]+)/upload", sub):
@@ -190,11 +226,11 @@ class Handler(BaseHTTPRequestHandler):
             volid = f"{m.group(1)}:{content}/{fname}"
 
             def stored():
-                pve.storage[m.group(1)][volid] = (content, data)
-            return self.reply(200, pve.task("imgcopy", "", stored))
+                pve.volumes(node, m.group(1))[volid] = (content, data)
+            return self.reply(200, pve.task("imgcopy", "", stored, node))
         if m := re.fullmatch(r"/tasks/(UPID:[^/]+)/status", sub):
             t = pve.tasks.get(m.group(1))
-            if t is None:
+            if t is None or m.group(1).split(":")[1] != node:
                 return self.reply(500, message="no such task")
             if t[0] > 0:
                 t[0] -= 1

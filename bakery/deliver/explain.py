@@ -127,5 +127,6 @@ def markdown(cluster, plan=None, plans=None) -> str:
     e = describe(cluster, plans)
     return render_template("deliver/README.md.j2", e=e, cluster=cluster, plan=plan,
                            diagram=mermaid(cluster, e), px=cluster.image.proxmox,
+                           placed=[n for n in cluster.nodes if n.proxmox_node != cluster.image.proxmox.node],
                            virtualbox=virtualbox.BUILDER, proxmox=proxmox.BUILDER,
                            ova=f"../{images_folder_name(cluster.name)}/{virtualbox.ova_name(plan)}")

@@ -126,6 +126,7 @@ class NodeDelivery:
     vm_id: int
     seed_names: tuple[str, ...]  # the seed files that exist for this node
     secret: bool
+    proxmox_node: str = ""  # the Proxmox VE host of its VM (nodes[].proxmoxNode, resolved)
 
     @property
     def mac_vbox(self) -> str:
@@ -164,7 +165,7 @@ def node_delivery(cluster, node_plan, seed: dict[str, OutputFile]) -> NodeDelive
     return NodeDelivery(
         name=node.name, role=node.role, action=node_plan.action, address=str(node.address),
         mac=node_mac(cluster, node), cpus=node.cpus, memory_mib=node.memory_mib, vm_id=node.vm_id,
-        seed_names=tuple(seed), secret=any(f.secret for f in seed.values()),
+        seed_names=tuple(seed), secret=any(f.secret for f in seed.values()), proxmox_node=node.proxmox_node,
     )
 
 
@@ -264,9 +265,12 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[
             volumes = [f"{part}={px.snippet_storage}:snippets/{name}"
                        for (part, _), name in zip(SNIPPET_PARTS, names, strict=True)]
             rows.append((n, names, ",".join(volumes)))
+        # the hosts other than the template's that hold VMs: deploy.sh checks they are in the
+        # Proxmox cluster before it makes anything
+        placed = [(n.name, n.proxmox_node) for n in nodes if n.proxmox_node != px.node]
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
-            nodes=rows, node_names=node_names, first_boot=FIRST_BOOT,
+            nodes=rows, node_names=node_names, first_boot=FIRST_BOOT, placed=placed,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
         script = render_template("deliver/destroy.sh.j2", cluster=cluster, px=px, nodes=rows, node_names=node_names)

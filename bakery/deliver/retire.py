@@ -75,8 +75,9 @@ def steps(cluster, node_name: str, out: Path) -> list[Step]:
                               "the VirtualBox host"))
     if proxmox.BUILDER in builders:
         px = cluster.image.proxmox
-        out_steps.append(Step("vm", f"destroy {node.name}'s Proxmox VM {node.vm_id} and its snippets (copy the "
-                                    "output's proxmox/ folder there again first if it has no destroy.sh)",
+        on_host = f" on {node.proxmox_node}, reached over ssh" if node.proxmox_node != px.node else ""
+        out_steps.append(Step("vm", f"destroy {node.name}'s Proxmox VM {node.vm_id}{on_host} and its snippets "
+                                    "(copy the output's proxmox/ folder there again first if it has no destroy.sh)",
                               f"./proxmox/destroy.sh {q(node.name)}", f"root on the Proxmox VE node {px.node}"))
     if not any(s.step == "vm" for s in out_steps):
         out_steps.append(Step("vm", f"destroy {node.name}'s VM", "", "your hypervisor"))

@@ -35,6 +35,7 @@ class Node:
     memory_mib: int
     vm_id: int
     generation: int = 0  # bumped by the user to re-provision the node (its instance-id)
+    proxmox_node: str = ""  # the Proxmox VE host of its VM; build() resolves null to image.proxmox.node
 
     @property
     def is_control_plane(self) -> bool:
@@ -250,6 +251,7 @@ def build(data: dict) -> Cluster:
             labels=MappingProxyType(dict(sorted(n["labels"].items()))), taints=taints,
             cpus=derive.node_cpus(n, img), memory_mib=derive.node_memory_mib(n, img),
             vm_id=derive.node_vm_id(n, i, px), generation=n["generation"],
+            proxmox_node=n["proxmoxNode"] or px["node"],
         ))
     cp = spec["controlPlane"]
     vip = ipaddress.IPv4Address(cp["vip"]) if cp["vip"] else None
