@@ -294,3 +294,47 @@ def test_temporary_client_files_are_private_and_removed(lab, monkeypatch, tmp_pa
 def test_bad_poll_interval_is_bad_input(tmp_path):
     r = status(tmp_path, "--wait", "1m", env={"BAKERY_STATUS_POLL_SECONDS": "soon"})
     assert r.returncode == 2 and "BAKERY_STATUS_POLL_SECONDS" in r.stderr, r.stderr
+
+
+def test_wait_asks_again_after_a_failed_request_and_reports_the_last_failure():
+    """While the API server starts, a request fails; --wait asks again. A wait that ends on a
+    failure raises it (exit 1 with what to check) rather than show an old answer."""
+    from bakery.deliver import kubeapi
+    from bakery.deliver import status as st
+
+    now = [0.0]
+    answers = [kubeapi.ApiError("down"), {"items": [node("a")]}]
+    seen = []
+
+    def fetch():
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    def sleep(s):
+        now[0] += s
+
+    snap = st.poll(fetch, ["a"], 60, 5, lambda s, e, t: seen.append((s and s.summary(), str(e) if e else None)),
+                   clock=lambda: now[0], sleep=sleep)
+    assert snap.ready and seen == [(None, "down"), ("1/1 nodes Ready", None)]
+    answers[:] = [{"items": []}, kubeapi.ApiError("gone"), kubeapi.ApiError("gone")]
+    with pytest.raises(kubeapi.ApiError, match="gone"):
+        st.poll(fetch, ["a"], 10, 5, lambda *a: None, clock=lambda: now[0], sleep=sleep)
+    assert answers == []
+
+
+def test_403_for_a_user_rbac_does_not_let_list_nodes(lab):
+    import base64
+
+    out, ca = lab
+    cert, key = ca.issue(cn="jane", orgs=("developers",))
+    with api(ca) as server:
+        point_at(out, server.port)
+        doc = yaml.safe_load((out / "admin.conf").read_text())
+        doc["users"][0]["user"].update({"client-certificate-data": base64.b64encode(cert).decode(),
+                                        "client-key-data": base64.b64encode(key).decode()})
+        (out / "admin.conf").write_text(yaml.safe_dump(doc))
+        r = status(out)
+    assert r.returncode == 1 and "403 Forbidden" in r.stderr and "kubeadm init" in r.stderr, r.stderr
+    assert server.requests == [("/api/v1/nodes", 403)]

@@ -170,8 +170,9 @@ class Client:
             raise ApiError(f"{where}: 401 Unauthorized: the API server does not accept the client certificate of "
                            f"{kc.path}; is admin.conf from this cluster's render? An expired certificate: {RENEW}")
         if resp.status == 403:
-            raise ApiError(f"{where}: 403 Forbidden: the user of {kc.path} may not list nodes; bakery's admin.conf "
-                           "is in group kubeadm:cluster-admins, which kubeadm init binds to cluster-admin")
+            raise ApiError(f"{where}: 403 Forbidden: the user of {kc.path} may not list nodes. bakery's admin.conf "
+                           "is in group kubeadm:cluster-admins, which kubeadm init binds to cluster-admin near its "
+                           "end: on a new cluster, wait for init to finish (--wait asks again)")
         if resp.status != 200:
             raise ApiError(f"{where}: GET {path} answered {resp.status} {resp.reason}")
         try:
