@@ -338,3 +338,34 @@ def test_403_for_a_user_rbac_does_not_let_list_nodes(lab):
         r = status(out)
     assert r.returncode == 1 and "403 Forbidden" in r.stderr and "kubeadm init" in r.stderr, r.stderr
     assert server.requests == [("/api/v1/nodes", 403)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(kind="Pod"), "not a kubeconfig"),
+    (lambda d: d["clusters"][0]["cluster"].update(server="http://127.0.0.1:1"), "server must be https"),
+    (lambda d: d["clusters"][0]["cluster"].update({"certificate-authority-data": "%%%"}), "not base64"),
+    (lambda d: d["clusters"][0]["cluster"].update({"certificate-authority-data": "bm90IGEgY2VydA=="}),
+     "certificate-authority-data is not a PEM certificate"),
+    (lambda d: d["users"][0]["user"].pop("client-key-data"), "client-key-data is missing"),
+    (lambda d: d["users"][0]["user"].update({"client-key-data": d["clusters"][0]["cluster"][
+        "certificate-authority-data"]}), "are not a certificate and its key"),
+    (lambda d: d.update({"current-context": "nope", "contexts": []}), "names no cluster and user"),
+])
+def test_a_kubeconfig_bakery_cannot_use_is_bad_input(lab, change, message):
+    out, _ = lab
+    doc = yaml.safe_load((out / "admin.conf").read_text())
+    change(doc)
+    (out / "admin.conf").write_text(yaml.safe_dump(doc))
+    r = status(out)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "PRIVATE KEY" not in r.stderr
+
+
+def test_names_from_the_api_server_are_escaped(lab):
+    out, ca = lab
+    with api(ca, responses=[[node(n) for n in NODES] + [node("evil\x1b[2J", kubelet="v1\u202e")]]) as server:
+        point_at(out, server.port)
+        r = status(out)
+    assert r.returncode == 0
+    assert "\x1b" not in r.stdout and "\u202e" not in r.stdout
+    assert "evil\\x1b[2J" in r.stdout and "v1\\u202e" in r.stdout

@@ -70,7 +70,7 @@ def status(cluster: str, kubeconfig: str | None, out: str | None, wait: float) -
         left = max(0, int(wait - elapsed))
         text = (f"waiting: {snap.summary()}" if snap else f"waiting: {error}") + f" ({left}s left)"
         if live:
-            click.echo("\r\x1b[2K" + click.unstyle(_escape(text))[:200], err=True, nl=False)
+            click.echo("\r\x1b[2K" + _escape(text)[:200], err=True, nl=False)
             shown["live"] = True
         else:
             say(f"[{int(elapsed):>5}s] {text}", err=True)
