@@ -57,12 +57,12 @@ def lines(text: str) -> dict[str, list[str]]:
 def _get(server: ApiServer, cert_key: tuple[bytes, bytes] | None, ca: Issuer, path="/api/v1/nodes"):
     ctx = ssl.create_default_context(cadata=ca.pem.decode())
     if cert_key:
-        folder = tempfile.mkdtemp()
-        c, k = os.path.join(folder, "c"), os.path.join(folder, "k")
-        for name, data in ((c, cert_key[0]), (k, cert_key[1])):
-            with open(name, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(c, k)
+        with tempfile.TemporaryDirectory() as folder:
+            c, k = os.path.join(folder, "c"), os.path.join(folder, "k")
+            for name, data in ((c, cert_key[0]), (k, cert_key[1])):
+                with open(name, "wb") as f:
+                    f.write(data)
+            ctx.load_cert_chain(c, k)
     conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
     try:
         conn.request("GET", path)
