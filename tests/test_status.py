@@ -86,10 +86,11 @@ def test_standin_refuses_the_handshake_without_a_client_certificate_of_its_ca(la
     admin = {"cn": "kubernetes-admin", "orgs": ("kubeadm:cluster-admins",)}
     cert = {"none": None, "other-ca": Issuer.new_ca().issue(**admin),
             "server-cert": ca.issue(**admin, server=True)}[client]
-    with api(ca) as server:
-        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException, socket.timeout)):
-            _get(server, cert, ca)
-        assert server.handshake_errors and not server.requests
+    with api(ca) as server, pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException,
+                                           socket.timeout)):
+        _get(server, cert, ca)
+    # after the server's shutdown, which waits for the handshake it was handling to end
+    assert server.handshake_errors and not server.requests
 
 
 def test_standin_answers_401_for_a_certificate_its_authenticator_does_not_trust(lab):
