@@ -152,7 +152,8 @@ def test_the_node_check_is_one_stdlib_only_file():
             assert top == "__future__" or top in sys.stdlib_module_names, f"node check imports {name}"
 
 
-@pytest.mark.parametrize("module", ["bakery.cli", "bakery.cli.commands", "bakery.cli.deliver", "bakery.providers"])
+@pytest.mark.parametrize("module", ["bakery.cli", "bakery.cli.commands", "bakery.cli.deliver", "bakery.cli.status",
+                                    "bakery.providers"])
 def test_command_line_modules_import_nothing_heavy_at_module_level(module):
     """What `bakery --help` loads: module-level imports of these stay within click and bakery's light parts."""
     path = modules()[module]

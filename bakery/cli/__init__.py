@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .commands import cli, main
 from .deliver import COMMANDS
+from .status import COMMANDS as STATUS_COMMANDS
 
-for _command in COMMANDS:
+for _command in COMMANDS + STATUS_COMMANDS:
     cli.add_command(_command)
 
 __all__ = ["cli", "main"]

@@ -13,3 +13,10 @@ def parse_duration(text: str) -> int:
             total += int(num) * {"h": 3600, "m": 60, "s": 1}[ch]
             num = ""
     return total
+
+
+def is_duration(text: str) -> bool:
+    """The schema's duration pattern: 0, or hours, minutes, seconds in that order (1h30m, 45s)."""
+    import re
+
+    return bool(text) and re.fullmatch(r"0|([0-9]+h)?([0-9]+m)?([0-9]+s)?", text, re.ASCII) is not None
