@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 
 import pytest
 import yaml
@@ -50,6 +51,24 @@ def test_a_leaf_certificate_and_an_expired_ca_are_trusted_with_a_warning(tmp_pat
     found = _validate(tmp_path, lambda s: s["trust"].update(caCertificates=[leaf, expired]))
     assert [(c, s) for c, s, _ in found] == [("ca-certificate", "warning"), ("ca-certificate", "warning")]
     assert "not a CA certificate" in found[0][2] and "expired" in found[1][2]
+
+
+def test_a_private_key_given_as_a_ca_is_refused_and_not_echoed(tmp_path):
+    """Made here, not committed: no key-shaped text lives in the repository."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from conftest import run_bakery
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    for entry in (key, _cert(ca=True, days=30) + key):
+        found = _validate(tmp_path, lambda s, e=entry: s["trust"].update(caCertificates=[e]))
+        assert [(c, s) for c, s, _ in found] == [("ca-certificate", "error")] and "private key" in found[0][2]
+    r = run_bakery("validate", tmp_path / "cluster.yaml")
+    body = key.splitlines()[1]
+    assert r.returncode == 2 and "[ca-certificate]" in r.stderr and body not in r.stdout + r.stderr
+    assert re.search(r"cluster\.yaml:\d+:\d+: error\[ca-certificate\]", r.stderr)
 
 
 def test_two_certificates_in_one_entry_and_the_same_one_twice_are_refused(tmp_path):
