@@ -370,3 +370,12 @@ def test_names_from_the_api_server_are_escaped(lab):
     assert r.returncode == 0
     assert "\x1b" not in r.stdout and "\u202e" not in r.stdout
     assert "evil\\x1b[2J" in r.stdout and "v1\\u202e" in r.stdout
+
+
+def test_a_kubeconfig_that_is_not_a_regular_file_is_refused_at_once(lab, tmp_path):
+    """A FIFO would block a plain open() forever: it is refused (exit 2) without waiting."""
+    fifo = tmp_path / "admin.conf"
+    os.mkfifo(fifo)
+    r = status(lab, "--kubeconfig", fifo)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "not a kubeconfig" in r.stderr

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import EnvError, InputError
+from ..fsafe import NotRegular, TooLarge, read_regular
 
 RENEW = "`bakery secrets renew CLUSTER.yaml` reissues an expired admin certificate"
 
@@ -56,14 +57,18 @@ def _named(doc: dict, kind: str, name) -> dict:
     return {}
 
 
+KUBECONFIG_LIMIT = 1 << 20  # an admin.conf is a few kB; more is not one
+
+
 def load_kubeconfig(path: str) -> Kubeconfig:
     """The current context's server, CA and client credentials; exit 2 on a file that is not a
     kubeconfig with embedded data."""
     import yaml
 
     try:
-        with open(path, "rb") as f:
-            doc = yaml.safe_load(f)
+        doc = yaml.safe_load(read_regular(path, KUBECONFIG_LIMIT))
+    except (NotRegular, TooLarge) as e:
+        raise InputError(f"{e}: not a kubeconfig file", check="kubeconfig") from None
     except FileNotFoundError:
         raise InputError(f"{path}: no such kubeconfig; run `bakery render` first or pass --kubeconfig",
                          check="kubeconfig") from None
