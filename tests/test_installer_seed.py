@@ -19,7 +19,7 @@ from hclspec import check_body, check_packer_dir, labelled, load_spec, value
 UBUNTU = ("ubuntu-22.04", "ubuntu-24.04")
 OSES = (*UBUNTU, "debian-12")
 BUILDERS = ("virtualbox-iso", "proxmox-iso", "qemu")
-# None: installerSeed not written (the default, cdrom; Debian's is served over HTTP, see below)
+# None: installerSeed not written (the default, cdrom)
 SEEDS = (None, "cdrom", "http")
 ISO_FILE = "local:iso/ubuntu-24.04.3-live-server-amd64.iso"
 
@@ -44,12 +44,11 @@ def blocks(body, name) -> list[dict]:
 
 
 def cd_expected(os, seed) -> bool:
-    """The medium the test expects: Ubuntu's autoinstall on the CD unless http is asked for;
-    debian-installer reads no preseed from a second CD, so Debian's is always served."""
-    return os in UBUNTU and seed != "http"
+    """The medium the test expects: the CD unless http is asked for."""
+    return seed != "http"
 
 
-CASES = [(os, seed) for os in OSES for seed in SEEDS if not (os == "debian-12" and seed == "cdrom")]
+CASES = [(os, seed) for os in OSES for seed in SEEDS]
 
 
 # --- HCL against the plugins' specs --------------------------------------------------------
@@ -187,23 +186,56 @@ def test_ubuntu_boot_command_points_at_the_seed(renders, os, seed):
         assert fill == {"seedfrom": "http://10.0.2.2:8123/"}
 
 
-def test_debian_boot_command_is_served_over_http(renders):
-    boot = value(local_values(check_packer_dir(packer_of(renders, "debian-12"))[0])["boot_command"])
+def test_debian_boot_command_over_http(renders):
+    boot = value(local_values(check_packer_dir(packer_of(renders, "debian-12", "http"))[0])["boot_command"])
     words = typed(boot).removeprefix("<esc><wait>").removesuffix("<enter>").split()
     assert words[0] == "auto" and "preseed/url=http://10.0.2.2:8123/preseed.cfg" in words
 
 
+def debian_cd_cmdline(pdir: Path) -> tuple[str, str]:
+    """(label, parameters) typed at the Debian ISO's isolinux prompt for the CD seed."""
+    boot = value(local_values(check_packer_dir(pdir)[0])["boot_command"])
+    assert boot[0] == "<esc><wait>" and len(boot) == 2, boot
+    line = typed(boot[1:])
+    assert line.endswith(" <enter>") and line.count("<") == 1, line
+    label, _, params = line.removesuffix(" <enter>").partition(" ")
+    return label, params
+
+
+@pytest.mark.parametrize("seed", [None, "cdrom"])
+def test_debian_boot_command_loads_the_cd_seed(renders, seed):
+    """The shape the kernel and the installer need (what it does: tests/test_vm_debian_seed.py)."""
+    label, params = debian_cd_cmdline(packer_of(renders, "debian-12", seed))
+    assert label == "install"
+    # one quoted value; inside it no quote, newline or `---`, which the kernel, env2debconf
+    # (busybox ash's `set` output, single-quoted) and the installer's user-params would split
+    m = re.fullmatch(r'priority=critical preseed/early_command="([^"\n]+)"', params)
+    assert m, params
+    assert "'" not in m.group(1) and "---" not in m.group(1)
+    # no word with a dot: the installer's S02module-params would take it for a module parameter
+    assert not [w for w in params.split() if "." in w.partition("=")[0]], params
+    assert "/media/preseed " in m.group(1) and "debconf-set-selections" in m.group(1)
+    # the x86 kernel's command line holds 2048 bytes; the Debian entry's own append line
+    # (vga=788 initrd=/install.amd/initrd.gz --- quiet) is about 60
+    assert len(params) < 1500
+
+
 # --- the CD holds what HTTP served, and no secret --------------------------------------------
 
-@pytest.mark.parametrize("os", UBUNTU)
+@pytest.mark.parametrize("os", OSES)
 def test_the_cd_holds_what_http_served(renders, os):
     cd_dir, http_dir = packer_of(renders, os), packer_of(renders, os, "http")
     cd = local_values(check_packer_dir(cd_dir)[0])["cd_content"]
     http = local_values(check_packer_dir(http_dir)[0])["http_content"]
     # file names on the CD, URL paths over HTTP; the same templatefile() calls
-    assert {k.strip('"'): v for k, v in cd.items()} == {k.strip('"').lstrip("/"): v for k, v in http.items()}
-    assert set(cd) == {'"user-data"', '"meta-data"'}
-    for name in ("user-data.pkrtpl", "meta-data"):
+    # (Debian's is `preseed` on the CD: the loader's words hold no dot, see installer.py)
+    names = {"/preseed.cfg": "preseed"}
+    assert {k.strip('"'): v for k, v in cd.items()} == {names.get(k.strip('"'), k.strip('"').lstrip("/")): v
+                                                         for k, v in http.items()}
+    files = ("user-data.pkrtpl", "meta-data") if os in UBUNTU else ("preseed.cfg.pkrtpl",)
+    assert set(cd) == ({'"user-data"', '"meta-data"'} if os in UBUNTU else {'"preseed"'})
+    assert sorted(p.name for p in (cd_dir / "installer").iterdir()) == sorted(files)
+    for name in files:
         assert (cd_dir / "installer" / name).read_bytes() == (http_dir / "installer" / name).read_bytes()
 
 
@@ -233,12 +265,12 @@ print(json.dumps(util.pathprefix2dict(sys.argv[1], required=["user-data", "meta-
 """
 
 
-@pytest.mark.parametrize("os", UBUNTU)
-def test_cidata_iso_built_as_packer_does_is_a_nocloud_seed(renders, os, tmp_path):
-    xorriso, blkid = need("xorriso"), need("blkid")
-    pdir = packer_of(renders, os)
+def packer_cd(pdir: Path, tmp_path: Path) -> Path:
+    """The seed CD as Packer builds it from cd_content: each file through templatefile() with the
+    variables of a real build, then xorriso as packer-plugin-sdk runs it
+    (multistep/commonsteps/step_create_cdrom.go: xorriso's genisoimage mode)."""
+    xorriso = need("xorriso")
     cd = local_values(check_packer_dir(pdir)[0])["cd_content"]
-    # what Packer's templatefile() writes, with the build variables of a real build
     src = tmp_path / "cd"
     src.mkdir()
     for key, expr in cd.items():
@@ -246,14 +278,20 @@ def test_cidata_iso_built_as_packer_does_is_a_nocloud_seed(renders, os, tmp_path
         m = re.search(r'(templatefile|file)\("\$\{path\.root\}/([^"]+)"', expr)
         text = (pdir / m.group(2)).read_text()
         if m.group(1) == "templatefile":
-            text = templatefile(text, build_user="packer", password_hash=FAKE_HASH, proxy="null")
+            proxy = "null" if name == "user-data" else ""
+            text = templatefile(text, build_user="packer", password_hash=FAKE_HASH, proxy=proxy)
         (src / name).write_text(text)
-    # packer-plugin-sdk multistep/commonsteps/step_create_cdrom.go: xorriso's genisoimage mode
     iso = tmp_path / "cidata.iso"
     r = subprocess.run([xorriso, "-as", "genisoimage", "-rock", "-joliet", "-volid", "cidata", "-output", str(iso),
                         str(src)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    # cloud-init finds it as util.find_devs_with("LABEL=cidata") does: blkid's LABEL token
+    return iso
+
+
+def read_as_nocloud(iso: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """cloud-init's NoCloud reading of the CD: found by its label as util.find_devs_with
+    ("LABEL=cidata") finds it (blkid's LABEL token), then its files as _get_data reads them."""
+    xorriso, blkid = need("xorriso"), need("blkid")
     r = subprocess.run([blkid, "-t", "LABEL=cidata", "-o", "device", str(iso)], capture_output=True, text=True)
     assert r.stdout.strip() == str(iso), r.stderr
     out = tmp_path / "mnt"
@@ -262,7 +300,13 @@ def test_cidata_iso_built_as_packer_does_is_a_nocloud_seed(renders, os, tmp_path
     assert r.returncode == 0, r.stderr
     script = need("cloud-init")
     python = Path(script).read_text().splitlines()[0].removeprefix("#!").split()
-    r = subprocess.run([*python, "-c", READ_SEED, str(out)], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*python, "-c", READ_SEED, str(out)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("os", UBUNTU)
+def test_cidata_iso_built_as_packer_does_is_a_nocloud_seed(renders, os, tmp_path):
+    pdir = packer_of(renders, os)
+    r = read_as_nocloud(packer_cd(pdir, tmp_path), tmp_path)
     assert r.returncode == 0, r.stderr
     seed = json.loads(r.stdout)
     assert yaml.safe_load(seed["meta-data"]) == {"instance-id": yaml.safe_load((pdir / "installer" / "meta-data")
@@ -270,6 +314,13 @@ def test_cidata_iso_built_as_packer_does_is_a_nocloud_seed(renders, os, tmp_path
     doc = yaml.safe_load(seed["user-data"])
     assert seed["user-data"].startswith("#cloud-config\n")
     assert doc["autoinstall"]["identity"]["password"] == FAKE_HASH
+
+
+def test_debian_seed_cd_is_passed_over_by_the_installed_cloud_init(renders, tmp_path):
+    """The CD stays attached while the bake runs; the installed Debian's cloud-init must not
+    take the preseed CD for a datasource. NoCloud needs meta-data, which the CD lacks."""
+    r = read_as_nocloud(packer_cd(packer_of(renders, "debian-12"), tmp_path), tmp_path)
+    assert r.returncode != 0 and "Missing required files" in r.stderr, (r.stdout, r.stderr)
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -291,13 +342,8 @@ def test_iso_file_and_pve_download_refused_at_the_line(tmp_path):
     assert f"{path}:{_line(text, 'isoDownload: pve')}:20: error[proxmox-iso-source]: " in r.stderr, r.stderr
 
 
-def test_cdrom_seed_for_debian_refused_at_the_line(tmp_path):
-    text = cluster_text("debian-12", "cdrom")
-    path, r = _validate(tmp_path, text)
-    assert r.returncode == 2
-    assert f"{path}:{_line(text, 'installerSeed: cdrom')}:20: error[installer-seed]: " in r.stderr, r.stderr
-    # the default and http are fine for Debian
-    for seed in (None, "http"):
+def test_cdrom_seed_for_debian_validates(tmp_path):
+    for seed in (None, "cdrom", "http"):
         _, r = _validate(tmp_path, cluster_text("debian-12", seed))
         assert r.returncode == 0, r.stderr
 

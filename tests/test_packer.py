@@ -52,6 +52,7 @@ VARIANTS = {
     # the installer's seed over Packer's HTTP server instead of the default CIDATA CD
     "ubuntu-22.04-http": dict(os="ubuntu-22.04", image_extra="\n    installerSeed: http"),
     "ubuntu-24.04-http": dict(os="ubuntu-24.04", image_extra="\n    installerSeed: http"),
+    "debian-12-http": dict(os="debian-12", image_extra="\n    installerSeed: http"),
     "tuned": dict(os="ubuntu-22.04", image_extra=(
         "\n    cpus: 3\n    memoryMiB: 6144\n    diskSizeMiB: 30720\n    buildUser: baker"
         "\n    proxmox: {node: pve7, bridge: vmbr9, templateVmId: 9123, url: 'https://pve.example:8006/api2/json'}"
@@ -903,14 +904,19 @@ def _debconf_check(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([tool, "-c", str(path)], capture_output=True, text=True)
 
 
-def test_debian_preseed_accepted_by_debconf(render, tmp_path):
-    pdir = packer_dir(render, "debian-12")
-    merged = merged_hcl(render, "debian-12")
-    loc = local_values(merged)
-    assert set(loc["http_content"]) == {'"/preseed.cfg"'}
+@pytest.mark.parametrize("name", ["debian-12", "debian-12-http"])
+def test_debian_preseed_accepted_by_debconf(render, tmp_path, name):
+    pdir = packer_dir(render, name)
+    loc = local_values(merged_hcl(render, name))
     words = typed(value(loc["boot_command"])).removeprefix("<esc><wait>").removesuffix("<enter>").split()
-    assert words[0] == "auto"
-    assert "preseed/url=http://10.0.2.2:8123/preseed.cfg" in words
+    if name.endswith("-http"):
+        assert set(loc["http_content"]) == {'"/preseed.cfg"'}
+        assert words[0] == "auto"
+        assert "preseed/url=http://10.0.2.2:8123/preseed.cfg" in words
+    else:
+        # on the CD (file names, not URL paths); the boot command is tests/test_vm_debian_seed.py's
+        assert set(loc["cd_content"]) == {'"preseed"'} and "http_content" not in loc
+        assert words[0] == "install" and not any("preseed/url" in w for w in words)
     raw = (pdir / "installer" / "preseed.cfg.pkrtpl").read_text()
     rendered = tmp_path / "preseed.cfg"
     rendered.write_text(templatefile(raw, build_user="packer", password_hash=FAKE_HASH, proxy=""))

@@ -40,8 +40,12 @@ def _fill_placeholders(text: str) -> str:
 
 
 def _sudoers_commands(target: str) -> list[str]:
+    # No backslash: debian-installer's debconf turns a \n in a preseed value into a newline,
+    # and a value read back ends at its first newline (the shell confmodule reads one line),
+    # so preseed/late_command would be cut inside its quotes (tests/test_vm_debian_seed.py).
+    # The build user is a plain login name (the build_user variable's validation).
     path = f"{target}{SUDOERS_FILE}"
-    return [f"printf '%s ALL=(ALL) NOPASSWD:ALL\\n' '@@BUILD_USER@@' > {path}",
+    return [f"echo '@@BUILD_USER@@ ALL=(ALL) NOPASSWD:ALL' > {path}",
             f"chmod 0440 {path}"]
 
 
@@ -100,6 +104,7 @@ def preseed_cfg(cluster: Cluster, plan: ImagePlan) -> str:
                            packages=("openssh-server", "sudo", "curl", "ca-certificates",
                                      "qemu-guest-agent", "cloud-init", "cloud-guest-utils"),
                            late_command="; ".join(_sudoers_commands("/target")))
+    assert "\\" not in text, "a backslash in a preseed value does not reach debian-installer's debconf as written"
     # The template holds ${build_user}/${password_hash} as the only live placeholders.
     for marker, live in _PLACEHOLDERS.items():
         text = text.replace(live, marker)
@@ -114,21 +119,50 @@ CDROM, HTTP = "cdrom", "http"
 CD_LABEL = "cidata"
 
 
-def seed_medium(cluster: Cluster, plan: ImagePlan) -> str:
-    """The seed's medium. debian-installer has no way to find a preseed on a second CD: its
-    cdrom-detect mounts only the installation CD at /cdrom, and preseed/file reads a path in the
-    installer's file system (hashicorp/packer#11525; the known workarounds type a mount command
-    into a console mid-install), so Debian is always served over HTTP."""
-    if _os(plan).installer != "autoinstall":
-        return HTTP
-    return cluster.image.installer_seed
+# debian-installer reads a preseed only from its own installation CD (file-preseed takes a path
+# in the installer's file system, where cdrom-detect mounts only the installation CD, at /cdrom;
+# hashicorp/packer#11525). What it does run from the kernel command line is
+# preseed/early_command: rootskel's init starts udev and loads the drivers of every device
+# found, then lib/debian-installer-startup.d/ runs S32env-preseed (env2debconf: the kernel's
+# foo/bar=value parameters into debconf) and S33preseed_early_command (preseed_command
+# preseed/early_command), before main-menu asks anything (preseed 1.117 and rootskel 1.136
+# in Debian 12's installer; the CD flavour's initrd carries the CD, ATA and ISO 9660 drivers,
+# debian-installer build/pkg-lists/cdrom/). So this command finds the CD labelled cidata,
+# copies the preseed off it, unmounts it (cdrom-detect looks for the installation CD later)
+# and loads the answers with the installer's debconf-set-selections: the same as a preseed in
+# the initrd, where every question can be preseeded. It retries for 30 s, as a SCSI scan may
+# still be running, and when no seed appears it exits 1, so the installer stops at its
+# "Failed to run preseeded command" dialog rather than installing with defaults (the
+# installer's debconf-set-selections exits 0 on a missing file). The text goes through four
+# parsers, so it holds no quote, no newline, no `---` and no word with a dot: the kernel (a
+# double-quoted value keeps its blanks, the quotes are dropped), S02module-params (which
+# takes every blank-separated word with a dot for a module parameter), env2debconf (which
+# reads busybox ash's `set`, single-quoted) and `sh -c`. Hence the seed's name on the CD. Both label cases: mkisofs and
+# oscdimg write the label upper case. The CD stays attached while the bake runs; the installed
+# system's cloud-init passes over it, as NoCloud requires meta-data (DataSourceNoCloud).
+# tests/test_vm_debian_seed.py boots Debian's installer with this command line.
+DEBIAN_CD_SEED = "preseed"  # its name on the CD
+DEBIAN_CD_LOADER = (
+    "for i in 1 2 3 4 5 6 7 8 9 10; do "
+    f"for d in /dev/sr*; do case $(blkid -o value -s LABEL $d) in {CD_LABEL}|{CD_LABEL.upper()}) "
+    f"mount -r -t iso9660 $d /media && cp /media/{DEBIAN_CD_SEED} /tmp/bakery-preseed; umount /media;; esac; done; "
+    "[ -f /tmp/bakery-preseed ] && break; sleep 3; done; "
+    "[ -f /tmp/bakery-preseed ] && debconf-set-selections /tmp/bakery-preseed"
+)
+# The label of the Debian ISO's boot menu entry typed at the isolinux prompt, and what follows
+# it. `install`, not `auto`: with auto=true and no preseed/url nor preseed/file, the installer
+# asks for a preseed URL once the network is up (S60auto-install, auto-install.sh). The
+# answers are in debconf before localechooser runs, so priority=critical is all it needs.
+# Parameters with a slash, and quoted ones, stay out of the installed system's kernel command
+# line (the installer's user-params), as do aliases such as priority.
+DEBIAN_CD_BOOT = f'install priority=critical preseed/early_command="{DEBIAN_CD_LOADER}" <enter>'
 
 
 def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, str], list[tuple[str, str]], list[str]]:
     """(medium, files under installer/, content entries (path, HCL expression), boot command).
     The same entries serve as http_content or cd_content: the CD holds what HTTP would serve."""
     osr = _os(plan)
-    medium = seed_medium(cluster, plan)
+    medium = cluster.image.installer_seed
     # debian-installer fetches from the mirror by its protocol (mirror/<protocol>/proxy): an
     # https mirror through the https proxy, as curl and apt pick one by the URL's scheme.
     scheme = urlsplit(plan.apt_mirror or DEBIAN_DEFAULT_MIRROR).scheme
@@ -157,8 +191,14 @@ def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, st
                 "boot<enter>"]
     else:
         files = {"preseed.cfg.pkrtpl": preseed_cfg(cluster, plan)}
-        content = [("/preseed.cfg", f'templatefile("${{path.root}}/installer/preseed.cfg.pkrtpl", {tpl_vars})')]
-        boot = ["<esc><wait>",
-                f"auto preseed/url={seed}preseed.cfg netcfg/get_hostname={INSTALL_HOSTNAME} "
-                "netcfg/get_domain= <enter>"]
+        name = DEBIAN_CD_SEED if medium == CDROM else "/preseed.cfg"
+        content = [(name, f'templatefile("${{path.root}}/installer/preseed.cfg.pkrtpl", {tpl_vars})')]
+        if medium == CDROM:
+            boot = ["<esc><wait>", DEBIAN_CD_BOOT]
+        else:
+            # auto: the network preseed (preseed/url) is fetched once the network is up, so
+            # netcfg's own questions come from the command line.
+            boot = ["<esc><wait>",
+                    f"auto preseed/url={seed}preseed.cfg netcfg/get_hostname={INSTALL_HOSTNAME} "
+                    "netcfg/get_domain= <enter>"]
     return medium, files, content, boot

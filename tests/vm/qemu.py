@@ -185,12 +185,16 @@ class VM:
             "-monitor", f"unix:{self.monitor},server=on,wait=off",
         ]
 
-    def start(self) -> VM:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def prepare(self) -> None:
+        """Make what command() refers to: a fresh overlay on the base image."""
         if self.overlay.exists():
             self.overlay.unlink()
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.raw), "-F", "raw",
                         str(self.overlay)], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> VM:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
         cmd = self.command()
         (self.workdir / f"{self.name}.cmd").write_text(" ".join(cmd) + "\n")
         with open(self.qemu_log, "wb") as err:
