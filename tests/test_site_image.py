@@ -301,8 +301,9 @@ def test_debian_preseed_mirror_proxy_and_ca_certificates(site, tmp_path):
     assert answers["mirror/https/directory"] == ("string", "/debian")
     assert answers["mirror/https/proxy"] == ("string", PROXY)
     assert "ca-certificates" in answers["pkgsel/include"][1].split()
-    http = local_values(check_packer_dir(pdir)[0])["http_content"]
-    assert "proxy = var.https_proxy" in http['"/preseed.cfg"']  # the https mirror's proxy
+    loc = local_values(check_packer_dir(pdir)[0])
+    (seed,) = (loc.get("cd_content") or loc["http_content"]).values()  # the CD's, or served
+    assert "proxy = var.https_proxy" in seed  # the https mirror's proxy
 
 
 # --- mirrors ------------------------------------------------------------------------------

@@ -176,8 +176,9 @@ def test_the_preseed_takes_the_proxy_of_its_mirror_s_protocol(renders, tmp_path)
         merged, errors = check_packer_dir(pdir)
         assert errors == []
         variables = {"http_proxy": proxy.get("http", ""), "https_proxy": "http://secure-proxy.corp.example.com:3129"}
-        http = local_values(merged)["http_content"]['"/preseed.cfg"']
-        assert f"proxy = var.{var}" in http, http
+        loc = local_values(merged)
+        (seed,) = (loc.get("cd_content") or loc["http_content"]).values()  # the CD's, or served
+        assert f"proxy = var.{var}" in seed, seed
         rendered = tmp_path / f"{scheme}.cfg"
         rendered.write_text(templatefile((pdir / "installer" / "preseed.cfg.pkrtpl").read_text(), build_user="packer",
                                          password_hash=FAKE_HASH, proxy=variables[var]))
