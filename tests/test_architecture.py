@@ -23,6 +23,7 @@ STAGES = (
     "providers",  # each hypervisor's facts
     "output",     # OutputFile, the atomic writer, the output layout
     "spec",       # load -> validate -> model
+    "cni",        # each pod network plugin: its images, files and configuration
     "pki",        # secrets bundle, admin.conf
     "plan",       # node paths, image plan, node plans
     "image",      # bake steps, installer, Packer HCL

@@ -313,7 +313,7 @@ def test_firstboot_values(rendered):
     for _name, out, data, node in all_nodes(rendered):
         files = written(user_data(out, node["name"]))
         values = subprocess.run(["bash", "-c", '. /dev/stdin; echo "$NODE_NAME|$NODE_ROLE|$ACTION|$NODE_ADDRESS|'
-                                 '$ENDPOINT_HOST:$ENDPOINT_PORT|${CALICO_MANIFESTS[*]}"'],
+                                 '$ENDPOINT_HOST:$ENDPOINT_PORT|${CNI_ASSETS[*]}"'],
                                 input=files[VALUES]["content"], capture_output=True, text=True).stdout.strip()
         first = nodes_of(data)[0]
         action = "init" if node is first else ("join-control-plane" if node["role"] == "control-plane"
@@ -379,7 +379,7 @@ def test_script_values_are_shell_quoted(rendered):
     """Every value line is NAME=word with no expansion: cluster.yaml can't inject shell."""
     for node, _script, values in scripts(rendered):
         lines = [ln for ln in values.splitlines() if ln and not ln.startswith("#")]
-        assert len(lines) == 17, node
+        assert len(lines) == 20, node
         for line in lines:
             assert re.match(r"^[A-Z_]+=(\(.*\)|'[^']*'|[A-Za-z0-9_./:@%+=,-]+)$", line), (node, line)
 

@@ -137,7 +137,7 @@ def healthy_tree(root: Path, exp: dict):
 
 EXP = {"kubernetesVersion": "1.36.3", "packageSource": "pkgs.k8s.io", "pauseImage": "registry.k8s.io/pause:3.10.2",
        "images": ["registry.k8s.io/pause:3.10.2", "quay.io/calico/node:v3.32.1"],
-       "calicoDir": "/opt/bakery/calico", "calicoManifests": ["operator-crds.yaml"],
+       "cniDir": "/opt/bakery/calico", "cniAssets": ["operator-crds.yaml"],
        "criSocket": "unix:///run/containerd/containerd.sock", "kernelModules": ["overlay", "br_netfilter"],
        "sysctls": {"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1",
                    "net.bridge.bridge-nf-call-ip6tables": "1"},
@@ -243,7 +243,7 @@ def test_changed_manifest_fails(tmp_path):
     healthy_tree(tmp_path / "root", EXP)
     (tmp_path / "root/opt/bakery/calico/operator-crds.yaml").write_text("tampered\n")
     rc, text = run_check(tmp_path)
-    assert rc == 1 and "FAIL calico-manifests: operator-crds.yaml changed" in text
+    assert rc == 1 and "FAIL cni-files: operator-crds.yaml changed" in text
 
 
 def test_ignore_turns_failure_into_warning(tmp_path):
@@ -344,7 +344,7 @@ def test_rendered_expectations_drive_the_check(lab_packer, tmp_path):
     # the calico manifests the expectations name, with their sums
     import hashlib
     sums = ""
-    for name in exp["calicoManifests"]:
+    for name in exp["cniAssets"]:
         body = f"# {name}\n".encode()
         (root / "opt/bakery/calico" / name).write_bytes(body)
         sums += f"{hashlib.sha256(body).hexdigest()}  {name}\n"

@@ -560,12 +560,12 @@ def test_images_pre_pulled_and_calico_manifests_stored(render):
     pull = next(c for c in cmds if c[:4] == ["kubeadm", "config", "images", "pull"])
     assert pull[pull.index("--kubernetes-version") + 1] == "v1.36.3"
     fetches = [c[1:] for c in cmds if c and c[0] == "fetch" and not c[1].startswith("$")]
-    assert fetches == [[url, f"{planmod.CALICO_DIR}/{n}"] for n, url in plan.calico_manifests]
+    assert fetches == [[url, f"{planmod.CALICO_DIR}/{n}"] for n, url in plan.cni_assets]
     sums = next(c for c in cmds if c[:2] == ["sha256sum", "--"])
-    assert sums[2:] == [n for n, _ in plan.calico_manifests] + [">SHA256SUMS"]
+    assert sums[2:] == [n for n, _ in plan.cni_assets] + [">SHA256SUMS"]
     text = script.read_text()
     assert f"readonly IMAGES_LIST={planmod.IMAGES_LIST}" in text
-    assert f"readonly CALICO_DIR={planmod.CALICO_DIR}" in text
+    assert f"readonly CNI_DIR={planmod.CALICO_DIR}" in text
 
 
 def test_versions_file_sources_to_the_plan(render):

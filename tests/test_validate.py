@@ -123,6 +123,8 @@ def test_schema_is_closed_and_documented():
                 assert sub.get("description"), f"{path}.{key} has no description"
                 if verbatim:  # passed on as written: no default may be filled in
                     assert "default" not in sub, f"{path}.{key} is verbatim but has a default"
+                elif obj.get("x-default-choice"):  # alternatives: only the chosen one is filled in
+                    assert "default" not in sub and obj["x-default-choice"] in obj["properties"], f"{path}.{key}"
                 else:
                     assert "default" in sub or key in required, f"{path}.{key} has neither default nor required"
 

@@ -38,6 +38,7 @@ import pytest
 import yaml
 
 from bakery import plan as P
+from bakery.cni import calico
 
 from conftest import LAB, run_bakery
 from vm.disk import Disk, baseline_private_keys
@@ -46,6 +47,8 @@ from vm.fixtures import TIMINGS, say, vm_factory, vm_image  # noqa: F401  (fixtu
 from vm.image import BASE_HOSTNAME, CONSOLE_MARK, NODE_CHECK_IGNORED, STATE_DIR, _fake_baked_files
 from vm.qemu import Link, accel_name
 from vm.seed import seed_iso
+
+CALICO_CONFIG = P.cni_config(calico.CONFIG_FILE)
 
 # Questions the node check asks the stand-ins (versions, image lists, CRI status) are not
 # actions on the node; the assertions below are about what first boot *did*.
@@ -313,12 +316,12 @@ def check_init_node(disk: Disk, rendered: Rendered, node: dict, vm) -> None:
     for c in applied[:-1]:
         assert c.file(c.argv[4]) == baked[c.argv[4]][0], c.argv
     last = applied[-1]
-    assert last.argv == ("apply", "--server-side", "--force-conflicts", "-f", P.CALICO_INSTALLATION)
-    installation = yaml.safe_load(last.file(P.CALICO_INSTALLATION))
+    assert last.argv == ("apply", "--server-side", "--force-conflicts", "-f", CALICO_CONFIG)
+    installation = yaml.safe_load(last.file(CALICO_CONFIG))
     assert installation["kind"] == "Installation"
     pools = installation["spec"]["calicoNetwork"]["ipPools"]
     assert [p["cidr"] for p in pools] == [rendered.data["spec"]["network"]["podCidr"]]
-    assert disk.cat(P.CALICO_INSTALLATION) == last.file(P.CALICO_INSTALLATION)
+    assert disk.cat(CALICO_CONFIG) == last.file(CALICO_CONFIG)
     # the sentinel, and the default user's kubeconfig
     assert disk.exists(P.SENTINEL), "no sentinel on the control plane"
     assert disk.text(P.SENTINEL).startswith("init ")
@@ -409,7 +412,7 @@ def check_gave_up(disk: Disk, rendered: Rendered, node: dict, vm) -> None:
 
 
 NODE_CHECK_PASSING = ("swap-active", "swap-fstab", "swap-units", "kernel-modules", "sysctl", "containerd-enabled",
-                      "calico-manifests", "node-address", "endpoint", "ports-free", "clock")
+                      "cni-files", "node-address", "endpoint", "ports-free", "clock")
 
 
 def check_node_check_passed(disk: Disk, node: dict) -> None:

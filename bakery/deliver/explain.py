@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..plan.nodes import FIRST_BOOT, Action
+from .. import cni
+from ..plan.nodes import Action, first_boot
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,10 @@ def describe(cluster, plans=None) -> Explanation:
     net = cluster.network
     gw = f", gateway {net.gateway}" if net.gateway else ""
     svc = net.service_cidr
-    calico = cluster.calico
-    mtu = f", MTU {calico.mtu}" if calico.mtu else ""
     layers = (
         Layer("node network", str(net.node_cidr), "the OS",
               f"static addresses from cloud-init's network-config on {net.node_interface}{gw}"),
-        Layer("pod network", str(net.pod_cidr), f"Calico {calico.release.version}",
-              f"IP pool = kubeadm podSubnet, encapsulation {calico.encapsulation}{mtu}"),
+        Layer("pod network", str(net.pod_cidr), cni.title(cluster.cni), cni.describe(cluster)),
         Layer("service network", str(svc), "kube-proxy",
               f"ClusterIPs = kubeadm serviceSubnet; API {svc[1]}, DNS {svc[10]}"),
     )
@@ -66,8 +64,9 @@ def describe(cluster, plans=None) -> Explanation:
     else:
         detail = "an address you provide (load balancer or DNS name) in front of the API servers"
     nodes = []
+    words = first_boot(cluster)
     for p in plans if plans is not None else node_plans(cluster):
-        text = FIRST_BOOT[p.action]
+        text = words[p.action]
         if p.action != Action.INIT:
             text += f" via {cp.endpoint}"
         nodes.append(NodeLine(p.node.name, p.node.role, str(p.node.address), p.action, text))
@@ -96,10 +95,11 @@ def mermaid(cluster, e: Explanation | None = None) -> str:
     e = e or describe(cluster)
     node_net, pod_net, svc_net = e.layers
     ids = {n.name: f"n{i}" for i, n in enumerate(e.nodes)}
+    words = first_boot(cluster)
     out = ["flowchart TB",
            f'  subgraph nodenet["{node_net.name} {node_net.cidr} (owner: {node_net.owner})"]']
     for n in e.nodes:
-        out.append(f'    {ids[n.name]}["{n.name}<br/>{n.role}<br/>{n.address}<br/>{FIRST_BOOT[n.action]}"]')
+        out.append(f'    {ids[n.name]}["{n.name}<br/>{n.role}<br/>{n.address}<br/>{words[n.action]}"]')
     out.append("  end")
     out.append(f'  ep(["control-plane endpoint<br/>{e.endpoint}"])')
     for n in e.nodes:

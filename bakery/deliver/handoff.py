@@ -25,7 +25,7 @@ from typing import Any
 
 from ..output.layout import IMAGES_SUFFIX
 from ..output.writer import OutputFile
-from ..plan.nodes import FIRST_BOOT, Action
+from ..plan.nodes import Action, first_boot
 from ..providers import proxmox, virtualbox
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
@@ -252,7 +252,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[
             "deliver/create-vms.sh.j2", cluster=cluster, plan=plan, nodes=nodes, node_names=node_names,
             ova=virtualbox.ova_name(plan), images_suffix=IMAGES_SUFFIX, host_only=cluster.image.virtualbox_host_only,
             host_address=host_only_address(cluster), netmask=str(cluster.network.node_cidr.netmask),
-            first_boot=FIRST_BOOT,
+            first_boot=first_boot(cluster),
         )
         out.append(OutputFile("virtualbox/create-vms.sh", script.encode(), kind="virtualbox",
                               executable=True))
@@ -270,7 +270,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[
         placed = [(n.name, n.proxmox_node) for n in nodes if n.proxmox_node != px.node]
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
-            nodes=rows, node_names=node_names, first_boot=FIRST_BOOT, placed=placed,
+            nodes=rows, node_names=node_names, first_boot=first_boot(cluster), placed=placed,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))
         script = render_template("deliver/destroy.sh.j2", cluster=cluster, px=px, nodes=rows, node_names=node_names)

@@ -403,10 +403,11 @@ def check_images(sys_: System, exp: dict) -> list[Result]:
 
 
 def check_manifests(sys_: System, exp: dict) -> list[Result]:
-    folder = exp.get("calicoDir", "/opt/bakery/calico")
+    """The pod network plugin's files the bake stored (manifests, chart), unchanged."""
+    folder = exp["cniDir"]
     sums = sys_.read(folder + "/SHA256SUMS")
     if sums is None:
-        return [Result("calico-manifests", False, f"{folder}/SHA256SUMS is missing", "re-bake the image")]
+        return [Result("cni-files", False, f"{folder}/SHA256SUMS is missing", "re-bake the image")]
     bad = []
     names = []
     for line in sums.splitlines():
@@ -424,12 +425,12 @@ def check_manifests(sys_: System, exp: dict) -> list[Result]:
             continue
         if have != digest.strip():
             bad.append(f"{name} changed")
-    for name in exp.get("calicoManifests") or []:
+    for name in exp.get("cniAssets") or []:
         if name not in names:
             bad.append(f"{name} not recorded")
-    return [Result("calico-manifests", not bad and bool(names),
-                   ", ".join(bad) if bad else f"{len(names)} manifests match their recorded sha256",
-                   "re-bake the image; the manifests must not change after the bake")]
+    return [Result("cni-files", not bad and bool(names),
+                   ", ".join(bad) if bad else f"{len(names)} files of the pod network plugin match their recorded sha256",
+                   "re-bake the image; these files must not change after the bake")]
 
 
 def check_site(sys_: System, exp: dict) -> list[Result]:

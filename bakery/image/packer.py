@@ -224,7 +224,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         manifest_data=[("image_name", plan.image_name), ("bake_fingerprint", plan.fingerprint),
                        ("kubernetes_version", plan.kubernetes_version), ("os", plan.os),
                        ("containerd_version", plan.containerd_version),
-                       ("calico_version", plan.calico_version)]))
+                       ("cni", plan.cni), ("cni_version", plan.cni_version)]))
 
     for f in image_files(cluster, plan):
         text = (f.content if f.content is not None

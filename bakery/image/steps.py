@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__, versions
+from .. import cni as cnimod
 from .. import plan as planmod
 from ..nodefacts import CLOUD_INIT_GLOBS, CLOUD_INIT_LEFTOVERS, KERNEL_MODULES, SYSCTLS
 from ..plan import ImagePlan
@@ -173,8 +174,9 @@ def versions_entries(plan: ImagePlan) -> list[tuple[str, str]]:
         ("CNI_PLUGINS_VERSION", plan.cni_plugins_version),
         ("CRICTL_VERSION", plan.crictl_version),
         ("PAUSE_IMAGE", plan.pause_image),
-        ("CALICO_VERSION", plan.calico_version),
-        ("CALICO_DIR", planmod.CALICO_DIR),
+        ("CNI", plan.cni),
+        ("CNI_VERSION", plan.cni_version),
+        ("CNI_DIR", planmod.cni_dir(plan.cni)),
         ("IMAGES_LIST", planmod.IMAGES_LIST),
     ]
 
@@ -195,6 +197,7 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
     hosts_files = [h.path for h in registry_hosts(plan)]
     site_paths = [path for path, _, _ in plan.site_files]
     cni = fetched(versions.cni_plugins_download(plan.cni_plugins_version))
+    cni_title = f"{cnimod.PLUGINS[plan.cni].TITLE} {plan.cni_version}"
     steps = [
         Step("05-prepare", "the site's CAs trusted; base packages; apt timers and unattended upgrades off", {
             "packages": BASE_PACKAGES + FAMILY_PACKAGES[osr.family],
@@ -221,12 +224,12 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "binaries": [(name, *fetched(versions.kubernetes_binary_download(plan.kubernetes_version, name)))
                          for name in K8S_PACKAGES],
             "files": installs(KUBELET_UNIT, KUBEADM_DROPIN)}),
-        Step("50-images", "pre-pull every image and store the Calico manifests", {
+        Step("50-images", f"pre-pull every image and store the files of {cni_title}", {
             "version": plan.kubernetes_version, "socket": planmod.CONTAINERD_SOCKET,
             "images": plan.images, "kube_vip": plan.kube_vip_image is not None,
-            "calico_version": plan.calico_version,
-            "manifests": [(name, plan.download(url)) for name, url in plan.calico_manifests],
-            "bakery_dir": planmod.BAKERY_DIR, "calico_dir": planmod.CALICO_DIR,
+            "cni_title": cni_title,
+            "assets": [(name, plan.download(url)) for name, url in plan.cni_assets],
+            "bakery_dir": planmod.BAKERY_DIR, "cni_dir": planmod.cni_dir(plan.cni),
             "images_list": planmod.IMAGES_LIST, "versions_file": planmod.VERSIONS_FILE}),
         Step(SITE_STEP, "the site's packages, files and commands", {
             "packages": imageplan.pinned_packages(plan), "files": installs(*site_paths),

@@ -8,10 +8,10 @@ import json
 import re
 from dataclasses import dataclass, field, fields
 
-from .. import __version__, nodefacts, versions
+from .. import __version__, cni, nodefacts, versions
 from ..spec.model import Cluster, Mirrors
 from . import mirrors as mirrormod
-from .paths import CALICO_DIR, CONTAINERD_SOCKET
+from .paths import CONTAINERD_SOCKET, cni_dir
 
 # The site's CA certificates in the image: update-ca-certificates reads *.crt under this folder
 # (ca-certificates' update-ca-certificates(8)) and appends each to the system bundle.
@@ -40,8 +40,9 @@ class ImagePlan:
     crictl_version: str
     pause_image: str
     images: tuple[str, ...]  # every image first boot needs (besides kubeadm's own list)
-    calico_version: str
-    calico_manifests: tuple[tuple[str, str], ...]  # (file name, URL)
+    cni: str  # the pod network plugin (its key under spec.cni)
+    cni_version: str
+    cni_assets: tuple[tuple[str, str], ...]  # (file name, URL): stored in paths.cni_dir(cni)
     kube_vip_image: str | None
     # What else decides the bytes of the image (issue 3): the installer ISO, the disk, the
     # build user the installer creates (removed again, see image.steps.REMOVE_USER_SCRIPT), and the bakery release whose
@@ -114,10 +115,10 @@ def pinned_packages(plan: ImagePlan) -> list[tuple[str, str | None]]:
 
 def image_plan(cluster: Cluster) -> ImagePlan:
     k8s = cluster.kubernetes
-    calico = cluster.calico.release
+    plugin = cni.plugin(cluster.cni)
     kube_vip = (f"ghcr.io/kube-vip/kube-vip:{cluster.control_plane.kube_vip_version}"
                 if cluster.control_plane.vip else None)
-    images = [f"registry.k8s.io/pause:{k8s.pause}", *calico.images()]
+    images = [f"registry.k8s.io/pause:{k8s.pause}", *plugin.images(cluster.cni)]
     if kube_vip:
         images.append(kube_vip)
     images += [i for i in cluster.image.extra_images if i not in images]
@@ -138,8 +139,9 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         crictl_version=k8s.crictl,
         pause_image=f"registry.k8s.io/pause:{k8s.pause}",
         images=tuple(images),
-        calico_version=calico.version,
-        calico_manifests=tuple((name, calico.manifest_url(name)) for name in calico.manifests()),
+        cni=cluster.cni.name,
+        cni_version=plugin.version(cluster.cni),
+        cni_assets=tuple(plugin.assets(cluster.cni)),
         kube_vip_image=kube_vip,
         # A URL from cluster.yaml is the one place to fetch from; the catalog's release
         # may be at two (versions.ubuntu_live_server_urls).
@@ -169,8 +171,8 @@ def node_check_expectations(plan: ImagePlan) -> dict:
         "pauseImage": plan.pause_image,
         "criSocket": CONTAINERD_SOCKET,
         "images": list(plan.images),
-        "calicoDir": CALICO_DIR,
-        "calicoManifests": [name for name, _ in plan.calico_manifests],
+        "cniDir": cni_dir(plan.cni),
+        "cniAssets": [name for name, _ in plan.cni_assets],
         "kernelModules": list(nodefacts.KERNEL_MODULES),
         "sysctls": dict(nodefacts.SYSCTLS),
         "ports": {role: list(ports) for role, ports in nodefacts.PREFLIGHT_PORTS.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .. import cni
 from ..spec.model import Cluster, Node
 
 
@@ -16,12 +17,13 @@ class Action(StrEnum):
     JOIN_WORKER = "join-worker"
 
 
-# What each action's first boot runs, in words (bakery explain, README, the hand-off scripts).
-FIRST_BOOT = {
-    Action.INIT: "kubeadm init, then installs Calico",
-    Action.JOIN_CONTROL_PLANE: "kubeadm join --control-plane",
-    Action.JOIN_WORKER: "kubeadm join (worker)",
-}
+def first_boot(cluster: Cluster) -> dict[Action, str]:
+    """What each action's first boot runs, in words (bakery explain, README, the hand-off scripts)."""
+    return {
+        Action.INIT: f"kubeadm init, then installs {cni.title(cluster.cni)}",
+        Action.JOIN_CONTROL_PLANE: "kubeadm join --control-plane",
+        Action.JOIN_WORKER: "kubeadm join (worker)",
+    }
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,27 @@ from ..owned import AUDIT_LOG, AUDIT_LOG_DIR, AUDIT_POLICY, CONTAINERD_SOCKET, E
 
 # Where things live on the node (in the image, or written at first boot).
 BAKERY_DIR = "/opt/bakery"
-CALICO_DIR = f"{BAKERY_DIR}/calico"
+
+
+
+def cni_dir(name: str) -> str:
+    """Where the bake stores a pod network plugin's files (manifests, chart)."""
+    return f"{BAKERY_DIR}/{name}"
+
+
+CALICO_DIR = cni_dir("calico")
 IMAGES_LIST = f"{BAKERY_DIR}/images.txt"
 VERSIONS_FILE = f"{BAKERY_DIR}/versions.env"
 FIRSTBOOT_DIR = "/etc/bakery"  # written by cloud-init at first boot
 KUBEADM_CONFIG = f"{FIRSTBOOT_DIR}/kubeadm.yaml"
-CALICO_INSTALLATION = f"{FIRSTBOOT_DIR}/calico-installation.yaml"
+
+
+
+def cni_config(config_file: str) -> str:
+    """Where the init node's first boot finds the document it installs the plugin with."""
+    return f"{FIRSTBOOT_DIR}/{config_file}"
+
+
 SENTINEL = "/var/lib/bakery/node-ready"
 KUBE_VIP_MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 # On the init node, kube-vip starts with super-admin.conf; this admin.conf variant replaces

@@ -1,2 +1,2 @@
-"""Each node's NoCloud seed: user-data (kubeadm, Calico, kube-vip, the first-boot script),
+"""Each node's NoCloud seed: user-data (kubeadm, the pod network plugin, kube-vip, the first-boot script),
 network-config and meta-data, from the node plans."""

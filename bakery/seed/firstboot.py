@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .. import cni
 from .. import plan as P
 from ..output.writer import OutputFile
 from ..pki.bundle import Bundle
@@ -28,7 +29,6 @@ from ..plan.nodes import Action
 from ..spec.model import Cluster
 from ..templating import dump_yaml, render_template
 from . import audit, encryption, kubevip, site
-from .calico import calico_installation
 from .kubeadm import kubeadm_documents
 from .metadata import meta_data
 from .network import network_config
@@ -80,8 +80,6 @@ def firstboot_script() -> str:
         pki_dir=P.PKI_DIR,
         pki_backup=P.FIRSTBOOT_PKI_BACKUP,
         admin_kubeconfig=P.ADMIN_KUBECONFIG,
-        calico_dir=P.CALICO_DIR,
-        calico_installation=P.CALICO_INSTALLATION,
         sentinel=P.SENTINEL,
         node_check=P.NODE_CHECK,
         node_check_expected=P.NODE_CHECK_EXPECTED,
@@ -128,7 +126,10 @@ def firstboot_values(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_p
         join_timeout_seconds=cluster.join_timeout_seconds,
         admin_user=cluster.user,
         ca_not_before=bundle.ca_not_before,
-        calico_manifests=[name for name, _ in plan.calico_manifests],
+        cni=plan.cni,
+        cni_dir=P.cni_dir(plan.cni),
+        cni_assets=[name for name, _ in plan.cni_assets],
+        cni_config=_cni_config_path(cluster),
         kube_vip_after_init=P.KUBE_VIP_AFTER_INIT if _kube_vip(cluster, node_plan)[1] else "",
         join_after=str(node_plan.join_after.address) if node_plan.join_after is not None else "",
         runtime_proxy="1" if cluster.proxy is not None else "",
@@ -136,6 +137,10 @@ def firstboot_values(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_p
         pre_commands=list(cluster.first_boot.pre_commands),
         post_commands=list(cluster.first_boot.post_commands),
     )
+
+
+def _cni_config_path(cluster: Cluster) -> str:
+    return P.cni_config(cni.plugin(cluster.cni).CONFIG_FILE)
 
 
 def _kube_vip(cluster: Cluster, node_plan: P.NodePlan) -> tuple[dict | None, dict | None]:
@@ -162,7 +167,7 @@ def user_data(cluster: Cluster, bundle: Bundle, plan: P.ImagePlan, node_plan: P.
     files += [_file(path, content, mode) for path, content, mode in site.proxy_files(cluster)]
     files.append(_file(P.KUBEADM_CONFIG, _dump_all(kubeadm_documents(cluster, bundle, node_plan)), "0600"))
     if node_plan.action == Action.INIT:
-        files.append(_file(P.CALICO_INSTALLATION, dump_yaml(calico_installation(cluster)), "0644"))
+        files.append(_file(_cni_config_path(cluster), cni.plugin(cluster.cni).config(cluster), "0644"))
     vip_first, vip_after = _kube_vip(cluster, node_plan)
     if vip_first is not None:
         files.append(_file(P.KUBE_VIP_MANIFEST, dump_yaml(vip_first), "0600"))

@@ -316,8 +316,19 @@ def _k8s_version(ctx: Ctx) -> Iterator[Diagnostic]:
                       f"use e.g. {versions.KUBERNETES[versions.SUPPORTED_MINORS[-1]].newest_patch}")
 
 
+@check("cni-choice")
+def _cni_choice(ctx: Ctx) -> Iterator[Diagnostic]:
+    given = list(ctx.spec["cni"])
+    if len(given) > 1:
+        yield ctx.err("cni-choice", ("spec", "cni", given[1]),
+                      f"spec.cni names {' and '.join(given)}: a cluster has one pod network plugin",
+                      f"keep one of {', '.join(given)}")
+
+
 @check("calico-version")
 def _calico(ctx: Ctx) -> Iterator[Diagnostic]:
+    if "calico" not in ctx.spec["cni"]:
+        return
     k8s = versions.kubernetes_minor(ctx.spec["kubernetes"]["version"])
     version = ctx.spec["cni"]["calico"]["version"]
     path = ("spec", "cni", "calico", "version")

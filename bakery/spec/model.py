@@ -8,6 +8,7 @@ import copy
 import ipaddress
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import ClassVar
 
 from .. import versions
 from . import derive
@@ -59,6 +60,19 @@ class Calico:
     release: versions.CalicoRelease
     encapsulation: str
     mtu: int | None
+    name: ClassVar[str] = "calico"  # its key under spec.cni
+
+
+# The pod network plugin: one of these (bakery/cni has a module for each).
+CniSettings = Calico
+
+
+def _cni(cni: dict) -> CniSettings:
+    """spec.cni after validation holds exactly one plugin (calico when none was written)."""
+    (name, c), = cni.items()
+    if name == "calico":
+        return Calico(versions.CALICO[c["version"]], c["encapsulation"], c["mtu"])
+    raise AssertionError(f"validation admits no CNI {name}")
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,7 @@ class Cluster:
     containerd_version: str
     os: str
     network: Network
-    calico: Calico
+    cni: CniSettings
     control_plane: ControlPlane
     initialized: bool  # spec.bootstrap.initialized: the cluster runs; every node joins it
     token_ttl: str
@@ -272,8 +286,7 @@ def build(data: dict) -> Cluster:
         containerd_version=spec["containerd"]["version"],
         os=spec["os"],
         network=network,
-        calico=Calico(versions.CALICO[spec["cni"]["calico"]["version"]],
-                      spec["cni"]["calico"]["encapsulation"], spec["cni"]["calico"]["mtu"]),
+        cni=_cni(spec["cni"]),
         control_plane=ControlPlane(host, int(port), vip,
                                    cp["kubeVip"]["version"] or versions.KUBE_VIP_VERSION),
         initialized=spec["bootstrap"]["initialized"],

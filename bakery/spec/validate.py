@@ -396,6 +396,11 @@ def _fill(value: Any, schema: dict) -> None:
         return
     if isinstance(value, dict):
         props = schema.get("properties", {})
+        # "x-default-choice": an object whose keys are alternatives (spec.cni): the named one,
+        # with its defaults, when none is given; nothing is added beside one that is given.
+        choice = schema.get("x-default-choice")
+        if choice and not any(key in value for key in props):
+            value[choice] = {}
         for key, sub in props.items():
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])

@@ -155,7 +155,7 @@ def calico(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict)
         got = autodetected(method, seed, st["nodes"].get(name, {}).get("internalIP"))
         if got != seed.address:
             return f"on {name}, Calico's address autodetection {method or 'firstFound'} picks {got}, not {seed.address}"
-    release = seeds.versions_env(lab.out)["CALICO_VERSION"]
+    release = seeds.versions_env(lab.out)["CNI_VERSION"]
     table = json.loads(OPERATOR_IMAGES.read_text())["releases"].get(release)
     if table is None:
         return f"no operator images known for Calico {release} (tests/data/specs/calico-operator-images.json)"

@@ -112,7 +112,7 @@ def bake(out: Path, root: Path, python: str) -> dict:
     (root / "opt/bakery").mkdir(parents=True, exist_ok=True)
     (root / "opt/bakery/images.txt").write_text("".join(i + "\n" for i in images))
     expected = json.loads((files / "opt/bakery/node-check.json").read_text())
-    synthesize_calico(versions["CALICO_VERSION"], root / expected["calicoDir"].lstrip("/"), expected["calicoManifests"])
+    synthesize_calico(versions["CNI_VERSION"], root / expected["cniDir"].lstrip("/"), expected["cniAssets"])
     kubelet_unit = root / "usr/lib/systemd/system/kubelet.service"  # from the kubelet package
     kubelet_unit.parent.mkdir(parents=True, exist_ok=True)
     kubelet_unit.write_text("[Unit]\nDescription=kubelet (package)\n[Service]\nExecStart=/usr/bin/kubelet\n"

@@ -88,12 +88,13 @@ build {
     output     = "${var.output_dir}/manifest.json"
     strip_path = true
     custom_data = {
-      image_name         = "k8s-1-36-3-ubuntu-2404-0597cf7ca089"
-      bake_fingerprint   = "0597cf7ca089"
+      image_name         = "k8s-1-36-3-ubuntu-2404-da3c1edff75a"
+      bake_fingerprint   = "da3c1edff75a"
       kubernetes_version = "1.36.3"
       os                 = "ubuntu-24.04"
       containerd_version = "2.2.7"
-      calico_version     = "v3.32.1"
+      cni                = "calico"
+      cni_version        = "v3.32.1"
     }
   }
 }

@@ -88,12 +88,13 @@ build {
     output     = "${var.output_dir}/manifest.json"
     strip_path = true
     custom_data = {
-      image_name         = "k8s-1-36-3-ubuntu-2404-e0f2fceade25"
-      bake_fingerprint   = "e0f2fceade25"
+      image_name         = "k8s-1-36-3-ubuntu-2404-f2f7d270a5bb"
+      bake_fingerprint   = "f2f7d270a5bb"
       kubernetes_version = "1.36.3"
       os                 = "ubuntu-24.04"
       containerd_version = "2.2.7"
-      calico_version     = "v3.32.1"
+      cni                = "calico"
+      cni_version        = "v3.32.1"
     }
   }
 }

@@ -15,8 +15,8 @@ for var in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy; do
 done
 
 # The image proves itself before it is sealed: swap, kernel, containerd and its cgroup
-# driver, the pinned and held Kubernetes packages, every pre-pulled image, the Calico
-# manifests, and the site's part: its CAs in the system bundle, its packages (pinned ones
+# driver, the pinned and held Kubernetes packages, every pre-pulled image, the pod
+# network plugin's files, and the site's part: its CAs in the system bundle, its packages (pinned ones
 # held), containerd's registry mirror files, systemd-timesyncd. One PASS/FAIL line per check; any FAIL fails `packer build` here, with the
 # check's message in packer's output. First boot runs the same program again.
 install -D -m 0755 /tmp/bakery/files/usr/local/sbin/bakery-node-check /usr/local/sbin/bakery-node-check

@@ -1,9 +1,40 @@
-"""Calico's Installation resource for the tigera operator, applied by the init node."""
+"""Calico, installed by the Tigera operator: the manifests the bake stores, the images they
+run, and the Installation resource the init node applies with the cluster's pod range."""
 from __future__ import annotations
 
-from ..spec.model import Cluster
+from ..spec.model import Calico, Cluster
+from ..templating import dump_yaml
 
+TITLE = "Calico"
+CONFIG_FILE = "calico-installation.yaml"
 CALICO_API = "operator.tigera.io/v1"
+
+
+def version(cni: Calico) -> str:
+    return cni.release.version
+
+
+def images(cni: Calico) -> list[str]:
+    return cni.release.images()
+
+
+def assets(cni: Calico) -> list[tuple[str, str]]:
+    return [(name, cni.release.manifest_url(name)) for name in cni.release.manifests()]
+
+
+def replaces_kube_proxy(cni: Calico) -> bool:
+    return False
+
+
+def describe(cluster: Cluster) -> str:
+    c = cluster.cni
+    assert isinstance(c, Calico)
+    mtu = f", MTU {c.mtu}" if c.mtu else ""
+    return f"IP pool = kubeadm podSubnet, encapsulation {c.encapsulation}{mtu}"
+
+
+def config(cluster: Cluster) -> str:
+    return dump_yaml(calico_installation(cluster))
 
 
 def _autodetection(cluster: Cluster) -> dict:
@@ -17,7 +48,8 @@ def _autodetection(cluster: Cluster) -> dict:
 
 
 def calico_installation(cluster: Cluster) -> dict:
-    c = cluster.calico
+    c = cluster.cni
+    assert isinstance(c, Calico)
     pool = {
         "name": "default-ipv4-ippool",
         # The operator refuses a pool outside kubeadm's podSubnet: they are the same CIDR.
