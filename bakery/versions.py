@@ -120,6 +120,107 @@ CALICO: dict[str, CalicoRelease] = {
     ]
 }
 
+def _within(minor: str, lo: str, hi: str | None) -> bool:
+    v = parse_version(minor)
+    return parse_version(lo) <= v and (hi is None or v <= parse_version(hi))
+
+
+@dataclass(frozen=True)
+class CiliumRelease:
+    """A Cilium release, installed from its Helm chart (https://helm.cilium.io, the
+    cilium/charts repository: index.yaml's digest is chart_sha256). images: what the chart
+    deploys by default (values.yaml `image`, `operator.image`, `envoy.image` with
+    useDigest: true, so the pods ask for repository:tag@digest; hubble-relay, hubble-ui,
+    certgen and the rest are off by default). kubernetes: the tested minors of the release's
+    Documentation/network/kubernetes/compatibility.rst."""
+
+    version: str  # vX.Y.Z (the chart's version without the v)
+    chart_sha256: str
+    images: tuple[str, ...]
+    kubernetes: tuple[str, str]  # inclusive
+
+    @property
+    def chart_name(self) -> str:
+        return f"cilium-{self.version.removeprefix('v')}.tgz"
+
+    @property
+    def chart_url(self) -> str:
+        return f"https://helm.cilium.io/{self.chart_name}"
+
+    def supports(self, k8s_minor: str) -> bool:
+        return _within(k8s_minor, *self.kubernetes)
+
+
+CILIUM: dict[str, CiliumRelease] = {
+    c.version: c
+    for c in [
+        CiliumRelease("v1.18.12", "5923f9d9fcb11bc4692ad52353cc791b935d96e09ba0c535c5a8b88ea8a37572", (
+            "quay.io/cilium/cilium:v1.18.12"
+            "@sha256:94149589d9b77fe3a78f900121b36fab51b1ede0c4190924e2328facc37de210",
+            "quay.io/cilium/operator-generic:v1.18.12"
+            "@sha256:86899c73438812b2761ac6fa435ea4e65f68e70d1ae54ac806fec8805d1ce011",
+            "quay.io/cilium/cilium-envoy:v1.36.9-1782267392-edeb3f2af56c37c407efa1f63f0b32f595399bbc"
+            "@sha256:767101fb8a5e38f055778cb43b7aa8eed80450b37f8121effac3d9de9e06dc99",
+        ), ("1.30", "1.33")),
+        CiliumRelease("v1.19.6", "21c43cf53841f9ab0375047d95aa4c64051ea52bbd2c679416e6408f5f1c9179", (
+            "quay.io/cilium/cilium:v1.19.6"
+            "@sha256:0df5b2750b64c49843aba1d649e9eaf61467cb0645ad3171db6f6962c095ac92",
+            "quay.io/cilium/operator-generic:v1.19.6"
+            "@sha256:0db4ca4e06969d8904ee036617795d0e9c3228cf7b8d902ba74fc2bb98d2d665",
+            "quay.io/cilium/cilium-envoy:v1.36.9-1782267392-edeb3f2af56c37c407efa1f63f0b32f595399bbc"
+            "@sha256:767101fb8a5e38f055778cb43b7aa8eed80450b37f8121effac3d9de9e06dc99",
+        ), ("1.32", "1.35")),
+        CiliumRelease("v1.20.0", "c5f013912360d1a334f44ef25f36da59ba3414cdb48f466ee12d0c4fdff27883", (
+            "quay.io/cilium/cilium:v1.20.0"
+            "@sha256:383968cd5e8873f7976fa76aa6196045643558f4cc9518a207b9335cb24a0e93",
+            "quay.io/cilium/operator-generic:v1.20.0"
+            "@sha256:80744a8cc7c91c2f9e6347629406844eb35d79b30a732c6d41c15b17232a74f3",
+            "quay.io/cilium/cilium-envoy:v1.37.5-1782911245-7cffc778c923f68a77954a53b1a98d6b5353f004"
+            "@sha256:583057dd4f7d54cd41efff3c413aa0b148ac201f522e2c3336851fa89c78b039",
+        ), ("1.33", "1.36")),
+    ]
+}
+
+# Flannel: no tested range is published; flannel says "For Kubernetes v1.17+" (README.md) and
+# "flanneld itself should work with any version of Kubernetes" (Documentation/kubernetes.md).
+FLANNEL_KUBERNETES_FROM = "1.17"
+
+
+@dataclass(frozen=True)
+class FlannelRelease:
+    """A flannel release, installed from its release manifest (the kube-flannel.yml asset that
+    the release workflow builds with `kubectl kustomize Documentation/kustomization/kube-flannel/`).
+    images: the manifest's (flannel, and its CNI plugin installed by an init container)."""
+
+    version: str  # vX.Y.Z
+    cni_plugin: str  # the flannel-cni-plugin tag of the manifest
+
+    @property
+    def manifest_url(self) -> str:
+        return f"https://github.com/flannel-io/flannel/releases/download/{self.version}/kube-flannel.yml"
+
+    def images(self) -> list[str]:
+        return [f"ghcr.io/flannel-io/flannel:{self.version}",
+                f"ghcr.io/flannel-io/flannel-cni-plugin:{self.cni_plugin}"]
+
+    def supports(self, k8s_minor: str) -> bool:
+        return _within(k8s_minor, FLANNEL_KUBERNETES_FROM, None)
+
+
+FLANNEL: dict[str, FlannelRelease] = {
+    f.version: f
+    for f in [
+        FlannelRelease("v0.28.7", "v1.9.1-flannel2"),
+        FlannelRelease("v0.28.8", "v1.9.1-flannel2"),
+        FlannelRelease("v0.28.9", "v1.9.1-flannel3"),
+    ]
+}
+
+
+def cni_versions_for(catalog: dict, k8s_minor: str) -> list[str]:
+    return [v for v, r in catalog.items() if r.supports(k8s_minor)]
+
+
 # Pieces installed beside containerd from their release tarballs.
 # (kubernetes-sigs/image-builder kubernetes-version-matrix.yaml pins these for 1.36.)
 RUNC_VERSION = "1.4.3"

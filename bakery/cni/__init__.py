@@ -19,9 +19,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..spec.model import Cluster, CniSettings
-from . import calico
+from . import calico, cilium, flannel
 
-PLUGINS: dict[str, ModuleType] = {"calico": calico}
+PLUGINS: dict[str, ModuleType] = {"calico": calico, "cilium": cilium, "flannel": flannel}
 
 
 def plugin(cni: CniSettings) -> ModuleType:

@@ -341,6 +341,33 @@ def _calico(ctx: Ctx) -> Iterator[Diagnostic]:
                       ("use " + " or ".join(good)) if good else "no Calico in the catalog supports this minor")
 
 
+def _catalog_version(ctx: Ctx, name: str, title: str, catalog: dict) -> Iterator[Diagnostic]:
+    """A plugin's version: in bakery's catalog, and supported with the cluster's Kubernetes minor."""
+    if name not in ctx.spec["cni"]:
+        return
+    k8s = versions.kubernetes_minor(ctx.spec["kubernetes"]["version"])
+    version = ctx.spec["cni"][name]["version"]
+    path = ("spec", "cni", name, "version")
+    check_id = f"{name}-version"
+    if version not in catalog:
+        yield ctx.err(check_id, path, f"{title} {version} is not in bakery's catalog",
+                      "known releases: " + ", ".join(catalog))
+    elif k8s and not catalog[version].supports(k8s.minor):
+        good = versions.cni_versions_for(catalog, k8s.minor)
+        yield ctx.err(check_id, path, f"{title} {version} is not supported with Kubernetes {k8s.minor}",
+                      ("use " + " or ".join(good)) if good else f"no {title} in the catalog supports this minor")
+
+
+@check("cilium-version")
+def _cilium(ctx: Ctx) -> Iterator[Diagnostic]:
+    yield from _catalog_version(ctx, "cilium", "Cilium", versions.CILIUM)
+
+
+@check("flannel-version")
+def _flannel(ctx: Ctx) -> Iterator[Diagnostic]:
+    yield from _catalog_version(ctx, "flannel", "flannel", versions.FLANNEL)
+
+
 @check("containerd-version")
 def _containerd(ctx: Ctx) -> Iterator[Diagnostic]:
     k8s = versions.kubernetes_minor(ctx.spec["kubernetes"]["version"])

@@ -63,8 +63,22 @@ class Calico:
     name: ClassVar[str] = "calico"  # its key under spec.cni
 
 
+@dataclass(frozen=True)
+class Cilium:
+    release: versions.CiliumRelease
+    kube_proxy_replacement: bool
+    name: ClassVar[str] = "cilium"
+
+
+@dataclass(frozen=True)
+class Flannel:
+    release: versions.FlannelRelease
+    backend: str  # vxlan | host-gw
+    name: ClassVar[str] = "flannel"
+
+
 # The pod network plugin: one of these (bakery/cni has a module for each).
-CniSettings = Calico
+CniSettings = Calico | Cilium | Flannel
 
 
 def _cni(cni: dict) -> CniSettings:
@@ -72,6 +86,10 @@ def _cni(cni: dict) -> CniSettings:
     (name, c), = cni.items()
     if name == "calico":
         return Calico(versions.CALICO[c["version"]], c["encapsulation"], c["mtu"])
+    if name == "cilium":
+        return Cilium(versions.CILIUM[c["version"]], c["kubeProxyReplacement"])
+    if name == "flannel":
+        return Flannel(versions.FLANNEL[c["version"]], c["backend"])
     raise AssertionError(f"validation admits no CNI {name}")
 
 
