@@ -43,8 +43,9 @@ def assert_clean(result: Result, out: Path) -> None:
     assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-8:])
     nodes = sorted(p.name for p in (out / "nodes").iterdir())
     assert sorted(ln.split(":")[0] for ln in result.lines if ln.endswith("sentinel: ok")) == nodes
+    cni = (out / "packer/files/opt/bakery/versions.env").read_text().split("\nCNI=")[1].split("\n")[0]
     assert [ln for ln in result.lines if ln.startswith("cluster:")] == [
-        "cluster: nodes: ok", "cluster: calico: ok", "cluster: admin.conf: ok", "cluster: secrets: ok"]
+        "cluster: nodes: ok", f"cluster: {cni}: ok", "cluster: admin.conf: ok", "cluster: secrets: ok"]
 
 
 # -- clean clusters pass ------------------------------------------------------------------

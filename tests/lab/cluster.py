@@ -6,6 +6,13 @@
   its autodetection method picks on each node is the node-network address (first-found would take
   VirtualBox's NAT address), and every image it will run, and its own, in every node's runtime
   (tests/data/specs/calico-operator-images.json; spec.registry replaces the registry);
+- flannel (flannel-io/flannel v0.28): net-conf.json's Network contains every node's podCIDR
+  (kubeadm podSubnet; pkg/subnet/kube/kube.go), Backend.Type is given (else udp:
+  pkg/subnet/config.go) and known; the address flanneld picks on each node (main.go: each
+  --iface in order, a name or an address, after Kubernetes expands $(VAR) in args from the
+  container's env; with none, the default route's interface, VirtualBox's NAT) is the
+  node-network address; host-gw needs every node on one layer-2 network; the images of its
+  containers in every node's runtime;
 - admin.conf: the user's kubeconfig from the output folder reaches the endpoint, trusts the
   cluster's CA and is authorized, and is not in system:masters (the break-glass group of
   super-admin.conf since kubeadm 1.29: the admin credential in the wrong group fails here);
@@ -81,7 +88,8 @@ def checks(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed]) -> Iterat
             problems.append(f"{name}'s InternalIP is {n.get('internalIP')}, not its node-network address {seed.address}")
     yield "nodes", "; ".join(problems) or None
 
-    yield "calico", calico(lab, all_seeds, booted, st)
+    plugin = seeds.versions_env(lab.out)["CNI"]
+    yield plugin, CNI_CHECKS[plugin](lab, all_seeds, booted, st)
 
     admin = lab.out / "admin.conf"
     try:
@@ -168,3 +176,81 @@ def calico(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict)
         if missing:
             return f"{seed.name} lacks images the operator will run: {', '.join(missing)}"
     return None
+
+
+def _expand(arg: str, env: dict[str, dict], internal_ip: str | None) -> str:
+    """Kubernetes' $(VAR) expansion of container args from the container's env (an undefined
+    reference is left as written); the downward API's status.hostIP is the node's InternalIP."""
+    def value(m: re.Match) -> str:
+        e = env.get(m.group(1))
+        if e is None:
+            return m.group(0)
+        if "value" in e:
+            return str(e["value"])
+        field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        return (internal_ip or "") if field == "status.hostIP" else m.group(0)
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value, arg)
+
+
+def flanneld_address(container: dict, seed: seeds.Seed, internal_ip: str | None) -> str | None:
+    env = {e["name"]: e for e in container.get("env") or []}
+    args = [_expand(a, env, internal_ip) for a in container.get("args") or []]
+    if any(a.startswith(("--iface-regex", "--iface-can-reach")) for a in args):
+        raise AssertionError("the rehearsal does not model --iface-regex or --iface-can-reach")
+    ifaces = [(i.name, [str(ipaddress.ip_interface(a).ip) for a in i.addresses] + (["10.0.2.15"] if i.dhcp else []))
+              for i in seed.interfaces]
+    wanted = [a.removeprefix("--iface=") for a in args if a.startswith("--iface=")]
+    for w in wanted:
+        for name, addrs in ifaces:
+            if w in addrs:
+                return w
+            if w == name and addrs:
+                return addrs[0]
+    if wanted:
+        return None  # flanneld exits: none of --iface matches
+    dhcp = [addrs for _, addrs in ifaces if "10.0.2.15" in addrs]  # the default route: DHCP's (NAT)
+    if dhcp:
+        return "10.0.2.15"
+    return next((addrs[0] for i, (_, addrs) in zip(seed.interfaces, ifaces, strict=True) if i.gateway and addrs), None)
+
+
+def flannel(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict) -> str | None:
+    objects = {k: v["object"] for k, v in st["objects"].items()}
+    cm = objects.get("|ConfigMap|kube-flannel|kube-flannel-cfg")
+    ds = objects.get("apps|DaemonSet|kube-flannel|kube-flannel-ds")
+    if cm is None or ds is None:
+        return "flannel's ConfigMap kube-flannel-cfg and DaemonSet kube-flannel-ds were not both created"
+    try:
+        conf = json.loads((cm.get("data") or {})["net-conf.json"])
+    except (KeyError, ValueError) as e:
+        return f"kube-flannel-cfg has no readable net-conf.json: {e}"
+    backend = (conf.get("Backend") or {}).get("Type")
+    if not backend:
+        return "net-conf.json has no Backend.Type: flannel falls back to udp (pkg/subnet/config.go)"
+    if backend not in ("vxlan", "host-gw"):
+        return f"net-conf.json's backend {backend!r} is not vxlan or host-gw"
+    pod_subnet = st["cluster"].get("podSubnet")
+    if not pod_subnet or not ipaddress.ip_network(pod_subnet).subnet_of(ipaddress.ip_network(conf.get("Network", "0.0.0.0/32"))):
+        return (f"subnet {conf.get('Network')} specified in the flannel net config doesn't contain the nodes' "
+                f"PodCIDRs (from kubeadm podSubnet {pod_subnet})")
+    pod = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    container = next((c for c in pod.get("containers") or [] if c.get("name") == "kube-flannel"), None)
+    if container is None:
+        return "the DaemonSet kube-flannel-ds has no kube-flannel container"
+    for seed in all_seeds:
+        name = seed.user_data.get("hostname") or seed.name
+        got = flanneld_address(container, seed, st["nodes"].get(name, {}).get("internalIP"))
+        if got != seed.address:
+            return f"on {name}, flanneld picks {got}, not {seed.address}"
+    if backend == "host-gw" and len({str(node_network(s)) for s in all_seeds}) != 1:
+        return "host-gw needs every node on one layer-2 network"
+    want = [c["image"] for c in (pod.get("initContainers") or []) + pod["containers"]]
+    for seed in booted:
+        node_json = json.loads((lab.work / "nodes" / seed.name / "root/.rehearsal/node.json").read_text())
+        missing = [i for i in want if i not in node_json["images"]]
+        if missing:
+            return f"{seed.name} lacks images flannel will run: {', '.join(missing)}"
+    return None
+
+
+CNI_CHECKS = {"calico": calico, "flannel": flannel}

@@ -4,9 +4,10 @@ folder, then cloud-init's part of the first boot applied to it.
 The image: every file the bake installs verbatim (packer/files), kubeadm, kubelet, kubectl,
 crictl and systemctl as the stand-ins (tests/standins), containerd's CRI socket, the runtime's
 images (kubeadm's list for the installed version, as `kubeadm config images pull` fetches it,
-plus 50-images.sh's list), the Calico manifests of the release rebuilt from the identities of
-their objects at the release tag (tests/data/specs/calico-manifests-objects.json) with their
-SHA256SUMS, the held packages, the enabled units, the kernel modules and sysctls the image's
+plus 50-images.sh's list), the pod network plugin's files: the Calico manifests of the release
+rebuilt from the identities of their objects at the release tag
+(tests/data/specs/calico-manifests-objects.json), flannel's release manifest from
+tests/data/specs/flannel-manifests.json, with their SHA256SUMS, the held packages, the enabled units, the kernel modules and sysctls the image's
 modules-load.d and sysctl.d set at boot, and no swap.
 
 cloud-init (NoCloud, in its module order): write_files (not deferred), then users (the
@@ -61,6 +62,41 @@ def synthesize_calico(release: str, folder: Path, names: list[str]) -> None:
                 doc["spec"] = {"group": group, "names": {"plural": plural}, "scope": scope}
             docs.append(doc)
         (folder / name).write_text(yaml.safe_dump_all(docs))
+
+
+def synthesize_flannel(release: str, folder: Path, names: list[str]) -> None:
+    """The release's kube-flannel.yml rebuilt from tests/data/specs/flannel-manifests.json: every
+    object, and in full what the first boot's kustomization patches (the ConfigMap's
+    net-conf.json, the DaemonSet's containers)."""
+    (name,) = names
+    rel = json.loads((SPECS / "flannel-manifests.json").read_text())["releases"][release]
+    folder.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for api_version, kind, namespace, obj_name in rel["objects"]:
+        meta: dict = {"name": obj_name} | ({"namespace": namespace} if namespace else {})
+        meta["labels"] = {"k8s-app": "flannel"}
+        doc: dict = {"apiVersion": api_version, "kind": kind, "metadata": meta}
+        if kind == "Namespace":
+            meta["labels"] = rel["namespaceLabels"]
+        elif kind == "ConfigMap":
+            doc["data"] = {"cni-conf.json": json.dumps(rel["cniConf"], indent=2),
+                           "net-conf.json": json.dumps(rel["netConf"], indent=2)}
+        elif kind == "DaemonSet":
+            doc["spec"] = {"selector": {"matchLabels": rel["selector"]},
+                           "template": {"metadata": {"labels": rel["selector"]},
+                                        "spec": {"hostNetwork": True, "tolerations": rel["tolerations"],
+                                                 "initContainers": rel["initContainers"],
+                                                 "containers": rel["containers"]}}}
+        docs.append(doc)
+    (folder / name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+SYNTHESIZE = {"calico": synthesize_calico, "flannel": synthesize_flannel}
+
+
+def synthesize_cni(plugin: str, release: str, folder: Path, names: list[str]) -> None:
+    """The plugin's files as the bake stores them, with their SHA256SUMS."""
+    SYNTHESIZE[plugin](release, folder, names)
     (folder / "SHA256SUMS").write_text("".join(
         f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n" for n in names))
 
@@ -112,7 +148,7 @@ def bake(out: Path, root: Path, python: str) -> dict:
     (root / "opt/bakery").mkdir(parents=True, exist_ok=True)
     (root / "opt/bakery/images.txt").write_text("".join(i + "\n" for i in images))
     expected = json.loads((files / "opt/bakery/node-check.json").read_text())
-    synthesize_calico(versions["CNI_VERSION"], root / expected["cniDir"].lstrip("/"), expected["cniAssets"])
+    synthesize_cni(versions["CNI"], versions["CNI_VERSION"], root / expected["cniDir"].lstrip("/"), expected["cniAssets"])
     kubelet_unit = root / "usr/lib/systemd/system/kubelet.service"  # from the kubelet package
     kubelet_unit.parent.mkdir(parents=True, exist_ok=True)
     kubelet_unit.write_text("[Unit]\nDescription=kubelet (package)\n[Service]\nExecStart=/usr/bin/kubelet\n"

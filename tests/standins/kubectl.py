@@ -24,7 +24,9 @@ calls the first boot makes, stricter where that is simpler, never more lenient:
   does not serve (not built in, no CRD ``<plural>.<group>``) fails with "no matches for kind";
   a custom resource of operator.tigera.io/Installation is checked against the vendored CRD
   schema (unknown fields are pruned by the real API server: stricter, refused here);
-- ``wait --for=condition=established crd/NAME`` needs the CRD.
+- ``wait --for=condition=established crd/NAME`` needs the CRD;
+- ``-k DIR`` builds the objects with the kustomize stand-in (kustomize.py) and applies them as
+  ``-f`` would.
 
 Every object sent to the API server is logged in the state (``sent``), so a test can check
 that each object of a release is sent exactly once. A refusal is a violation of the rehearsal
@@ -37,6 +39,7 @@ import os
 import sys
 
 import contracts
+import kustomize
 import simcluster as sim
 import yaml
 
@@ -172,7 +175,8 @@ def main(argv: list[str]) -> None:
     flags: dict[str, str] = {}
     switches: set[str] = set()
     words: list[str] = []
-    takes_value = {"--kubeconfig", "--server", "--certificate-authority", "--request-timeout", "-f",
+    takes_value = {"--kubeconfig", "--server", "--certificate-authority", "--request-timeout", "-f", "-k",
+                   "--kustomize",
                    "--filename", "--for", "--timeout", "--raw", "-o", "--output"}
     i = 0
     while i < len(argv):
@@ -228,11 +232,22 @@ def api(state: dict, verb: str, words: list[str], flags: dict[str, str], switche
         print(f"customresourcedefinition.apiextensions.k8s.io/{name} condition met")
     elif verb in ("create", "apply"):
         path = flags.get("-f") or flags.get("--filename")
-        if not path or len(words) != 1:
-            fail(f"error: stand-in kubectl {verb} takes exactly -f FILE")
+        folder = flags.get("-k") or flags.get("--kustomize")
+        if bool(path) == bool(folder) or len(words) != 1:
+            fail(f"error: stand-in kubectl {verb} takes exactly one of -f FILE, -k DIR")
+        if folder:
+            if not sim.path(folder).is_dir():
+                fail(f"error: must build at directory: not a valid directory: '{folder}'")
+            try:
+                docs = kustomize.build(sim.path(folder))
+            except kustomize.KustomizeError as e:
+                fail(f"error: {e}")
+            path = folder
+        else:
+            docs = documents(path)
         server_side = "--server-side" in switches or flags.get("--server-side") == "true"
         errors = []
-        for obj in documents(path):
+        for obj in docs:
             problem = check_object(state, obj, path)
             if problem:
                 errors.append(problem)
