@@ -71,3 +71,25 @@ def test_explain_bad_input_exit_2(tmp_path):
     p.write_text(LAB.read_text().replace("podCidr: 20.96.0.0/12", "podCidr: 20.96.0.0/33"))
     r = run_bakery("explain", p)
     assert r.returncode == 2 and "podCidr" in r.stderr
+
+
+def test_explain_names_the_chosen_cni(tmp_path):
+    """The pod network's owner, the service network's (Cilium may replace kube-proxy), the init
+    node's first boot, in the text, the README and the diagram."""
+    def with_cni(cni: str):
+        return lambda t: re.sub(r"  cni:\n(    .*\n|      .*\n)+", "  cni:\n" + cni, t, count=1)
+    cases = [("    flannel: {backend: host-gw}\n", "flannel v0.28.9", "kube-proxy", "backend host-gw"),
+             ("    cilium: {}\n", "Cilium v1.20.0", "kube-proxy", "VXLAN tunnel"),
+             ("    cilium: {kubeProxyReplacement: true}\n", "Cilium v1.20.0",
+              "Cilium v1.20.0 (kube-proxy replacement)", "replaces kube-proxy")]
+    for i, (cni, pod_owner, svc_owner, detail) in enumerate(cases):
+        (tmp_path / str(i)).mkdir()
+        cluster = lab(tmp_path / str(i), with_cni(cni))
+        e = explain.describe(cluster)
+        layers = {ly.name: ly for ly in e.layers}
+        assert (layers["pod network"].owner, layers["service network"].owner) == (pod_owner, svc_owner)
+        assert detail in layers["pod network"].detail
+        assert e.nodes[0].first_boot == f"kubeadm init, then installs {pod_owner}"
+        md = explain.markdown(cluster)
+        assert f"kubeadm init, then installs {pod_owner}" in re.findall(r"```mermaid\n(.*?)```", md, re.S)[0]
+        assert "Calico" not in md

@@ -52,7 +52,9 @@ def describe(cluster, plans=None) -> Explanation:
         Layer("node network", str(net.node_cidr), "the OS",
               f"static addresses from cloud-init's network-config on {net.node_interface}{gw}"),
         Layer("pod network", str(net.pod_cidr), cni.title(cluster.cni), cni.describe(cluster)),
-        Layer("service network", str(svc), "kube-proxy",
+        Layer("service network", str(svc),
+              (f"{cni.title(cluster.cni)} (kube-proxy replacement)"
+               if cni.plugin(cluster.cni).replaces_kube_proxy(cluster.cni) else "kube-proxy"),
               f"ClusterIPs = kubeadm serviceSubnet; API {svc[1]}, DNS {svc[10]}"),
     )
     cp = cluster.control_plane
