@@ -170,11 +170,16 @@ def calico(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict)
     registry = spec.get("registry") or table["defaultRegistry"]
     default = table["defaultRegistry"].rstrip("/")
     want = [table["operator"]] + [registry.rstrip("/") + i.removeprefix(default) for i in table["installation"]]
+    return missing_images(lab, booted, want, "the operator")
+
+
+def missing_images(lab, booted: list[seeds.Seed], want: list[str], who: str) -> str | None:
+    """The first booted node whose runtime lacks an image `who` will run, said in one line."""
     for seed in booted:
         node_json = json.loads((lab.work / "nodes" / seed.name / "root/.rehearsal/node.json").read_text())
         missing = [i for i in want if i not in node_json["images"]]
         if missing:
-            return f"{seed.name} lacks images the operator will run: {', '.join(missing)}"
+            return f"{seed.name} lacks images {who} will run: {', '.join(missing)}"
     return None
 
 
@@ -244,13 +249,8 @@ def flannel(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict
             return f"on {name}, flanneld picks {got}, not {seed.address}"
     if backend == "host-gw" and len({str(node_network(s)) for s in all_seeds}) != 1:
         return "host-gw needs every node on one layer-2 network"
-    want = [c["image"] for c in (pod.get("initContainers") or []) + pod["containers"]]
-    for seed in booted:
-        node_json = json.loads((lab.work / "nodes" / seed.name / "root/.rehearsal/node.json").read_text())
-        missing = [i for i in want if i not in node_json["images"]]
-        if missing:
-            return f"{seed.name} lacks images flannel will run: {', '.join(missing)}"
-    return None
+    return missing_images(lab, booted, [c["image"] for c in (pod.get("initContainers") or []) + pod["containers"]],
+                          "flannel")
 
 
 CNI_CHECKS = {"calico": calico, "flannel": flannel}
