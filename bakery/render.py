@@ -41,10 +41,12 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: 
     the id of the bootstrap token the seeds carry (the id is the public half of a token:
     kubeadm names its Secret bootstrap-token-<id>; the secret half is never recorded), and the
     node whose seed runs kubeadm init (null once spec.bootstrap.initialized), and during an
-    upgrade by replacement its versions (kept by later renders of the same version)."""
+    upgrade by replacement its versions (kept by later renders of the same version), and the
+    pod network plugin (which only the init seed installs: _cni_change)."""
     init = None if cluster.initialized else cluster.init_node.name
     doc = {"bakery": __version__, "cluster": cluster.name, "kubernetesVersion": cluster.kubernetes_version,
            "bakeFingerprint": fingerprint, "bootstrapTokenId": token_id, "initNode": init,
+           "cni": cluster.cni.name,
            **({"upgrade": upgrade} if upgrade else {}), "files": sorted(entries, key=lambda e: e["path"])}
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
@@ -126,6 +128,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             previous = _previous(dest)
             seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan, upgrade_done)
             _refuse_second_init(seeds_cluster, previous)
+            cni_warnings = _cni_change(cluster, previous, running=seeds_cluster.initialized or bool(upgrade_of))
             seeded = _seeded_token_id(previous)
             count = 0
 
@@ -142,7 +145,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             commit = (lambda: store.write(loc, bundle)) if changed and not loc.in_tree else None
             # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
             running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
-            result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now))
+            result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now) + cni_warnings)
 
             def report() -> None:  # right after the swap, signals still held
                 result.count = count
@@ -261,6 +264,30 @@ def _refuse_second_init(cluster: Cluster, previous: dict) -> None:
     raise InputError(f"{was}; this one would give it to {now}, whose first boot would then make a second, empty "
                      "cluster. Once the cluster runs, set spec.bootstrap.initialized: true, so that every node "
                      "joins it; for a new cluster, render into a new folder", check="init-node-changed")
+
+
+def _cni_change(cluster: Cluster, previous: dict, *, running: bool) -> list[str]:
+    """The pod network plugin is installed once, by the init node's first boot (install_cni).
+    A cluster.yaml that names another plugin than the previous render reaches no running node:
+    the cluster keeps its plugin, while the image pre-pulls and checks the new one's files and
+    `bakery explain` names it. Refused on a running cluster (a plugin migration is not something
+    bakery does); before, a warning, as the init node may have booted with the old seed. A
+    manifest without "cni" is from a bakery that installed only Calico."""
+    if "initNode" not in previous:
+        return []
+    before = previous.get("cni", "calico")
+    now = cluster.cni.name
+    if not isinstance(before, str) or before == now:
+        return []
+    if running:
+        raise InputError(f"the previous render installed the pod network plugin {before}; this one names {now}, "
+                         "but on a running cluster no node installs a plugin again (only kubeadm init's first boot "
+                         f"does), so the cluster would keep {before} while the image and its checks expect {now}. "
+                         f"Keep spec.cni {before} for this cluster; a cluster with {now} is a new cluster: render it "
+                         "into a new folder", check="cni-changed")
+    return [f"warning[cni-changed]: the previous render's seeds install {before}, this one's {now}: if the init "
+            f"node has already booted, the cluster runs {before} and keeps it (only kubeadm init's first boot "
+            "installs the plugin); re-create every node from these seeds, or keep spec.cni as it was"]
 
 
 def _now() -> datetime.datetime:
