@@ -59,6 +59,9 @@ def render_template(name: str, **context) -> str:
     return environment().get_template(name).render(**context)
 
 
+_YAML11_SHORT_BOOLS = frozenset({"y", "Y", "n", "N"})
+
+
 @functools.cache
 def _dumper():
     """A safe YAML dumper (libyaml's emitter when PyYAML has it: many times faster)."""
@@ -72,6 +75,10 @@ def _dumper():
 
     def _str(dumper, value):
         style = "|" if "\n" in value else None
+        # YAML 1.1 booleans that PyYAML's resolver leaves plain: Go's yaml.v2 (kustomize,
+        # kubectl) reads a plain y or n as a bool (resolve.go), so they are quoted
+        if value in _YAML11_SHORT_BOOLS:
+            style = "'"
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     _Dumper.add_representer(str, _str)

@@ -102,3 +102,14 @@ def test_the_kustomize_stand_in_builds_what_kubectl_kustomize_builds(tmp_path):
             real = sorted(json.dumps(o, sort_keys=True) for o in yaml.safe_load_all(r.stdout) if o)
             mine = sorted(json.dumps(o, sort_keys=True) for o in kustomize.build(folder))
             assert mine == real, (release, backend)
+
+
+def test_yaml_1_1_short_booleans_are_quoted():
+    """Go's yaml.v2 (kustomize, kubectl) reads a plain y/Y/n/N as a bool; PyYAML leaves them plain."""
+    import yaml
+
+    from bakery.templating import dump_yaml
+
+    text = dump_yaml({"target": {"namespace": "y", "name": "N"}, "other": "x"})
+    assert "namespace: 'y'" in text and "name: 'N'" in text and "other: x" in text
+    assert yaml.safe_load(text) == {"target": {"namespace": "y", "name": "N"}, "other": "x"}
