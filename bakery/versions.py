@@ -132,20 +132,30 @@ class CiliumRelease:
     deploys by default (values.yaml `image`, `operator.image`, `envoy.image` with
     useDigest: true, so the pods ask for repository:tag@digest; hubble-relay, hubble-ui,
     certgen and the rest are off by default). kubernetes: the tested minors of the release's
-    Documentation/network/kubernetes/compatibility.rst."""
+    Documentation/network/kubernetes/compatibility.rst. charts_commit: the cilium/charts
+    commit that added the chart ("Add cilium vX.Y.Z@<release commit>")."""
 
     version: str  # vX.Y.Z (the chart's version without the v)
     chart_sha256: str
     images: tuple[str, ...]
     kubernetes: tuple[str, str]  # inclusive
+    charts_commit: str
+
+    @property
+    def chart_version(self) -> str:
+        return self.version.removeprefix("v")
 
     @property
     def chart_name(self) -> str:
-        return f"cilium-{self.version.removeprefix('v')}.tgz"
+        return f"cilium-{self.chart_version}.tgz"
 
     @property
     def chart_url(self) -> str:
-        return f"https://helm.cilium.io/{self.chart_name}"
+        """helm.cilium.io is GitHub Pages of cilium/charts (its CNAME file), which keeps every
+        chart tgz at its root: the same bytes from GitHub at the commit that added it, so a
+        downloads mirror (a stand-in for github.com, plan.mirrors) serves it too. The bake
+        verifies chart_sha256 whichever host answered."""
+        return f"https://raw.githubusercontent.com/cilium/charts/{self.charts_commit}/{self.chart_name}"
 
     def supports(self, k8s_minor: str) -> bool:
         return _within(k8s_minor, *self.kubernetes)
@@ -161,7 +171,7 @@ CILIUM: dict[str, CiliumRelease] = {
             "@sha256:86899c73438812b2761ac6fa435ea4e65f68e70d1ae54ac806fec8805d1ce011",
             "quay.io/cilium/cilium-envoy:v1.36.9-1782267392-edeb3f2af56c37c407efa1f63f0b32f595399bbc"
             "@sha256:767101fb8a5e38f055778cb43b7aa8eed80450b37f8121effac3d9de9e06dc99",
-        ), ("1.30", "1.33")),
+        ), ("1.30", "1.33"), "ee5ca22d35cb6dc4a20fc019a387bc2d70206ccc"),
         CiliumRelease("v1.19.6", "21c43cf53841f9ab0375047d95aa4c64051ea52bbd2c679416e6408f5f1c9179", (
             "quay.io/cilium/cilium:v1.19.6"
             "@sha256:0df5b2750b64c49843aba1d649e9eaf61467cb0645ad3171db6f6962c095ac92",
@@ -169,7 +179,7 @@ CILIUM: dict[str, CiliumRelease] = {
             "@sha256:0db4ca4e06969d8904ee036617795d0e9c3228cf7b8d902ba74fc2bb98d2d665",
             "quay.io/cilium/cilium-envoy:v1.36.9-1782267392-edeb3f2af56c37c407efa1f63f0b32f595399bbc"
             "@sha256:767101fb8a5e38f055778cb43b7aa8eed80450b37f8121effac3d9de9e06dc99",
-        ), ("1.32", "1.35")),
+        ), ("1.32", "1.35"), "3934d0b79ba94eabe279d415eed9dea27a931cf2"),
         CiliumRelease("v1.20.0", "c5f013912360d1a334f44ef25f36da59ba3414cdb48f466ee12d0c4fdff27883", (
             "quay.io/cilium/cilium:v1.20.0"
             "@sha256:383968cd5e8873f7976fa76aa6196045643558f4cc9518a207b9335cb24a0e93",
@@ -177,9 +187,13 @@ CILIUM: dict[str, CiliumRelease] = {
             "@sha256:80744a8cc7c91c2f9e6347629406844eb35d79b30a732c6d41c15b17232a74f3",
             "quay.io/cilium/cilium-envoy:v1.37.5-1782911245-7cffc778c923f68a77954a53b1a98d6b5353f004"
             "@sha256:583057dd4f7d54cd41efff3c413aa0b148ac201f522e2c3336851fa89c78b039",
-        ), ("1.33", "1.36")),
+        ), ("1.33", "1.36"), "d5f3d1cc0ed8e94d6920996024fefe5a3857dc15"),
     ]
 }
+
+# Helm, which installs Cilium's chart at first boot: the newest release of the current major
+# line, Helm 4 (github.com/helm/helm tag v4.2.4, 2026-08-13).
+HELM_VERSION = "v4.2.4"
 
 # Flannel: no tested range is published; flannel says "For Kubernetes v1.17+" (README.md) and
 # "flanneld itself should work with any version of Kubernetes" (Documentation/kubernetes.md).
@@ -349,6 +363,14 @@ def crictl_download(tag: str) -> tuple[str, str]:
     url = (f"https://github.com/kubernetes-sigs/cri-tools/releases/download/{tag}/"
            f"crictl-{tag}-linux-{ARCH}.tar.gz")
     return url, url + ".sha256"
+
+
+def helm_download(tag: str) -> tuple[str, str]:
+    """(tarball URL, checksum URL): helm's release tarballs live on get.helm.sh only (GitHub
+    holds their signatures); `make checksum` (helm Makefile) writes `.sha256sum` ("hash  name",
+    sha256sum's format) beside each. The tarball holds linux-<arch>/helm."""
+    url = f"https://get.helm.sh/helm-{tag}-linux-{ARCH}.tar.gz"
+    return url, url + ".sha256sum"
 
 
 def kubernetes_binary_download(version: str, name: str) -> tuple[str, str]:

@@ -9,7 +9,8 @@ def make_cluster(nodes: int, *, name: str = "gen", control_planes: int | None = 
                  service_cidr: str = "10.96.0.0/12", os: str = "ubuntu-24.04",
                  k8s: str = "1.36.3", containerd: str = "2.2.7", calico: str = "v3.32.1",
                  key_algorithm: str = "rsa-2048", builders=("virtualbox-iso", "proxmox-iso", "qemu"),
-                 extra_spec: str = "") -> str:
+                 extra_spec: str = "", cni: str | None = None) -> str:
+    """cni: the flow mapping under spec.cni (default: Calico at `calico`)."""
     if control_planes is None:
         control_planes = 1 if nodes < 3 else 3 if nodes < 1000 else 5
     net = ipaddress.ip_network(node_cidr)
@@ -29,7 +30,7 @@ def make_cluster(nodes: int, *, name: str = "gen", control_planes: int | None = 
         f"    nameservers: [{gateway}]",
         f"    podCidr: {pod_cidr}",
         f"    serviceCidr: {service_cidr}",
-        f"  cni: {{calico: {{version: {calico}}}}}",
+        f"  cni: {cni or f'{{calico: {{version: {calico}}}}}'}",
         f"  secrets: {{keyAlgorithm: {key_algorithm}}}",
         f"  image: {{builders: [{', '.join(builders)}]}}",
     ]

@@ -26,6 +26,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
 from lab.driver import Result, rehearse
+from lab.seeds import versions_env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the rehearsal needs root (namespaces, mounts, chroot)")
 
@@ -43,7 +44,7 @@ def assert_clean(result: Result, out: Path) -> None:
     assert result.ok, f"{result.failure}\n" + "\n".join(result.lines[-8:])
     nodes = sorted(p.name for p in (out / "nodes").iterdir())
     assert sorted(ln.split(":")[0] for ln in result.lines if ln.endswith("sentinel: ok")) == nodes
-    cni = (out / "packer/files/opt/bakery/versions.env").read_text().split("\nCNI=")[1].split("\n")[0]
+    cni = versions_env(out)["CNI"]
     assert [ln for ln in result.lines if ln.startswith("cluster:")] == [
         "cluster: nodes: ok", f"cluster: {cni}: ok", "cluster: admin.conf: ok", "cluster: secrets: ok"]
 
@@ -116,6 +117,151 @@ def test_each_calico_release_sends_every_object_once(renders, release):
     assert set(sent) == expected | {"operator.tigera.io|Installation||default"}
     assert sent.index("apiextensions.k8s.io|CustomResourceDefinition||installations.operator.tigera.io") < \
         sent.index("operator.tigera.io|Installation||default")
+
+
+# -- Cilium (issue 20) -------------------------------------------------------------------------
+
+def cilium_cluster(release: str, kpr: bool, nodes: int = 1, *, ha: bool = False, name: str = "cil",
+                   os: str = "ubuntu-24.04", net: str = "192.168.56.0/24", vip: bool = False) -> str:
+    minor = max((m for m in versions.KUBERNETES if versions.CILIUM[release].supports(m)), key=versions.parse_version)
+    extra = f"  controlPlane: {{vip: {ipaddress.ip_network(net)[-2]}}}\n" if vip else ""
+    return make_cluster(nodes, name=name, control_planes=3 if ha else 1, node_cidr=net, os=os,
+                        k8s=versions.KUBERNETES[minor].newest_patch, containerd=containerd_for(minor),
+                        builders=("qemu",), extra_spec=extra,
+                        cni=f"{{cilium: {{version: {release}, kubeProxyReplacement: {str(kpr).lower()}}}}}")
+
+
+def helm_calls(result: Result, node: str) -> list[str]:
+    return [c for c in result.calls[node] if c.startswith("helm ") and not c.startswith("helm version")]
+
+
+@pytest.mark.parametrize("kpr", [False, True])
+def test_cilium_clusters_rehearse(renders, kpr):
+    out = renders.text(cilium_cluster("v1.20.0", kpr, nodes=3))
+    result = play(out)
+    assert_clean(result, out)
+    st = result.state
+    # kubeadm installed kube-proxy exactly when Cilium does not replace it
+    assert ("apps|DaemonSet|kube-system|kube-proxy" in st["objects"]) is (not kpr)
+    assert st["addons"]["kube-proxy"] is (not kpr)
+    [rev] = st["helm"]["kube-system/cilium"]
+    assert (rev["chart"], rev["version"], rev["status"]) == ("cilium", "1.20.0", "deployed")
+    assert rev["values"]["kubeProxyReplacement"] is kpr
+    assert helm_calls(result, "cp0") == [
+        "helm upgrade --install cilium /opt/bakery/cilium/cilium-1.20.0.tgz --namespace kube-system "
+        "--values /etc/bakery/cilium-values.yaml --kubeconfig /etc/kubernetes/admin.conf"]
+    assert not helm_calls(result, "w1")  # only the init node installs the pod network
+
+
+def random_cilium_cluster(seed: int) -> str:
+    rng = random.Random(seed)
+    release = rng.choice(sorted(versions.CILIUM))
+    ha = rng.random() < 0.5
+    net = rng.choice(["192.168.56.0/24", "10.20.0.0/24", "172.16.8.0/22"])
+    return cilium_cluster(release, rng.random() < 0.5, rng.randint(3, 4) if ha else rng.randint(1, 3), ha=ha,
+                          name=f"c{seed}", os=rng.choice(["debian-12", "ubuntu-24.04", "ubuntu-22.04"]), net=net,
+                          vip=ha or rng.random() < 0.3)
+
+
+CILIUM_SEEDS = [4, 7, 17, 20]
+
+
+@pytest.mark.parametrize("seed", CILIUM_SEEDS)
+def test_randomized_cilium_clusters_rehearse(renders, seed):
+    out = renders.text(random_cilium_cluster(seed))
+    assert_clean(play(out), out)
+
+
+def test_the_randomized_cilium_clusters_cover_the_cases():
+    """every catalog release, with and without kube-proxy replacement, single and HA."""
+    specs = [yaml.safe_load(random_cilium_cluster(s))["spec"] for s in CILIUM_SEEDS]
+    assert {s["cni"]["cilium"]["version"] for s in specs} == set(versions.CILIUM)
+    assert {s["cni"]["cilium"]["kubeProxyReplacement"] for s in specs} == {True, False}
+    assert {len([n for n in s["nodes"] if n["role"] == "control-plane"]) for s in specs} == {1, 3}
+
+
+def test_the_cilium_install_runs_again_after_a_failed_try(renders, tmp_path):
+    """helm writes the release, then fails (a hook, a timeout); the node reboots and the unit
+    runs the step again: `upgrade --install` upgrades the failed release."""
+    out = renders.text(cilium_cluster("v1.19.6", True))
+    result = play(out, faults={"cp0": {"helmFail": 1, "boots": 2}})
+    assert_clean(result, out)
+    assert [r["status"] for r in result.state["helm"]["kube-system/cilium"]] == ["failed", "deployed"]
+    assert len(helm_calls(result, "cp0")) == 2
+    # `helm install` is not idempotent: the second boot fails at its step
+    broken = renders.copy(out, tmp_path / "out")
+    edit_file(broken, "cp0", SCRIPT, lambda t: t.replace("helm upgrade --install cilium", "helm install cilium"))
+    result = play(broken, faults={"cp0": {"helmFail": 1, "boots": 2}})
+    assert result.failure is not None and (result.failure.node, result.failure.step) == ("cp0", "cni")
+    assert "cannot re-use a name that is still in use" in result.failure.reason
+
+
+CILIUM_VALUES = "/etc/bakery/cilium-values.yaml"
+
+
+def edit_values(fn: Callable[[dict], None]) -> Callable[[str], str]:
+    def change(text: str) -> str:
+        doc = yaml.safe_load(text)
+        fn(doc)
+        return yaml.safe_dump(doc)
+    return change
+
+
+CILIUM_BROKEN = {
+    # kubeadm
+    "skipPhases typo": (True, lambda o: edit_kubeadm(o, "cp0", "InitConfiguration",
+                                                     lambda d: d.update(skipPhases=["addons/kube-proxy"])),
+                        "cp0", "kubeadm", "invalid phase name: addons/kube-proxy"),
+    "kube-proxy not skipped": (True, lambda o: edit_kubeadm(o, "cp0", "InitConfiguration", lambda d: d.pop("skipPhases")),
+                               "cp0", "kubeadm", "kube-proxy"),
+    # helm
+    "chart missing": (True, lambda o: edit_file(o, "cp0", VALUES, set_value("CNI_ASSETS", "(cilium-9.9.9.tgz)")),
+                      "cp0", "cni", "not found"),
+    "chart of another version": (True, lambda o: edit_file(o, "cp0", VALUES, lambda t: set_value(
+        "PRE_COMMANDS", "('cp /opt/bakery/cilium/cilium-1.20.0.tgz /opt/bakery/cilium/cilium-1.19.6.tgz')")(
+        set_value("CNI_ASSETS", "(cilium-1.19.6.tgz)")(t))), "cp0", "cni", "holds the chart cilium 1.20.0"),
+    "chart not an archive": (True, lambda o: edit_file(o, "cp0", VALUES, lambda t: set_value(
+        "PRE_COMMANDS", "('printf x >/opt/bakery/cilium/junk.tgz')")(set_value("CNI_ASSETS", "(junk.tgz)")(t))),
+        "cp0", "cni", "not a chart archive"),
+    "release name": (True, lambda o: edit_file(o, "cp0", SCRIPT, lambda t: t.replace(
+        "helm upgrade --install cilium ", "helm upgrade --install Cilium_1 ")), "cp0", "cni", "invalid release name"),
+    "upgrade without --install": (True, lambda o: edit_file(o, "cp0", SCRIPT, lambda t: t.replace(
+        "helm upgrade --install cilium ", "helm upgrade cilium ")), "cp0", "cni", "has no deployed releases"),
+    "values file missing": (True, lambda o: edit_file(o, "cp0", SCRIPT, lambda t: t.replace(
+        '--values "$CNI_CONFIG"', "--values /etc/bakery/none.yaml")), "cp0", "cni", "no such file"),
+    "values against the schema": (True, lambda o: edit_file(o, "cp0", CILIUM_VALUES,
+                                                            edit_values(lambda d: d["operator"].update(replicas="one"))),
+                                  "cp0", "cni", "values don't meet the specifications"),
+    "no namespace": (True, lambda o: edit_file(o, "cp0", SCRIPT, lambda t: t.replace(" --namespace kube-system", "")),
+                     "cp0", "cni", "names the namespace"),
+    "namespace that does not exist": (True, lambda o: edit_file(o, "cp0", SCRIPT, lambda t: t.replace(
+        "--namespace kube-system", "--namespace cilium")), "cp0", "cni", 'namespaces "cilium" not found'),
+    "no kubeconfig": (True, lambda o: edit_file(o, "cp0", SCRIPT, lambda t: t.replace(
+        '--kubeconfig "$ADMIN_KUBECONFIG"', "--kubeconfig /etc/kubernetes/none.conf")), "cp0", "cni", "refused"),
+    # what the release does in the cluster
+    "ipam cluster-pool": (False, lambda o: edit_file(o, "cp0", CILIUM_VALUES,
+                                                     edit_values(lambda d: d["ipam"].update(mode="cluster-pool"))),
+                          "cluster", "cilium", "not within kubeadm's podSubnet"),
+    "replacement without the API server's address": (True, lambda o: edit_file(o, "cp0", CILIUM_VALUES, edit_values(
+        lambda d: (d.pop("k8sServiceHost"), d.pop("k8sServicePort")))), "cluster", "cilium", "k8sServiceHost"),
+    "replacement without skipping kube-proxy's addon": (False, lambda o: edit_file(
+        o, "cp0", CILIUM_VALUES, edit_values(lambda d: d.update(kubeProxyReplacement=True))),
+        "cluster", "cilium", "kube-proxy runs beside"),
+    "two operators on one node": (False, lambda o: edit_file(o, "cp0", CILIUM_VALUES,
+                                                             edit_values(lambda d: d["operator"].update(replicas=2))),
+                                  "cluster", "cilium", "Pending"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(CILIUM_BROKEN))
+def test_a_broken_cilium_seed_fails_at_its_node_and_step(renders, tmp_path, rule):
+    kpr, breaker, node, step, reason = CILIUM_BROKEN[rule]
+    out = renders.copy(renders.text(cilium_cluster("v1.20.0", kpr)), tmp_path / "out")
+    breaker(out)
+    result = play(out)
+    assert result.failure is not None, f"{rule}: the rehearsal passed a broken seed"
+    f = result.failure
+    assert (f.node, f.step) == (node, step) and reason in f.reason, f"{rule}: {f}"
 
 
 # -- broken seeds: each rule fails at its node and step --------------------------------------

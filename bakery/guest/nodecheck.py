@@ -367,6 +367,12 @@ def check_packages(sys_: System, exp: dict) -> list[Result]:
     out.append(Result("kubernetes-version", not wrong,
                       ", ".join(wrong) + f" (want {want})" if wrong else f"kubeadm, kubelet, kubectl {want}",
                       "reinstall the pinned version (the image was baked from another cluster.yaml?)"))
+    helm = exp.get("helmVersion")
+    if helm:
+        r = sys_.run("helm", "version", "--template", "{{ .Version }}")
+        have = r[1].strip() if r and r[0] == 0 else ("missing" if r is None else "?")
+        out.append(Result("helm-version", have == helm, f"helm {have}" + ("" if have == helm else f" (want {helm})"),
+                          "re-bake the image: the first boot installs the pod network plugin with this helm"))
     if exp.get("packageSource", "pkgs.k8s.io") == "pkgs.k8s.io":
         r = sys_.run("apt-mark", "showhold")
         held = set((r[1] if r and r[0] == 0 else "").split())
@@ -381,7 +387,12 @@ def check_images(sys_: System, exp: dict) -> list[Result]:
     want = list(exp.get("images") or [])
     r = sys_.run("kubeadm", "config", "images", "list", "--kubernetes-version", "v" + exp.get("kubernetesVersion", ""))
     if r and r[0] == 0:
-        want += [ln.strip() for ln in r[1].splitlines() if ln.strip() and "/" in ln]
+        kubeadms = [ln.strip() for ln in r[1].splitlines() if ln.strip() and "/" in ln]
+        if exp.get("kubeProxy") is False:
+            # the pod network plugin replaces kube-proxy: kubeadm init skips its addon, the bake
+            # did not pull its image (`kubeadm config images list` ignores skipPhases)
+            kubeadms = [i for i in kubeadms if "/kube-proxy:" not in i]
+        want += kubeadms
     r = _crictl(sys_, exp, "images", "-o", "json")
     have = None
     if r is not None and r[0] == 0:

@@ -178,7 +178,7 @@ def versions_entries(plan: ImagePlan) -> list[tuple[str, str]]:
         ("CNI_VERSION", plan.cni_version),
         ("CNI_DIR", planmod.cni_dir(plan.cni)),
         ("IMAGES_LIST", planmod.IMAGES_LIST),
-    ]
+    ] + ([("HELM_VERSION", plan.helm_version)] if plan.helm_version else [])
 
 
 def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
@@ -230,7 +230,12 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "cni_title": cni_title,
             "assets": [(name, plan.download(url)) for name, url in plan.cni_assets],
             "bakery_dir": planmod.BAKERY_DIR, "cni_dir": planmod.cni_dir(plan.cni),
-            "images_list": planmod.IMAGES_LIST, "versions_file": planmod.VERSIONS_FILE}),
+            "images_list": planmod.IMAGES_LIST, "versions_file": planmod.VERSIONS_FILE,
+            # issue 20: kubeadm's kube-proxy image only when kube-proxy runs; the digests
+            # upstream publishes for stored files; the Helm a plugin is installed with
+            "kube_proxy": plan.kube_proxy, "asset_sha256": plan.cni_asset_sha256,
+            "helm": fetched(versions.helm_download(plan.helm_version)) if plan.helm_version else None,
+            "helm_version": plan.helm_version, "arch": versions.ARCH}),
         Step(SITE_STEP, "the site's packages, files and commands", {
             "packages": imageplan.pinned_packages(plan), "files": installs(*site_paths),
             "commands": plan.site_commands}),

@@ -64,10 +64,18 @@ class ImagePlan:
     # checksum), so no byte of the image changes with them: not in the fingerprint. The
     # proxy is not on the plan at all (Packer variables, see image.packer).
     download_mirrors: Mirrors = field(default=Mirrors(None, None, None, ()), metadata={"fingerprint": False})
+    # What a pod network plugin adds (issue 20): the Helm it is installed with, whether kubeadm's
+    # kube-proxy image is baked (not when the plugin replaces kube-proxy), and the digest each
+    # stored file must have where upstream publishes one. In the fingerprint only when set, so
+    # that the images of clusters without them keep their names.
+    helm_version: str | None = field(default=None, metadata={"fingerprint": "unless-default"})
+    kube_proxy: bool = field(default=True, metadata={"fingerprint": "unless-default"})
+    cni_asset_sha256: tuple[tuple[str, str], ...] = field(default=(), metadata={"fingerprint": "unless-default"})
 
     def inputs(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)
-                if f.metadata.get("fingerprint", True)}
+                if f.metadata.get("fingerprint", True) is True
+                or (f.metadata["fingerprint"] == "unless-default" and getattr(self, f.name) != f.default)}
 
     def download(self, url: str) -> str:
         """Where the bake fetches an upstream release file from (plan.mirrors)."""
@@ -158,6 +166,11 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         site_files=tuple((f.path, f.content, f.mode) for f in cluster.image.files),
         site_commands=cluster.image.commands,
         download_mirrors=Mirrors(None, mirrors.kubernetes, mirrors.downloads, ()),
+        # optional parts of a plugin module's interface (bakery/cni/__init__.py)
+        helm_version=plugin.helm_version(cluster.cni) if hasattr(plugin, "helm_version") else None,
+        kube_proxy=not plugin.replaces_kube_proxy(cluster.cni),
+        cni_asset_sha256=(tuple(sorted(plugin.asset_sha256(cluster.cni).items()))
+                          if hasattr(plugin, "asset_sha256") else ()),
     )
 
 
@@ -182,4 +195,15 @@ def node_check_expectations(plan: ImagePlan) -> dict:
         "extraPackages": [{"name": n, "version": v} for n, v in pinned_packages(plan)],
         "registryHosts": [h.path for h in mirrormod.registry_hosts(Mirrors(None, None, None, plan.registry_mirrors))],
         "timesyncd": TIMESYNCD,
-    }
+    } | _cni_expectations(plan)
+
+
+def _cni_expectations(plan: ImagePlan) -> dict:
+    """What a plugin adds to the node check (issue 20), only when it adds something: the Helm
+    the bake installed, and no kube-proxy image among kubeadm's when the plugin replaces it."""
+    out: dict[str, object] = {}
+    if plan.helm_version:
+        out["helmVersion"] = plan.helm_version
+    if not plan.kube_proxy:
+        out["kubeProxy"] = False
+    return out

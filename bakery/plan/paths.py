@@ -43,6 +43,7 @@ FIRSTBOOT_STEPS = "/var/lib/bakery/steps"  # one file per finished step of the f
 FIRSTBOOT_LOG = "/var/log/bakery/firstboot.log"  # the script's lines and kubeadm's output (root only)
 FIRSTBOOT_ENV = f"{FIRSTBOOT_DIR}/firstboot.env"  # this node's values for the script (shell-quoted)
 FIRSTBOOT_PKI_BACKUP = "/var/lib/bakery/pki"  # the seed's PKI, restored if a join is retried after reset
+FIRSTBOOT_HELM = "/var/lib/bakery/helm"  # helm's cache, config and data when it installs the pod network (root only)
 # The node check (issue 9, bakery/guest/nodecheck.py) in the image; first boot runs it with
 # `--stage firstboot` before kubeadm when it is present and stops, with no sentinel, when
 # it fails.

@@ -86,6 +86,7 @@ def firstboot_script() -> str:
         kube_vip_manifest=P.KUBE_VIP_MANIFEST,
         steps_dir=P.FIRSTBOOT_STEPS,
         log_file=P.FIRSTBOOT_LOG,
+        helm_home=P.FIRSTBOOT_HELM,
     )
 
 

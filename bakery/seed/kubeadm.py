@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from .. import owned
+from .. import cni, owned
 from .. import plan as P
 from ..pki.bundle import TOKEN_GROUPS, TOKEN_USAGES, Bundle, go_duration
 from ..plan.nodes import Action
@@ -115,6 +115,15 @@ def _init_documents(cluster: Cluster, bundle: Bundle, node: Node) -> list[dict]:
         "localAPIEndpoint": {"advertiseAddress": str(node.address), "bindPort": _bind_port(cluster)},
         "nodeRegistration": _node_registration(node),
     }
+    if cni.plugin(cluster.cni).replaces_kube_proxy(cluster.cni):
+        # The pod network plugin replaces kube-proxy: init skips the phase that installs its
+        # DaemonSet and ConfigMap (kubeadm's phase name: addon/kube-proxy, cmd/kubeadm/app/cmd/
+        # init.go; an unknown name is "invalid phase name", phases/workflow/runner.go;
+        # InitConfiguration.skipPhases exists in v1beta3 and v1beta4). Joins run no addon phase;
+        # `kubeadm upgrade apply` leaves kube-proxy out while its ConfigMap is missing (its
+        # kube-proxy addon step, runKubeProxyAddon: "assume that kube-proxy was skipped during
+        # kubeadm init, and that its redeployment on upgrade is not desired").
+        init["skipPhases"] = ["addon/kube-proxy"]
     cluster_config = {
         "apiVersion": api,
         "kind": "ClusterConfiguration",

@@ -13,6 +13,13 @@
   container's env; with none, the default route's interface, VirtualBox's NAT) is the
   node-network address; host-gw needs every node on one layer-2 network; the images of its
   containers in every node's runtime;
+- cilium: what the chart's release does in the cluster (helm's release from the helm stand-in):
+  deployed from the release's chart; pod addresses from kubeadm's podSubnet (ipam kubernetes:
+  each node's podCIDR; cluster-pool: its clusterPoolIPv4PodCIDRList, 10.0.0.0/8 by default);
+  kube-proxy runs exactly when Cilium does not replace it; with the replacement, k8sServiceHost
+  and k8sServicePort reach the API server; no more operator replicas than nodes (required pod
+  anti-affinity per host); every image the chart deploys in every node's runtime
+  (tests/data/specs/cilium-charts.json);
 - admin.conf: the user's kubeconfig from the output folder reaches the endpoint, trusts the
   cluster's CA and is authorized, and is not in system:masters (the break-glass group of
   super-admin.conf since kubeadm 1.29: the admin credential in the wrong group fails here);
@@ -34,6 +41,7 @@ from . import seeds
 
 TESTS = Path(__file__).resolve().parent.parent
 OPERATOR_IMAGES = TESTS / "data" / "specs" / "calico-operator-images.json"
+CILIUM_CHARTS = TESTS / "data" / "specs" / "cilium-charts.json"
 
 
 def node_network(seed: seeds.Seed):
@@ -88,8 +96,8 @@ def checks(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed]) -> Iterat
             problems.append(f"{name}'s InternalIP is {n.get('internalIP')}, not its node-network address {seed.address}")
     yield "nodes", "; ".join(problems) or None
 
-    plugin = seeds.versions_env(lab.out)["CNI"]
-    yield plugin, CNI_CHECKS[plugin](lab, all_seeds, booted, st)
+    cni = seeds.versions_env(lab.out)["CNI"]
+    yield cni, CNI_CHECKS[cni](lab, all_seeds, booted, st)
 
     admin = lab.out / "admin.conf"
     try:
@@ -254,3 +262,49 @@ def flannel(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict
 
 
 CNI_CHECKS = {"calico": calico, "flannel": flannel}
+def cilium(lab, all_seeds: list[seeds.Seed], booted: list[seeds.Seed], st: dict) -> str | None:
+    release = seeds.versions_env(lab.out)["CNI_VERSION"].lstrip("v")
+    history = (st.get("helm") or {}).get("kube-system/cilium")
+    if not history:
+        return "no helm release cilium in kube-system"
+    last = history[-1]
+    if last["status"] != "deployed" or (last["chart"], last["version"]) != ("cilium", release):
+        return f"the release cilium is {last['status']} from {last['chart']} {last['version']}, not deployed from cilium {release}"
+    values = last["values"]
+    pod_subnet = st["cluster"].get("podSubnet")
+    ipam = values.get("ipam") or {}
+    mode = ipam.get("mode", "cluster-pool")  # the chart's default
+    if mode == "kubernetes":
+        if not pod_subnet:
+            return "ipam kubernetes, but kubeadm has no podSubnet: kube-controller-manager allocates no podCIDR"
+    elif mode == "cluster-pool":
+        pools = (ipam.get("operator") or {}).get("clusterPoolIPv4PodCIDRList", ["10.0.0.0/8"])
+        pools = pools.split() if isinstance(pools, str) else pools
+        outside = [p for p in pools if not pod_subnet
+                   or not ipaddress.ip_network(p).subnet_of(ipaddress.ip_network(pod_subnet))]
+        if outside:
+            return (f"Cilium's cluster-pool IPAM hands out {', '.join(outside)}, not within kubeadm's podSubnet "
+                    f"{pod_subnet}")
+    else:
+        return f"ipam mode {mode!r}: the rehearsal knows kubernetes and cluster-pool"
+    kpr = str(values.get("kubeProxyReplacement", "false")).lower() == "true"
+    kube_proxy = "apps|DaemonSet|kube-system|kube-proxy" in st["objects"]
+    if kpr and kube_proxy:
+        return "kube-proxy runs beside Cilium's kube-proxy replacement (kubeadm init did not skip addon/kube-proxy)"
+    if not kpr and not kube_proxy:
+        return "no kube-proxy, and Cilium does not replace it: nothing serves Services"
+    host, port = values.get("k8sServiceHost", ""), values.get("k8sServicePort", "")
+    if kpr and (not host or not port):
+        return "kube-proxy replacement without k8sServiceHost/k8sServicePort: the agent cannot reach the API server"
+    if host and lab.sim().reach(st, f"https://{host}:{port or 443}")[0] is None:
+        return f"k8sServiceHost:k8sServicePort {host}:{port} does not reach the API server"
+    replicas = int((values.get("operator") or {}).get("replicas", 2))
+    registered = [n for n in st["nodes"].values() if n.get("kubelet")]
+    if replicas > len(registered):
+        return (f"{replicas} cilium-operator replicas on {len(registered)} node(s): the operator's required pod "
+                "anti-affinity per host leaves one Pending")
+    return missing_images(lab, booted, json.loads(CILIUM_CHARTS.read_text())["releases"][release]["images"],
+                          "the chart")
+
+
+CNI_CHECKS = {"calico": calico, "cilium": cilium, "flannel": flannel}

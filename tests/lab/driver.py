@@ -22,7 +22,7 @@ from . import image, seeds
 
 TESTS = Path(__file__).resolve().parent.parent
 NODE_TIMEOUT = 120  # seconds of wall time for one node's first boot (a hang is a failure)
-STEP_LINE = re.compile(r"bakery-firstboot: step (\S+)")
+STEP_LINE = re.compile(r"bakery-firstboot: step ([^\s:]+)")  # "step NAME" and "step NAME: done on an earlier run"
 NAT_LEASE = ("10.0.2.15/24", "10.0.2.2")  # VirtualBox NAT's DHCP answer, the same on every VM
 DHCP_ROUTE_METRIC = 100  # netplan's default route-metric for a DHCP ethernet (dhcp4-overrides)
 

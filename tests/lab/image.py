@@ -34,7 +34,8 @@ from . import seeds
 
 TESTS = Path(__file__).resolve().parent.parent
 SPECS = TESTS / "data" / "specs"
-STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "dpkg-query", "containerd")
+STANDINS = ("kubeadm", "kubelet", "kubectl", "crictl", "systemctl", "sleep", "apt-mark", "dpkg-query", "containerd",
+            "helm")
 
 
 class CloudInitError(Exception):
@@ -91,14 +92,36 @@ def synthesize_flannel(release: str, folder: Path, names: list[str]) -> None:
     (folder / name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
-SYNTHESIZE = {"calico": synthesize_calico, "flannel": synthesize_flannel}
-
-
 def synthesize_cni(plugin: str, release: str, folder: Path, names: list[str]) -> None:
     """The plugin's files as the bake stores them, with their SHA256SUMS."""
     SYNTHESIZE[plugin](release, folder, names)
     (folder / "SHA256SUMS").write_text("".join(
         f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n" for n in names))
+
+
+def synthesize_cilium(version: str, folder: Path, names: list[str]) -> None:
+    """The chart file the bake stores, rebuilt from what the helm stand-in reads of a chart: its
+    Chart.yaml (name cilium, the release's version) and the chart's own values.schema.json
+    (tests/data/specs/cilium-values-schema-<version>.json); an empty values.yaml."""
+    import io
+    import tarfile
+    folder.mkdir(parents=True, exist_ok=True)
+    chart = version.lstrip("v")
+    files = {"cilium/Chart.yaml": yaml.safe_dump({"apiVersion": "v2", "name": "cilium", "version": chart,
+                                                  "appVersion": chart, "kubeVersion": ">= 1.21.0-0"}).encode(),
+             "cilium/values.yaml": b"{}\n",
+             "cilium/values.schema.json": (SPECS / f"cilium-values-schema-{chart}.json").read_bytes()}
+    for name in names:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for member, data in files.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        (folder / name).write_bytes(buf.getvalue())
+
+
+SYNTHESIZE = {"calico": synthesize_calico, "cilium": synthesize_cilium, "flannel": synthesize_flannel}
 
 
 def runtime_images(out: Path, kubernetes_version: str) -> list[str]:
@@ -107,7 +130,11 @@ def runtime_images(out: Path, kubernetes_version: str) -> list[str]:
         import kubeadm as kubeadm_standin  # the stand-in's table: what `kubeadm config images pull` pulls
     finally:
         sys.path.pop(0)
-    return sorted(set(kubeadm_standin.images_for(kubernetes_version)) | set(seeds.bake_images(out)))
+    kubeadms = kubeadm_standin.images_for(kubernetes_version)
+    # 50-images.sh leaves kube-proxy out of kubeadm's list when the pod network replaces it
+    if "grep -v '/kube-proxy:'" in (out / "packer" / "scripts" / "50-images.sh").read_text():
+        kubeadms = [i for i in kubeadms if "/kube-proxy:" not in i]
+    return sorted(set(kubeadms) | set(seeds.bake_images(out)))
 
 
 def bake(out: Path, root: Path, python: str) -> dict:
@@ -164,6 +191,8 @@ def bake(out: Path, root: Path, python: str) -> dict:
         (root / "sys/module" / m).mkdir(parents=True, exist_ok=True)
     packages, held = site_step(out, root)
     return {"kubernetesVersion": versions["KUBERNETES_VERSION"], "images": images,
+            # 50-images installs helm when the pod network is installed with it (versions.env)
+            "helmVersion": versions.get("HELM_VERSION"),
             "held": ["kubeadm", "kubelet", "kubectl", *held], "packages": packages, "modules": modules,
             "sysctls": {k.strip(): v.strip() for f in sorted((root / "etc/sysctl.d").glob("*.conf"))
                         for ln in f.read_text().splitlines() if "=" in ln and not ln.startswith("#")

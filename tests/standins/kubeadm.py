@@ -39,6 +39,14 @@ etcd member at a time (refused while another control-plane node could be joining
 moment: the lab knows which nodes wait for which); a node name registered already is refused, and
 so is a control-plane node whose old etcd member (same name or peer address) is still there.
 
+Phases (``cmd/init.go``, ``phases/workflow/runner.go``): ``skipPhases`` names phases of init's
+workflow ("invalid phase name" otherwise; the stand-in knows the top-level phases and the
+addon's sub-phases only: stricter); skipping ``addon`` or ``addon/kube-proxy`` disables the
+proxy addon as manageSkippedAddons does: its image is not needed (images.GetControlPlaneImages)
+and its DaemonSet and ConfigMap are not created; likewise CoreDNS. init records the addons it
+installed (state ``addons`` and their objects); a join needs kube-proxy's image only while the
+cluster runs kube-proxy (a join runs no addon phase).
+
 ``reset --force`` undoes the node's writes (and its etcd member). ``config images list``
 prints the table above. Faults for tests: node.json ``faults.kubeadmFail = N`` makes the first
 N init/join calls fail after preflight, leaving a half-done node (not a violation).
@@ -62,13 +70,17 @@ KNOWN_KINDS = {(f"kubeadm.k8s.io/{v}", k) for v in ("v1beta3", "v1beta4")
 ALLOWED_WITH_CONFIG = {"config", "ignore-preflight-errors", "dry-run", "kubeconfig", "node-name",
                        "kubeconfig-dir", "upload-certs", "print-join-command", "rootfs", "v", "log-file", "yes",
                        "patches", "certificate-key"}
-TAKES_VALUE = {"config", "ignore-preflight-errors", "node-name", "kubeconfig", "kubernetes-version", "v",
+TAKES_VALUE = {"config", "skip-phases", "ignore-preflight-errors", "node-name", "kubeconfig", "kubernetes-version", "v",
                "cri-socket", "image-repository"}
 SHARED_PKI = (("ca", True), ("front-proxy-ca", True), ("etcd/ca", True))
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd")
 TOKEN = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")
 NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+# kubeadm init's workflow (cmd/init.go: the phases it appends; the addon phase's children)
+INIT_PHASES = {"preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "wait-control-plane",
+               "upload-config", "upload-certs", "mark-control-plane", "bootstrap-token", "kubelet-finalize",
+               "addon", "addon/all", "addon/coredns", "addon/kube-proxy", "show-join-command"}
 
 
 def images_for(version: str, repository: str = "registry.k8s.io") -> list[str]:
@@ -172,7 +184,7 @@ class Kubeadm:
                                      f"\"{self.installed}\" Control plane version: \"{version}\"")
 
     def preflight(self, registration: dict, *, control_plane: bool, version: str,
-                  repository: str = "registry.k8s.io") -> None:
+                  repository: str = "registry.k8s.io", kube_proxy: bool = True, coredns: bool = True) -> None:
         ignored = {i.lower() for i in registration.get("ignorePreflightErrors") or []}
 
         def error(check: str, message: str) -> None:
@@ -199,7 +211,8 @@ class Kubeadm:
         if version != self.installed:
             self.refuse("preflight", f"this kubeadm is {self.installed}; the configuration asks for Kubernetes "
                                      f"{version} (the stand-in wants them equal)")
-        want = images_for(version, repository)
+        want = [i for i in images_for(version, repository)
+                if (kube_proxy or "/kube-proxy:" not in i) and (coredns or "/coredns:" not in i)]
         if not want:
             self.refuse("preflight", f"the stand-in knows no images for Kubernetes {version} "
                                      "(tests/data/specs/kubeadm-images.json)")
@@ -309,12 +322,19 @@ class Kubeadm:
         version = cluster.get("kubernetesVersion") or self.installed
         for t in init.get("bootstrapTokens") or []:
             self.check_token(t)
+        skip = list(init.get("skipPhases") or []) + [p for p in str(self.flags.get("skip-phases", "")).split(",") if p]
+        for phase in skip:
+            if phase not in INIT_PHASES:
+                self.refuse("init", f"invalid phase name: {phase}")
+        kube_proxy = not {"addon", "addon/kube-proxy"} & set(skip)
+        coredns = not {"addon", "addon/coredns"} & set(skip)
         with sim.state(write=False) as st:
             if st["initialized"]:
                 self.refuse("preflight", "stand-in: the cluster exists already; a second kubeadm init would make "
                                          "a second cluster")
         self.repository = cluster.get("imageRepository") or "registry.k8s.io"
-        self.preflight(reg, control_plane=True, version=version, repository=self.repository)
+        self.preflight(reg, control_plane=True, version=version, repository=self.repository,
+                       kube_proxy=kube_proxy, coredns=coredns)
         local = init.get("localAPIEndpoint") or {}
         advertise = self.check_address(local.get("advertiseAddress"), "advertiseAddress")
         port = int(local.get("bindPort") or 6443)
@@ -362,11 +382,30 @@ class Kubeadm:
                 st["tokens"][tid] = {"secret": secret, "expires": sim.now() + ttl if ttl else None,
                                      "usages": t.get("usages", ["signing", "authentication"]),
                                      "groups": t.get("groups", [NODE_TOKEN_GROUP])}
+            self.install_addons(st, version, kube_proxy=kube_proxy, coredns=coredns)
             st["initialized"] = True
         print("Your Kubernetes control-plane has initialized successfully!")
         if "skip-token-print" not in self.flags:
             for t in init.get("bootstrapTokens") or []:
                 print(f"kubeadm join {endpoint} --token {t['token']} --discovery-token-ca-cert-hash ...")
+
+    def install_addons(self, st: dict, version: str, *, kube_proxy: bool, coredns: bool) -> None:
+        """The addon phase: kube-proxy's ConfigMap and DaemonSet, CoreDNS's ConfigMap and
+        Deployment in kube-system (phases/addons), unless skipped."""
+        images = {i.rsplit("/", 1)[1].split(":")[0]: i for i in images_for(version, self.repository)}
+        st["addons"] = {"kube-proxy": kube_proxy, "coredns": coredns}
+        made = [("", "Namespace", "", "kube-system", {})]
+        if kube_proxy:
+            made += [("", "ConfigMap", "kube-system", "kube-proxy", {}),
+                     ("apps", "DaemonSet", "kube-system", "kube-proxy", {"image": images["kube-proxy"]})]
+        if coredns:
+            made += [("", "ConfigMap", "kube-system", "coredns", {}),
+                     ("apps", "Deployment", "kube-system", "coredns", {"image": images["coredns"]})]
+        for group, kind, ns, name, spec in made:
+            meta = {"name": name} | ({"namespace": ns} if ns else {})
+            obj = {"apiVersion": f"{group}/v1" if group else "v1", "kind": kind, "metadata": meta} | (
+                {"spec": spec} if spec else {})
+            st["objects"][f"{group}|{kind}|{ns}|{name}"] = {"object": obj, "manager": "kubeadm"}
 
     # -- join -----------------------------------------------------------------------------
     def join(self) -> None:
@@ -378,8 +417,11 @@ class Kubeadm:
         with sim.state(write=False) as st:
             version = st["cluster"].get("kubernetesVersion", self.installed)
             self.repository = st["cluster"].get("imageRepository", "registry.k8s.io")
+            addons = st.get("addons") or {}
         self.check_skew(version, control_plane=cp is not None)
-        self.preflight(reg, control_plane=cp is not None, version=version, repository=self.repository)
+        # the node runs kube-proxy's (and CoreDNS's) pods only while the cluster has the addon
+        self.preflight(reg, control_plane=cp is not None, version=version, repository=self.repository,
+                       kube_proxy=addons.get("kube-proxy", True), coredns=addons.get("coredns", True))
         discovery = join.get("discovery") or {}
         bt = discovery.get("bootstrapToken")
         if bt is None:
