@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, fsafe
+from . import __version__, cni, fsafe
 from .errors import InputError
 from .output.layout import SECRETS_NAME, default_out
 from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_tree
@@ -46,7 +46,7 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: 
     init = None if cluster.initialized else cluster.init_node.name
     doc = {"bakery": __version__, "cluster": cluster.name, "kubernetesVersion": cluster.kubernetes_version,
            "bakeFingerprint": fingerprint, "bootstrapTokenId": token_id, "initNode": init,
-           "cni": cluster.cni.name,
+           "cni": cni.installed(cluster.cni),
            **({"upgrade": upgrade} if upgrade else {}), "files": sorted(entries, key=lambda e: e["path"])}
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
@@ -275,10 +275,19 @@ def _cni_change(cluster: Cluster, previous: dict, *, running: bool) -> list[str]
     manifest without "cni" is from a bakery that installed only Calico."""
     if "initNode" not in previous:
         return []
-    before = previous.get("cni", "calico")
-    now = cluster.cni.name
-    if not isinstance(before, str) or before == now:
-        return []
+    was = previous.get("cni", "calico")
+    was = was if isinstance(was, dict) else {"plugin": was}
+    now_installed = cni.installed(cluster.cni)
+    before, now = str(was.get("plugin")), cluster.cni.name
+    if before == now:
+        # the same plugin, another release or setting: the running cluster keeps what it has
+        changed = sorted(k for k in now_installed if k in was and was[k] != now_installed[k])
+        if not changed or not running:
+            return []
+        what = ", ".join(f"{k} {was[k]} -> {now_installed[k]}" for k in changed)
+        return [f"warning[cni-changed]: {now} on the running cluster keeps what its init installed ({what}): bakery "
+                f"does not change a running plugin; change it with {now}'s own procedure, as nodes made from this "
+                "render bake and expect the new one"]
     if running:
         raise InputError(f"the previous render installed the pod network plugin {before}; this one names {now}, "
                          "but on a running cluster no node installs a plugin again (only kubeadm init's first boot "

@@ -95,3 +95,23 @@ def test_yaml_1_1_short_booleans_are_quoted():
     text = dump_yaml({"target": {"namespace": "y", "name": "N"}, "other": "x"})
     assert "namespace: 'y'" in text and "name: 'N'" in text and "other: x" in text
     assert yaml.safe_load(text) == {"target": {"namespace": "y", "name": "N"}, "other": "x"}
+
+
+def test_another_release_or_setting_on_a_running_cluster_warns(tmp_path):
+    """The same plugin with another release or setting (Cilium's kubeProxyReplacement) on a
+    running cluster: bakery does not change the running plugin, the render says so; the
+    manifest records what the init installs."""
+    import json
+
+    out = tmp_path / "out"
+    first = _ha(tmp_path / "a", initialized=False, cni={"cilium": {"version": "v1.20.0"}})
+    assert run_bakery("render", first, "--out", out).returncode == 0
+    assert json.loads((out / "manifest.json").read_text())["cni"] == {
+        "plugin": "cilium", "version": "v1.20.0", "kubeProxyReplacement": False}
+    again = _ha(tmp_path / "b", initialized=True, cni={"cilium": {"version": "v1.20.0", "kubeProxyReplacement": True}})
+    r = run_bakery("render", again, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "warning[cni-changed]" in r.stderr and "kubeProxyReplacement False -> True" in r.stderr, r.stderr
+    # unchanged: no warning
+    r = run_bakery("render", again, "--out", out)
+    assert r.returncode == 0 and "cni-changed" not in r.stderr, r.stderr

@@ -10,6 +10,8 @@ things go on the node (bakery.plan and bakery.seed decide that):
   boot (manifests, a chart), checksummed in the image;
 - ``replaces_kube_proxy(cni)``: kubeadm skips its kube-proxy addon and the image has no
   kube-proxy image;
+- ``settings(cni)``: what else of spec.cni decides what the install makes (recorded in the
+  output folder's manifest, compared by the next render);
 - ``config(cluster)``: the document, from the cluster's pod range, node network and API
   endpoint;
 - ``describe(cluster)``: one line for `bakery explain` and the README.
@@ -37,6 +39,12 @@ def title(cni: CniSettings) -> str:
     """"Calico v3.32.1": the plugin and its release."""
     mod = plugin(cni)
     return f"{mod.TITLE} {mod.version(cni)}"
+
+
+def installed(cni: CniSettings) -> dict:
+    """What the init node's first boot installs, as the output folder's manifest records it."""
+    mod = plugin(cni)
+    return {"plugin": cni.name, "version": mod.version(cni), **mod.settings(cni)}
 
 
 def describe(cluster: Cluster) -> str:

@@ -26,6 +26,10 @@ def replaces_kube_proxy(cni: Calico) -> bool:
     return False
 
 
+def settings(cni: Calico) -> dict:
+    return {"encapsulation": cni.encapsulation, "mtu": cni.mtu}
+
+
 def describe(cluster: Cluster) -> str:
     c = cluster.cni
     assert isinstance(c, Calico)

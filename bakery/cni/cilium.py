@@ -43,6 +43,10 @@ def replaces_kube_proxy(cni: Cilium) -> bool:
     return cni.kube_proxy_replacement
 
 
+def settings(cni: Cilium) -> dict:
+    return {"kubeProxyReplacement": cni.kube_proxy_replacement}
+
+
 def describe(cluster: Cluster) -> str:
     c = cluster.cni
     assert isinstance(c, Cilium)

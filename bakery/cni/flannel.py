@@ -42,6 +42,10 @@ def replaces_kube_proxy(cni: Flannel) -> bool:
     return False
 
 
+def settings(cni: Flannel) -> dict:
+    return {"backend": cni.backend}
+
+
 def describe(cluster: Cluster) -> str:
     c = cluster.cni
     assert isinstance(c, Flannel)
