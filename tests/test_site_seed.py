@@ -231,7 +231,7 @@ def test_the_script_orders_the_steps(ent):
     script = written(ent, "cp1")[SCRIPT]["content"]
     main = script[script.index("\nmain() {"):]
     order = ["step runtime-proxy runtime_proxy", 'site_commands preCommands "${PRE_COMMANDS[@]}"',
-             "step node-check node_check", "step kubeadm run_init", "step calico install_calico",
+             "step node-check node_check", "step kubeadm run_init", "step cni install_cni",
              'site_commands postCommands "${POST_COMMANDS[@]}"', 'printf \'%s %s\\n\' "$ACTION"']
     at = [main.index(s) for s in order]
     assert at == sorted(at), at
