@@ -265,16 +265,10 @@ def test_calico_images_keep_their_names_and_node_check():
 
 # -- the node check -------------------------------------------------------------------------------
 
-class FakeSystem(nc.System):
-    def __init__(self, commands):
-        super().__init__("/nonexistent")
-        self.commands = commands
+def FakeSystem(commands):
+    from test_nodecheck import FakeSystem as Fake
 
-    def run(self, *argv, timeout=30):
-        for prefix, answer in self.commands.items():
-            if tuple(argv[: len(prefix)]) == prefix:
-                return answer
-        return None
+    return Fake("/nonexistent", commands)
 
 
 def test_the_node_check_expects_no_kube_proxy_image_and_the_baked_helm():
