@@ -32,6 +32,7 @@ from standins.contracts import UnitSyntaxError, systemd_words, unit_environment,
 
 from bakery import owned
 from bakery.pki import bundle as secrets
+from bakery.plan import proxy
 from bakery.seed import audit, kubeadm, site
 from bakery.spec.pipeline import load_cluster
 
@@ -185,11 +186,11 @@ def test_apt_reads_the_proxy_and_goes_direct_to_the_mirrors(ent, spec, tmp_path)
 
 def test_no_proxy_matching_follows_go():
     rules = ("localhost", ".svc", "corp.example.com", "10.0.0.0/8", "::1")
-    assert site.bypasses("apt.corp.example.com", rules) and site.bypasses("corp.example.com", rules)
-    assert site.bypasses("kubernetes.default.svc", rules) and site.bypasses("10.1.2.3", rules)
-    assert not site.bypasses("svc", rules)  # ".svc": subdomains only
-    assert not site.bypasses("example.com", rules) and not site.bypasses("11.0.0.1", rules)
-    assert not site.bypasses("notcorp.example.com", ("corp.example.com",))
+    assert proxy.bypasses("apt.corp.example.com", rules) and proxy.bypasses("corp.example.com", rules)
+    assert proxy.bypasses("kubernetes.default.svc", rules) and proxy.bypasses("10.1.2.3", rules)
+    assert not proxy.bypasses("svc", rules)  # ".svc": subdomains only
+    assert not proxy.bypasses("example.com", rules) and not proxy.bypasses("11.0.0.1", rules)
+    assert not proxy.bypasses("notcorp.example.com", ("corp.example.com",))
 
 
 # -- the first-boot script and its values ------------------------------------------------------

@@ -22,12 +22,6 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 def bake_no_proxy(proxy: Proxy, mirrors: Mirrors | None = None) -> tuple[str, ...]:
     """The bake talks to nothing of the cluster: the loopback and the user's entries, then the
     address of each mirror that apt or curl fetches from when a CIDR entry covers it."""
-    nets = []
-    for entry in proxy.no_proxy:
-        try:
-            nets.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            continue
     covered = []
     for url in (mirrors.apt, mirrors.kubernetes, mirrors.downloads) if mirrors else ():
         host = urlsplit(url).hostname if url else None
@@ -35,9 +29,37 @@ def bake_no_proxy(proxy: Proxy, mirrors: Mirrors | None = None) -> tuple[str, ..
             ip = ipaddress.ip_address(host or "")
         except ValueError:
             continue
-        if any(ip in net for net in nets if "/" in str(net)):
+        if bypasses(str(ip), proxy.no_proxy):
             covered.append(str(ip))
     return _unique((*LOOPBACK, *proxy.no_proxy, *covered))
+
+
+def bypasses(host: str, no_proxy: tuple[str, ...]) -> bool:
+    """Whether Go's NO_PROXY rules (golang.org/x/net/http/httpproxy) send `host` direct: an
+    IP address in a CIDR entry or equal to an address entry, a name equal to an entry or below
+    it (``example.com`` covers its subdomains, ``.example.com`` only them), ``*`` everything."""
+    host = host.lower().rstrip(".")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for entry in no_proxy:
+        e = entry.lower()
+        if e == "*":
+            return True
+        if ip is not None:
+            try:
+                if ip in ipaddress.ip_network(e, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        if e.startswith("."):
+            if host.endswith(e):
+                return True
+        elif host == e or host.endswith("." + e):
+            return True
+    return False
 
 
 def runtime_no_proxy(cluster: Cluster) -> tuple[str, ...]:

@@ -14,10 +14,9 @@ kubelet is (re)started by kubeadm after that reload.
 """
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
-from ..plan.proxy import environment, runtime_no_proxy
+from ..plan.proxy import bypasses, environment, runtime_no_proxy
 from ..spec.model import Cluster
 
 # The units that get the proxy, and where their drop-in goes.
@@ -53,34 +52,6 @@ def _apt_string(text: str) -> str:
     if any(c in text for c in '"\n\r') or any(ord(c) < 0x20 for c in text):
         raise ValueError("a double quote or control character cannot be written into apt.conf")
     return f'"{text}"'
-
-
-def bypasses(host: str, no_proxy: tuple[str, ...]) -> bool:
-    """Whether Go's NO_PROXY rules (golang.org/x/net/http/httpproxy) send `host` direct: an
-    IP address in a CIDR entry or equal to an address entry, a name equal to an entry or below
-    it (``example.com`` covers its subdomains, ``.example.com`` only them), ``*`` everything."""
-    host = host.lower().rstrip(".")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    for entry in no_proxy:
-        e = entry.lower()
-        if e == "*":
-            return True
-        if ip is not None:
-            try:
-                if ip in ipaddress.ip_network(e, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        if e.startswith("."):
-            if host.endswith(e):
-                return True
-        elif host == e or host.endswith("." + e):
-            return True
-    return False
 
 
 def apt_proxy(cluster: Cluster) -> str:
