@@ -252,14 +252,18 @@ def test_kube_proxy_image_is_baked_exactly_when_kube_proxy_runs(renders, tmp_pat
     assert exp["helmVersion"] == versions.HELM_VERSION
 
 
-def test_calico_images_keep_their_names_and_node_check():
-    """The fields Cilium adds to the image plan change nothing for a Calico cluster: the
-    fingerprint's inputs and the node check's expectations have no new key."""
+def test_the_plugin_decides_the_image_name_and_the_node_check():
+    """The fields Cilium adds to the image plan are bake inputs (another value, another image
+    name); a Calico cluster's node check expects no Helm and keeps kube-proxy's image."""
+    from dataclasses import replace
+
     from bakery.plan.image import image_plan, node_check_expectations
     from bakery.spec.pipeline import load_cluster
     cluster, _ = load_cluster(str(ROOT / "examples" / "lab" / "cluster.yaml"))
     p = image_plan(cluster)
-    assert not {"helm_version", "kube_proxy", "cni_asset_sha256"} & set(p.inputs())
+    assert {"helm_version", "kube_proxy", "cni_asset_sha256"} <= set(p.inputs())
+    for change in ({"helm_version": versions.HELM_VERSION}, {"kube_proxy": False}, {"cni_asset_sha256": (("a", "b"),)}):
+        assert replace(p, **change).fingerprint != p.fingerprint, change
     assert not {"helmVersion", "kubeProxy"} & set(node_check_expectations(p))
 
 

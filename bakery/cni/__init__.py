@@ -14,12 +14,11 @@ things go on the node (bakery.plan and bakery.seed decide that):
   output folder's manifest, compared by the next render);
 - ``config(cluster)``: the document, from the cluster's pod range, node network and API
   endpoint;
-- ``describe(cluster)``: one line for `bakery explain` and the README.
-
-Optional (bakery/plan/image.py asks with hasattr):
+- ``describe(cluster)``: one line for `bakery explain` and the README;
 - ``asset_sha256(cni)``: {file name: sha256} the bake verifies stored files against, where
   upstream publishes a digest (a chart repository's index.yaml);
-- ``helm_version(cni)``: the plugin is installed with Helm: the bake installs this release.
+- ``helm_version(cni)``: the Helm release the bake installs when the plugin is installed with
+  Helm, else None.
 """
 from __future__ import annotations
 

@@ -26,6 +26,14 @@ def replaces_kube_proxy(cni: Calico) -> bool:
     return False
 
 
+def asset_sha256(cni: Calico) -> dict[str, str]:
+    return {}  # upstream publishes no digest of these files
+
+
+def helm_version(cni: Calico) -> None:
+    return None  # not installed with Helm
+
+
 def settings(cni: Calico) -> dict:
     return {"encapsulation": cni.encapsulation, "mtu": cni.mtu}
 

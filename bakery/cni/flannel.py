@@ -42,6 +42,14 @@ def replaces_kube_proxy(cni: Flannel) -> bool:
     return False
 
 
+def asset_sha256(cni: Flannel) -> dict[str, str]:
+    return {}  # upstream publishes no digest of these files
+
+
+def helm_version(cni: Flannel) -> None:
+    return None  # not installed with Helm
+
+
 def settings(cni: Flannel) -> dict:
     return {"backend": cni.backend}
 

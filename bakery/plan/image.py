@@ -66,16 +66,14 @@ class ImagePlan:
     download_mirrors: Mirrors = field(default=Mirrors(None, None, None, ()), metadata={"fingerprint": False})
     # What a pod network plugin adds (issue 20): the Helm it is installed with, whether kubeadm's
     # kube-proxy image is baked (not when the plugin replaces kube-proxy), and the digest each
-    # stored file must have where upstream publishes one. In the fingerprint only when set, so
-    # that the images of clusters without them keep their names.
-    helm_version: str | None = field(default=None, metadata={"fingerprint": "unless-default"})
-    kube_proxy: bool = field(default=True, metadata={"fingerprint": "unless-default"})
-    cni_asset_sha256: tuple[tuple[str, str], ...] = field(default=(), metadata={"fingerprint": "unless-default"})
+    # stored file must have where upstream publishes one.
+    helm_version: str | None = None
+    kube_proxy: bool = True
+    cni_asset_sha256: tuple[tuple[str, str], ...] = ()
 
     def inputs(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)
-                if f.metadata.get("fingerprint", True) is True
-                or (f.metadata["fingerprint"] == "unless-default" and getattr(self, f.name) != f.default)}
+                if f.metadata.get("fingerprint", True)}
 
     def download(self, url: str) -> str:
         """Where the bake fetches an upstream release file from (plan.mirrors)."""
@@ -166,11 +164,9 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         site_files=tuple((f.path, f.content, f.mode) for f in cluster.image.files),
         site_commands=cluster.image.commands,
         download_mirrors=Mirrors(None, mirrors.kubernetes, mirrors.downloads, ()),
-        # optional parts of a plugin module's interface (bakery/cni/__init__.py)
-        helm_version=plugin.helm_version(cluster.cni) if hasattr(plugin, "helm_version") else None,
+        helm_version=plugin.helm_version(cluster.cni),
         kube_proxy=not plugin.replaces_kube_proxy(cluster.cni),
-        cni_asset_sha256=(tuple(sorted(plugin.asset_sha256(cluster.cni).items()))
-                          if hasattr(plugin, "asset_sha256") else ()),
+        cni_asset_sha256=tuple(sorted(plugin.asset_sha256(cluster.cni).items())),
     )
 
 

@@ -8,7 +8,6 @@ from ..owned import AUDIT_LOG, AUDIT_LOG_DIR, AUDIT_POLICY, CONTAINERD_SOCKET, E
 BAKERY_DIR = "/opt/bakery"
 
 
-
 def cni_dir(name: str) -> str:
     """Where the bake stores a pod network plugin's files (manifests, chart)."""
     return f"{BAKERY_DIR}/{name}"
@@ -19,7 +18,6 @@ IMAGES_LIST = f"{BAKERY_DIR}/images.txt"
 VERSIONS_FILE = f"{BAKERY_DIR}/versions.env"
 FIRSTBOOT_DIR = "/etc/bakery"  # written by cloud-init at first boot
 KUBEADM_CONFIG = f"{FIRSTBOOT_DIR}/kubeadm.yaml"
-
 
 
 def cni_config(config_file: str) -> str:

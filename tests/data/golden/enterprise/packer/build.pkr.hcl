@@ -88,8 +88,8 @@ build {
     output     = "${var.output_dir}/manifest.json"
     strip_path = true
     custom_data = {
-      image_name         = "k8s-1-36-3-ubuntu-2404-da3c1edff75a"
-      bake_fingerprint   = "da3c1edff75a"
+      image_name         = "k8s-1-36-3-ubuntu-2404-99fd351b73e4"
+      bake_fingerprint   = "99fd351b73e4"
       kubernetes_version = "1.36.3"
       os                 = "ubuntu-24.04"
       containerd_version = "2.2.7"

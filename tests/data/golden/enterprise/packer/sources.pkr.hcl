@@ -13,7 +13,7 @@ source "proxmox-iso" "node" {
   vm_id                    = var.proxmox_template_vm_id
   vm_name                  = local.image_name
   template_name            = local.image_name
-  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04, bakery fingerprint da3c1edff75a"
+  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04, bakery fingerprint 99fd351b73e4"
   os                       = "l26"
   cpu_type                 = var.proxmox_cpu_type
   cores                    = var.cpus

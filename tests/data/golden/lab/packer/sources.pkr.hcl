@@ -41,7 +41,7 @@ source "proxmox-iso" "node" {
   vm_id                    = var.proxmox_template_vm_id
   vm_name                  = local.image_name
   template_name            = local.image_name
-  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04, bakery fingerprint f2f7d270a5bb"
+  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04, bakery fingerprint 3a9b2245ac3a"
   os                       = "l26"
   cpu_type                 = var.proxmox_cpu_type
   cores                    = var.cpus
