@@ -274,12 +274,52 @@ def describe_containerd(k8s: KubernetesMinor) -> str:
 
 
 # --- Node image bake (issue 3) ---
-# Installer ISOs per spec.os. Packer tries `iso_urls` in order and verifies whichever it
-# gets against one checksum (packer-plugin-sdk multistep/commonsteps/iso_config.go: "All
-# URLs must point to the same file (same checksum)"; iso_url and iso_urls are mutually
+# Installer ISOs per spec.os and architecture. Packer tries `iso_urls` in order and verifies
+# whichever it gets against one checksum (packer-plugin-sdk multistep/commonsteps/iso_config.go:
+# "All URLs must point to the same file (same checksum)"; iso_url and iso_urls are mutually
 # exclusive). A `file:` checksum is fetched when the template is prepared, so it must live
-# where the ISO never moves from.
-ARCH = "amd64"  # the only architecture the bake supports for now
+# where the ISO never moves from, or be replaced when it moves (see each entry).
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A CPU architecture of the node image (spec.image.arch), by each consumer's name for it."""
+
+    name: str  # Debian's and every release download's (dpkg --print-architecture, linux-<arch>)
+    uname: str  # the kernel's (uname -m)
+    elf_machine: int  # e_machine of its ELF binaries (elf.h: EM_X86_64 62, EM_AARCH64 183)
+    efi_removable: str  # the UEFI removable-media boot file (UEFI spec 2.10, 3.5.1.1)
+    debian_installer_dir: str  # the netinst ISO's installer folder (debian-cd boot-x86 / boot-arm64)
+
+
+ARCHES: dict[str, Arch] = {a.name: a for a in [
+    Arch("amd64", "x86_64", 62, "/boot/efi/EFI/BOOT/BOOTX64.EFI", "install.amd"),
+    Arch("arm64", "aarch64", 183, "/boot/efi/EFI/BOOT/BOOTAA64.EFI", "install.a64"),
+]}
+DEFAULT_ARCH = "amd64"
+
+
+@dataclass(frozen=True)
+class Iso:
+    urls: tuple[str, ...]  # the same file at each location, tried in order
+    checksum: str  # Packer's form: sha256:<hex> or file:<SHA256SUMS URL>
+
+
+@dataclass(frozen=True)
+class TimeDaemon:
+    """The NTP client the image keeps: its package, the file cloud-init's ntp module checks
+    before it configures the client rather than installing one (cloudinit/config/cc_ntp.py,
+    NTP_CLIENT_CONFIG[<client>]["check_exe"]), and its name there (`ntp_client`)."""
+
+    package: str
+    check_exe: str
+    ntp_client: str
+
+
+# systemd-timesyncd: cc_ntp's check_exe; /lib resolves through merged /usr on every release.
+TIMESYNCD = TimeDaemon("systemd-timesyncd", "/lib/systemd/systemd-timesyncd", "systemd-timesyncd")
+# chrony: cc_ntp's check_exe is `chronyd`, found on PATH (/usr/sbin/chronyd from the package).
+CHRONY = TimeDaemon("chrony", "/usr/sbin/chronyd", "chrony")
 
 
 @dataclass(frozen=True)
@@ -288,29 +328,54 @@ class OsRelease:
     family: str  # "ubuntu" | "debian"
     installer: str  # "autoinstall" (subiquity) | "preseed" (debian-installer)
     point_release: str
-    iso_urls: tuple[str, ...]  # the same file at each location, tried in order
-    iso_checksum: str
+    isos: tuple[tuple[str, Iso], ...]  # (arch, ISO) for every architecture it is offered for
     virtualbox_guest_os_type: str
+    # spec.image.firmware when cluster.yaml names none, on amd64 (arm64 is UEFI only): what the
+    # release's users build (see README, "Operating systems").
+    default_firmware: str
+    time_daemon: TimeDaemon = TIMESYNCD
+    # subiquity's autoinstall keys the release's schema has (and bakery writes): `apt.fallback`
+    # (24.04 on) and `kernel-crash-dumps` (26.04 on; tests/data/specs/subiquity-autoinstall-*).
+    autoinstall_keys: frozenset[str] = frozenset()
+
+    def iso(self, arch: str) -> Iso:
+        return dict(self.isos)[arch]
 
 
 def ubuntu_live_server_urls(point: str) -> tuple[str, ...]:
     """releases.ubuntu.com serves only the current point release of a series; a superseded
     one moves to old-releases.ubuntu.com/releases/<version>/ (FACTS.md; e.g. 22.04.4 lives
     at old-releases.ubuntu.com/releases/22.04.4/ since 22.04.5). Both, so the pin keeps
-    working after the next point release. Its SHA256SUMS moves too: pin the hash."""
-    name = f"ubuntu-{point}-live-server-{ARCH}.iso"
+    working after the next point release. Its SHA256SUMS moves too: pin the hash.
+    amd64 only: releases.ubuntu.com has no other architecture."""
+    name = f"ubuntu-{point}-live-server-amd64.iso"
     return (f"https://releases.ubuntu.com/{point}/{name}",
             f"https://old-releases.ubuntu.com/releases/{point}/{name}")
 
 
-def debian_netinst_urls(point: str, current_stable: bool) -> tuple[str, ...]:
-    """cdimage.debian.org keeps every point release for good under cdimage/archive/<v>/; only
-    the current stable point release is (also) under cdimage/release/<v>/, until the next
-    one replaces it. An oldstable release such as bookworm (since trixie, 13, in 2025) is
-    published under archive/ only (cdimage/archive/latest-oldstable/ points there)."""
-    tail = f"{point}/{ARCH}/iso-cd/debian-{point}-{ARCH}-netinst.iso"
+def ubuntu_ports_iso(point: str, arch: str) -> Iso:
+    """Ubuntu's other architectures are on cdimage.ubuntu.com/releases/<point>/release/ with
+    their SHA256SUMS (kubernetes-sigs/image-builder packer/maas/maas-ubuntu-2204-arm64.json
+    and maas-ubuntu-2404-arm64.json; chef/bento ubuntu-24.04-aarch64.pkrvars.hcl). No hash of
+    these ISOs could be read from here, so the checksum is that file, fetched at build time."""
+    base = f"https://cdimage.ubuntu.com/releases/{point}/release/"
+    return Iso((base + f"ubuntu-{point}-live-server-{arch}.iso",), f"file:{base}SHA256SUMS")
+
+
+def debian_netinst(point: str, arch: str, current_stable: bool, sha256: str | None = None) -> Iso:
+    """cdimage.debian.org keeps every superseded point release for good under
+    cdimage/archive/<v>/; the current stable point release is under cdimage/release/<v>/ until
+    the next one replaces it and it moves to archive/. An oldstable release such as bookworm
+    (since trixie, 13, in 2025) is published under archive/ only (cdimage/archive/latest-
+    oldstable/ points there). The checksum: the given hash, else the SHA256SUMS beside the
+    first URL (for the current stable release valid until its next point release, when the
+    catalog moves to it)."""
+    tail = f"{point}/{arch}/iso-cd/"
     archive = f"https://cdimage.debian.org/cdimage/archive/{tail}"
-    return (f"https://cdimage.debian.org/cdimage/release/{tail}", archive) if current_stable else (archive,)
+    release = f"https://cdimage.debian.org/cdimage/release/{tail}"
+    name = f"debian-{point}-{arch}-netinst.iso"
+    urls = (release + name, archive + name) if current_stable else (archive + name,)
+    return Iso(urls, f"sha256:{sha256}" if sha256 else f"file:{urls[0].rsplit('/', 1)[0]}/SHA256SUMS")
 
 
 OS_RELEASES: dict[str, OsRelease] = {
@@ -318,61 +383,95 @@ OS_RELEASES: dict[str, OsRelease] = {
     for r in [
         # 22.04.5 (2024-09) is jammy's last point release. sha256 of the live-server ISO
         # from releases.ubuntu.com/22.04.5/SHA256SUMS.
-        OsRelease("ubuntu-22.04", "ubuntu", "autoinstall", "22.04.5", ubuntu_live_server_urls("22.04.5"),
-                  "sha256:9bc6028870aef3f74f4e16b900008179e78b130e6b0b9a140635434a46aa98b0", "Ubuntu_64"),
+        OsRelease("ubuntu-22.04", "ubuntu", "autoinstall", "22.04.5", (
+            ("amd64", Iso(ubuntu_live_server_urls("22.04.5"),
+                          "sha256:9bc6028870aef3f74f4e16b900008179e78b130e6b0b9a140635434a46aa98b0")),
+            ("arm64", ubuntu_ports_iso("22.04.5", "arm64"))), "Ubuntu_64", "bios"),
         # 24.04.5 (2026-09, ubuntu/ubuntu-release-notes docs/24.04/5.md "Changes in Ubuntu
         # 24.04.5"; schedule.md) supersedes 24.04.4. sha256 from
         # releases.ubuntu.com/24.04.5/SHA256SUMS.
-        OsRelease("ubuntu-24.04", "ubuntu", "autoinstall", "24.04.5", ubuntu_live_server_urls("24.04.5"),
-                  "sha256:97f3d7ffb032c3eb3b23d2c8be9cc76e60c2c1f2c0146ba5ba9fe01cafae0fd8", "Ubuntu_64"),
+        OsRelease("ubuntu-24.04", "ubuntu", "autoinstall", "24.04.5", (
+            ("amd64", Iso(ubuntu_live_server_urls("24.04.5"),
+                          "sha256:97f3d7ffb032c3eb3b23d2c8be9cc76e60c2c1f2c0146ba5ba9fe01cafae0fd8")),
+            ("arm64", ubuntu_ports_iso("24.04.5", "arm64"))), "Ubuntu_64", "bios",
+            autoinstall_keys=frozenset({"apt.fallback"})),
+        # 26.04 "resolute" (GA 2026-04-23, dists/resolute/Release); 26.04.1 (2026-08-27,
+        # ubuntu-release-notes docs/26.04/schedule.md). The amd64 sha256 is the one three
+        # unrelated public Packer configurations pin for ubuntu-26.04.1-live-server-amd64.iso;
+        # releases.ubuntu.com is unreachable from where this was written. chrony is the
+        # release's time daemon (release notes: "Chrony is now used as the default time daemon
+        # replacing systemd-timesyncd"; systemd-timesyncd Conflicts: time-daemon, so installing
+        # it would remove chrony). UEFI by default: what 26.04 installs boot (Canonical's
+        # -efi image-builder targets; Proxmox's arm64 guests).
+        OsRelease("ubuntu-26.04", "ubuntu", "autoinstall", "26.04.1", (
+            ("amd64", Iso(ubuntu_live_server_urls("26.04.1"),
+                          "sha256:cc8a95cde20f6ced61a322420de00f10cc3c90ced545daa46cb9c1a117f1d927")),
+            ("arm64", ubuntu_ports_iso("26.04.1", "arm64"))), "Ubuntu_64", "uefi",
+            time_daemon=CHRONY, autoinstall_keys=frozenset({"apt.fallback", "kernel-crash-dumps"})),
         # Debian 12 is oldstable: 12.15.0 is its newest point release (cdimage/archive/
         # latest-oldstable). The archive never moves, so its SHA256SUMS can be the checksum.
-        OsRelease("debian-12", "debian", "preseed", "12.15.0", debian_netinst_urls("12.15.0", current_stable=False),
-                  "file:https://cdimage.debian.org/cdimage/archive/12.15.0/amd64/iso-cd/SHA256SUMS", "Debian_64"),
+        OsRelease("debian-12", "debian", "preseed", "12.15.0", tuple(
+            (a, debian_netinst("12.15.0", a, current_stable=False)) for a in ("amd64", "arm64")),
+            "Debian_64", "bios"),
+        # Debian 13 "trixie", 13.8 (dists/trixie/Release: "Debian 13.8 Released 21 November
+        # 2026"), installer 20250803+deb13u8. No copy of its SHA256SUMS could be read from here:
+        # the checksum is cdimage/release/13.8.0/<arch>/iso-cd/SHA256SUMS, which moves to
+        # archive/ with 13.9 (then spec.image.iso.checksum, or the next bakery, names it).
+        OsRelease("debian-13", "debian", "preseed", "13.8.0", tuple(
+            (a, debian_netinst("13.8.0", a, current_stable=True)) for a in ("amd64", "arm64")),
+            "Debian_64", "uefi"),
     ]
 }
+FIRMWARES = ("bios", "uefi")
+# UEFI is the only firmware of every arm64 machine bakery builds on (QEMU's virt board,
+# Proxmox's aarch64 guests: qemu-server's OVMF/AAVMF only).
+ARM64_FIRMWARE = "uefi"
 
 # Packer core the templates are written (and tested) against. The plugins' versions
 # (hashicorp/packer-plugin-* release tags) are each provider's, in bakery/providers/.
 PACKER_VERSION = "1.16.0"
 
 # Release downloads the bake verifies by sha256 (each project publishes a checksum file
-# beside the artifact), for ARCH.
+# beside the artifact), for the image's architecture: every project names it as Debian does
+# (amd64, arm64) and publishes both (containerd RELEASES.md "Which file should I download?";
+# runc script/release_build.sh; containernetworking/plugins scripts/release.sh; cri-tools
+# hack/release.sh; kubernetes hack/lib/golang.sh KUBE_SUPPORTED_SERVER_PLATFORMS; helm Makefile
+# TARGETS).
 
 
-def containerd_download(version: str) -> tuple[str, str]:
+def containerd_download(version: str, arch: str) -> tuple[str, str]:
     """(tarball URL, checksum URL): containerd-<v>-linux-<arch>.tar.gz + .sha256sum."""
     url = (f"https://github.com/containerd/containerd/releases/download/v{version}/"
-           f"containerd-{version}-linux-{ARCH}.tar.gz")
+           f"containerd-{version}-linux-{arch}.tar.gz")
     return url, url + ".sha256sum"
 
 
-def runc_download(version: str) -> tuple[str, str]:
+def runc_download(version: str, arch: str) -> tuple[str, str]:
     """(binary URL, checksum URL): runc.<arch> and the release's runc.sha256sum."""
     base = f"https://github.com/opencontainers/runc/releases/download/v{version}/"
-    return base + f"runc.{ARCH}", base + "runc.sha256sum"
+    return base + f"runc.{arch}", base + "runc.sha256sum"
 
 
-def cni_plugins_download(version: str) -> tuple[str, str]:
+def cni_plugins_download(version: str, arch: str) -> tuple[str, str]:
     url = (f"https://github.com/containernetworking/plugins/releases/download/v{version}/"
-           f"cni-plugins-linux-{ARCH}-v{version}.tgz")
+           f"cni-plugins-linux-{arch}-v{version}.tgz")
     return url, url + ".sha256"
 
 
-def crictl_download(tag: str) -> tuple[str, str]:
+def crictl_download(tag: str, arch: str) -> tuple[str, str]:
     url = (f"https://github.com/kubernetes-sigs/cri-tools/releases/download/{tag}/"
-           f"crictl-{tag}-linux-{ARCH}.tar.gz")
+           f"crictl-{tag}-linux-{arch}.tar.gz")
     return url, url + ".sha256"
 
 
-def helm_download(tag: str) -> tuple[str, str]:
+def helm_download(tag: str, arch: str) -> tuple[str, str]:
     """(tarball URL, checksum URL): helm's release tarballs live on get.helm.sh only (GitHub
     holds their signatures); `make checksum` (helm Makefile) writes `.sha256sum` ("hash  name",
     sha256sum's format) beside each. The tarball holds linux-<arch>/helm."""
-    url = f"https://get.helm.sh/helm-{tag}-linux-{ARCH}.tar.gz"
+    url = f"https://get.helm.sh/helm-{tag}-linux-{arch}.tar.gz"
     return url, url + ".sha256sum"
 
 
-def kubernetes_binary_download(version: str, name: str) -> tuple[str, str]:
-    url = f"https://dl.k8s.io/release/v{version}/bin/linux/{ARCH}/{name}"
+def kubernetes_binary_download(version: str, name: str, arch: str) -> tuple[str, str]:
+    url = f"https://dl.k8s.io/release/v{version}/bin/linux/{arch}/{name}"
     return url, url + ".sha256"

@@ -7,6 +7,7 @@ canned outputs; the VM boot test runs it for real inside a booted VM.
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,8 +132,12 @@ def healthy_tree(root: Path, exp: dict):
     import hashlib
     w("/opt/bakery/calico/SHA256SUMS", hashlib.sha256(manifest).hexdigest() + "  operator-crds.yaml\n")
     w("/proc/net/tcp", cap("proc-net-tcp.txt"))
-    if exp.get("timesyncd"):
-        w(exp["timesyncd"], "")  # the binary cloud-init's ntp module looks for
+    if exp.get("timeDaemon"):
+        w(exp["timeDaemon"]["file"], "")  # the binary cloud-init's ntp module looks for
+    platform = exp.get("platform") or {}
+    if platform.get("firmware") == "uefi":
+        (root / "sys/firmware/efi").mkdir(parents=True)
+        w(platform["efiBootFile"], "MZ")
 
 
 EXP = {"kubernetesVersion": "1.36.3", "packageSource": "pkgs.k8s.io", "pauseImage": "registry.k8s.io/pause:3.10.2",
@@ -169,6 +174,8 @@ def commands(over):
         ("kubectl", "version"): (0, '{"clientVersion": {"gitVersion": "v1.36.3"}}'),
         ("apt-mark", "showhold"): (0, "kubeadm\nkubectl\nkubelet\n"),
         ("ip", "-o"): (0, cap("ip-o-4-addr.txt")),
+        ("uname", "-m"): (0, "x86_64\n"),
+        ("dpkg", "--print-architecture"): (0, "amd64\n"),
     }
     table.update(over)
     return table
@@ -396,3 +403,70 @@ def test_pem_bundle_parser_reads_the_system_bundle():
                          check=True).stdout
     assert hashlib.sha256(der).hexdigest() in digests
     assert nc.parse_pem_bundle(first.replace(first.splitlines()[1], "!!!!")) == set()
+
+
+# --- the platform (issue 21) ------------------------------------------------------------------
+
+def _elf_head(machine: int | None = None) -> bytes:
+    """The first bytes of a real ELF program on this machine, its e_machine replaced if asked."""
+    head = bytearray(Path(shutil.which("true") or "/bin/true").read_bytes()[:64])
+    if machine is not None:
+        head[18:20] = machine.to_bytes(2, "little")
+    return bytes(head)
+
+
+def test_elf_machine_reads_real_binaries():
+    from bakery import versions
+
+    assert nc.elf_machine(_elf_head()) == versions.ARCHES["amd64"].elf_machine  # this machine is amd64
+    assert nc.elf_machine(b"#!/bin/sh\nexit 0\n" + bytes(8)) is None
+    assert nc.elf_machine(_elf_head(183)) == versions.ARCHES["arm64"].elf_machine
+
+
+@pytest.mark.parametrize("arch,firmware", [("amd64", "bios"), ("amd64", "uefi"), ("arm64", "uefi")])
+def test_platform_check_judges_the_architecture_and_the_firmware(tmp_path, arch, firmware):
+    from bakery import versions
+
+    a = versions.ARCHES[arch]
+    other = versions.ARCHES["arm64" if arch == "amd64" else "amd64"]
+    exp = {"platform": {"arch": a.name, "uname": a.uname, "elfMachine": a.elf_machine, "firmware": firmware,
+                        "binaries": ["/usr/local/bin/containerd", "/usr/bin/kubelet", "/usr/local/bin/script"]}}
+    if firmware == "uefi":
+        exp["platform"]["efiBootFile"] = a.efi_removable
+    root = tmp_path / "root"
+
+    def put(path, data):
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(data)
+
+    put("/usr/local/bin/containerd", _elf_head(a.elf_machine))
+    put("/usr/bin/kubelet", _elf_head(a.elf_machine))
+    put("/usr/local/bin/script", b"#!/bin/sh\n")  # a script runs anywhere
+    if firmware == "uefi":
+        (root / "sys/firmware/efi").mkdir(parents=True)
+        put(a.efi_removable, b"MZ")
+    right = {("uname", "-m"): (0, a.uname + "\n"), ("dpkg", "--print-architecture"): (0, a.name + "\n")}
+
+    def verdicts(table):
+        return {r.name: r for r in nc.check_platform(FakeSystem(root, table), exp)}
+
+    good = verdicts(right)
+    assert {n: r.ok for n, r in good.items()} == {"arch": True, "firmware": True}, [r.line() for r in good.values()]
+    assert "2 program(s)" in good["arch"].seen
+    # another machine's kernel, or dpkg's, or one program of the other architecture
+    assert not verdicts(right | {("uname", "-m"): (0, other.uname + "\n")})["arch"].ok
+    assert not verdicts(right | {("dpkg", "--print-architecture"): (0, other.name + "\n")})["arch"].ok
+    put("/usr/bin/kubelet", _elf_head(other.elf_machine))
+    bad = verdicts(right)["arch"]
+    assert not bad.ok and f"/usr/bin/kubelet is for ELF machine {other.elf_machine}" in bad.seen
+    put("/usr/bin/kubelet", _elf_head(a.elf_machine))
+    # the firmware: booted the other way, or (UEFI) no removable-path loader
+    if firmware == "uefi":
+        (root / a.efi_removable.lstrip("/")).unlink()
+        assert not verdicts(right)["firmware"].ok
+        put(a.efi_removable, b"MZ")
+        (root / "sys/firmware/efi").rmdir()
+        assert not verdicts(right)["firmware"].ok
+    else:
+        (root / "sys/firmware/efi").mkdir(parents=True)
+        assert not verdicts(right)["firmware"].ok

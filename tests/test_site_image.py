@@ -468,7 +468,7 @@ def test_timesyncd_is_baked_where_cloud_init_looks(site):
     assert "systemd-timesyncd" in install
     # cloud-init's check_exe for systemd-timesyncd (cloudinit/config/cc_ntp.py, NTP_CLIENT_CONFIG)
     exp = json.loads((pdir / "files/opt/bakery/node-check.json").read_text())
-    assert exp["timesyncd"] == "/lib/systemd/systemd-timesyncd"
+    assert exp["timeDaemon"] == {"package": "systemd-timesyncd", "file": "/lib/systemd/systemd-timesyncd"}
 
 
 # --- fingerprint --------------------------------------------------------------------------------
@@ -543,17 +543,17 @@ def test_node_check_site_verdicts(site, tmp_path):
     bundle = root / exp["caBundle"].lstrip("/")
     bundle.parent.mkdir(parents=True)
     bundle.write_text("".join(p.read_text() for p in _pem_files(pdir)))
-    for path in [*exp["registryHosts"], exp["timesyncd"]]:
+    for path in [*exp["registryHosts"], exp["timeDaemon"]["file"]]:
         (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (root / path.lstrip("/")).write_text("")
     dpkg = "nfs-common 1:2.6.4-3ubuntu5 ii \nopen-iscsi 2.1.9-3ubuntu5 ii \n"
     table = {("dpkg-query",): (0, dpkg), ("apt-mark", "showhold"): (0, "kubeadm\nopen-iscsi\n")}
     good = {r.name: r for r in nc.check_site(FakeNode(root, table), exp)}
     assert {n: r.ok for n, r in good.items()} == {"site-ca": True, "site-packages": True, "registry-mirrors": True,
-                                                  "timesyncd": True}
+                                                  "time-daemon": True}
     bad_table = {("dpkg-query",): (1, "open-iscsi 2.1.9-3ubuntu4 ii \n"), ("apt-mark", "showhold"): (0, "")}
     bundle.write_text("")
-    (root / exp["timesyncd"].lstrip("/")).unlink()
+    (root / exp["timeDaemon"]["file"].lstrip("/")).unlink()
     (root / exp["registryHosts"][0].lstrip("/")).unlink()
     bad = {r.name: r for r in nc.check_site(FakeNode(root, bad_table), exp)}
     assert not any(r.ok for r in bad.values())
@@ -570,10 +570,10 @@ def test_pinned_but_not_held_fails(tmp_path):
     assert not r.ok and r.seen == "open-iscsi not held"
 
 
-def test_no_site_no_site_checks_but_timesyncd(site):
+def test_no_site_no_site_checks_but_the_time_daemon(site):
     exp = json.loads((site("bare") / "files/opt/bakery/node-check.json").read_text())
     assert exp["caCertificates"] == [] and exp["extraPackages"] == [] and exp["registryHosts"] == []
-    assert [r.name for r in nc.check_site(FakeNode("/nonexistent", {}), exp)] == ["timesyncd"]
+    assert [r.name for r in nc.check_site(FakeNode("/nonexistent", {}), exp)] == ["time-daemon"]
 
 
 def test_dpkg_query_parser_reads_real_output():

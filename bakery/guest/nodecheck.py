@@ -230,6 +230,14 @@ class System:
     def exists(self, path: str) -> bool:
         return os.path.exists(os.path.join(self.root, path.lstrip("/")))
 
+    def read_head(self, path: str, size: int) -> bytes:
+        """The first bytes of a file, empty when it cannot be read."""
+        try:
+            with open(os.path.join(self.root, path.lstrip("/")), "rb") as f:
+                return f.read(size)
+        except OSError:
+            return b""
+
     def listdir(self, path: str) -> list[str]:
         try:
             return sorted(os.listdir(os.path.join(self.root, path.lstrip("/"))))
@@ -483,11 +491,58 @@ def check_site(sys_: System, exp: dict) -> list[Result]:
         out.append(Result("registry-mirrors", not missing,
                           "missing: " + ", ".join(missing) if missing else f"{len(hosts)} registry host file(s) in place",
                           "re-bake the image (spec.mirrors.registries)"))
-    timesyncd = exp.get("timesyncd")
-    if timesyncd:
-        ok = sys_.exists(timesyncd)
-        out.append(Result("timesyncd", ok, f"{timesyncd} " + ("is present" if ok else "is missing"),
-                          "install systemd-timesyncd (cloud-init's ntp module configures it)"))
+    daemon = exp.get("timeDaemon")
+    if daemon:
+        ok = sys_.exists(daemon["file"])
+        out.append(Result("time-daemon", ok, f"{daemon['file']} " + ("is present" if ok else "is missing"),
+                          f"install {daemon['package']} (cloud-init's ntp module configures it)"))
+    return out
+
+
+def elf_machine(head: bytes) -> int | None:
+    """e_machine of an ELF file's header (its first 20 bytes), None for any other file: a
+    script runs on every architecture. The field sits at offset 18 in the byte order of
+    EI_DATA (elf(5))."""
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[5] not in (1, 2):
+        return None
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+def check_platform(sys_: System, exp: dict) -> list[Result]:
+    """The architecture and firmware the image was baked for (issue 21)."""
+    p = exp.get("platform")
+    if not p:
+        return []
+    r = sys_.run("uname", "-m")
+    machine = r[1].strip() if r and r[0] == 0 else "(uname failed)"
+    r = sys_.run("dpkg", "--print-architecture")
+    deb = r[1].strip() if r and r[0] == 0 else "(dpkg failed)"
+    wrong = []
+    checked = 0
+    for path in p["binaries"]:
+        found = elf_machine(sys_.read_head(path, 20))
+        if found is not None:
+            checked += 1
+            if found != p["elfMachine"]:
+                wrong.append(f"{path} is for ELF machine {found}")
+    ok = machine == p["uname"] and deb == p["arch"] and not wrong
+    seen = f"kernel {machine}, dpkg {deb}, {checked} program(s) for ELF machine {p['elfMachine']}"
+    if wrong:
+        seen += "; " + ", ".join(wrong)
+    out = [Result("arch", ok, seen + ("" if ok else f" (want {p['arch']}: {p['uname']})"),
+                  f"boot this image on a {p['arch']} machine, or bake one for this machine's architecture")]
+    efi = sys_.exists("/sys/firmware/efi")
+    booted = "uefi" if efi else "bios"
+    if p["firmware"] == "uefi":
+        boot_file = p["efiBootFile"]
+        have = sys_.exists(boot_file)
+        out.append(Result("firmware", efi and have,
+                          f"booted {booted}, {boot_file} " + ("present" if have else "missing"),
+                          "boot the VM with UEFI firmware (OVMF/AAVMF); a missing removable-path loader "
+                          "means the image boots only with its own NVRAM"))
+    else:
+        out.append(Result("firmware", not efi, f"booted {booted} (the image was baked for bios)",
+                          "boot the VM with BIOS firmware, as the image was installed"))
     return out
 
 
@@ -537,7 +592,7 @@ def check_firstboot(sys_: System, exp: dict, args) -> list[Result]:
 
 GROUPS = {"swap": check_swap, "kernel": check_kernel, "containerd": check_containerd,
           "packages": check_packages, "images": check_images, "manifests": check_manifests,
-          "site": check_site}
+          "site": check_site, "platform": check_platform}
 
 
 def run(argv: list[str] | None = None, sys_: System | None = None, stream=None) -> int:

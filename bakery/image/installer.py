@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .. import __version__
+from .. import __version__, versions
 from ..plan import ImagePlan
 from ..spec.model import Cluster
 from ..templating import dump_yaml, render_template
@@ -26,9 +26,6 @@ _PLACEHOLDERS = {"@@BUILD_USER@@": "${build_user}", "@@PASSWORD_HASH@@": "${pass
 # (steps.INSTALLER_APT_PROXY_FILES).
 AUTOINSTALL_PROXY = ('jsonencode(var.http_proxy != "" ? var.http_proxy : '
                      '(var.https_proxy != "" ? var.https_proxy : null))')
-# subiquity's autoinstall `apt.fallback` (24.04's schema; 22.04 has none): abort rather than
-# install offline when the site's archive cannot be reached.
-APT_FALLBACK_ABORT = ("ubuntu-24.04",)
 DEBIAN_DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -56,8 +53,20 @@ def _autoinstall_site(plan: ImagePlan) -> dict:
         # (an Ubuntu mirror carries both), and no geoip country mirror in its place.
         pockets = [{"arches": ["default"], "uri": plan.apt_mirror}]
         out["apt"] = {"geoip": False, "primary": pockets, "security": pockets}
-        if plan.os in APT_FALLBACK_ABORT:
+        # `apt.fallback` (24.04's schema on; 22.04 has none): abort rather than install
+        # offline when the site's archive cannot be reached.
+        if "apt.fallback" in plan.release.autoinstall_keys:
             out["apt"]["fallback"] = "abort"
+    return out
+
+
+def _autoinstall_release(plan: ImagePlan) -> dict:
+    out: dict = {}
+    if "kernel-crash-dumps" in plan.release.autoinstall_keys:
+        # From 24.10 on, subiquity enables kdump-tools by default where the machine is big
+        # enough (`enabled: null`; subiquity doc/reference/autoinstall-reference.rst,
+        # "kernel-crash-dumps"), reserving crashkernel memory on every node: not on a node.
+        out["kernel-crash-dumps"] = {"enabled": False}
     return out
 
 
@@ -78,6 +87,7 @@ def autoinstall_user_data(plan: ImagePlan) -> str:
         "storage": {"layout": {"name": "direct"}, "swap": {"size": 0}},
         "packages": ["qemu-guest-agent", "cloud-guest-utils"],
         "updates": "security",
+        **_autoinstall_release(plan),
         **_autoinstall_site(plan),
         # Passwordless sudo during the bake only; removed as the build's last action.
         "late-commands": _sudoers_commands("/target"),
@@ -93,12 +103,24 @@ def autoinstall_user_data(plan: ImagePlan) -> str:
     return _fill_placeholders(text.replace("proxy: '@@PROXY@@'\n", "proxy: @@PROXY@@\n"))
 
 
+# debian-installer's partman recipe: one ext4 root and no swap; under UEFI an EFI system
+# partition first, on a GPT label (the ESP line of debian-installer's example-preseed for
+# amd64, "538 538 1075 free $iflabel{ gpt } $reusemethod{ } method{ efi } format{ } .").
+ROOT_PARTITION = "1024 100 -1 ext4 method{ format } format{ } use_filesystem{ } filesystem{ ext4 } mountpoint{ / } ."
+ESP_PARTITION = "538 538 1075 free $iflabel{ gpt } $reusemethod{ } method{ efi } format{ } ."
+
+
+def preseed_recipe(plan: ImagePlan) -> str:
+    if plan.uefi:
+        return f"bakery-root :: {ESP_PARTITION} {ROOT_PARTITION}"
+    return "bakery-root :: " + ROOT_PARTITION.replace("ext4 method", "ext4 $primary{ } $bootable{ } method", 1)
+
+
 def preseed_cfg(cluster: Cluster, plan: ImagePlan) -> str:
-    recipe = ("bakery-root :: 1024 100 -1 ext4 $primary{ } $bootable{ } method{ format } "
-              "format{ } use_filesystem{ } filesystem{ ext4 } mountpoint{ / } .")
+    recipe = preseed_recipe(plan)
     mirror = urlsplit(plan.apt_mirror or DEBIAN_DEFAULT_MIRROR)
     text = render_template("packer/http/preseed.cfg.j2", bakery_version=__version__, os_name=plan.os,
-                           hostname=INSTALL_HOSTNAME, recipe=recipe,
+                           hostname=INSTALL_HOSTNAME, recipe=recipe, uefi=plan.uefi,
                            mirror={"protocol": mirror.scheme, "hostname": mirror.netloc,
                                    "directory": mirror.path.rstrip("/") or "/"},
                            packages=("openssh-server", "sudo", "curl", "ca-certificates",
@@ -158,6 +180,40 @@ DEBIAN_CD_LOADER = (
 DEBIAN_CD_BOOT = f'install priority=critical preseed/early_command="{DEBIAN_CD_LOADER}" <enter>'
 
 
+# The network seed: `auto` (auto=true priority=critical, the ISO's "Automated install" entry),
+# as the preseed (preseed/url) is fetched once the network is up, so netcfg's own questions
+# come from the command line.
+def _debian_http_params(seed: str) -> str:
+    return (f"preseed/url={seed}preseed.cfg netcfg/get_hostname={INSTALL_HOSTNAME} "
+            "netcfg/get_domain=")
+
+
+def debian_boot_command(plan: ImagePlan, medium: str, seed: str) -> list[str]:
+    """BIOS: the netinst ISO boots isolinux, and the command follows a menu label at its
+    `boot:` prompt. UEFI (and every arm64 machine): the ISO boots GRUB, whose menu entries
+    debian-cd makes from the isolinux ones (tools/boot/*/boot-x86 parse_isolinux; on arm64
+    from debian-installer's grub-gencfg), so the command is typed on GRUB's command line,
+    as for Ubuntu: the text installer's kernel and initrd from the ISO's installer folder
+    (debian-cd boot-x86 INSTALLDIR_amd64 "install.amd", boot-arm64 "install.a64"), its
+    parameters before `---` (what follows it is the installed system's, d-i user-params), and
+    the early command single-quoted: GRUB's lexer expands `$` inside double quotes and treats
+    `| ; & < >` as its own outside quotes (GRUB manual, "Shell-like scripting"); GRUB then
+    passes the word to the kernel double-quoted (grub_create_loader_cmdline), as isolinux did.
+    tests/test_vm_debian_uefi.py types it into GRUB under OVMF."""
+    if not plan.uefi:
+        if medium == CDROM:
+            return ["<esc><wait>", DEBIAN_CD_BOOT]
+        return ["<esc><wait>", f"auto {_debian_http_params(seed)} <enter>"]
+    folder = "/" + versions.ARCHES[plan.arch].debian_installer_dir
+    assert "'" not in DEBIAN_CD_LOADER
+    params = (f"priority=critical preseed/early_command='{DEBIAN_CD_LOADER}'" if medium == CDROM
+              else f"auto=true priority=critical {_debian_http_params(seed)}")
+    return ["c<wait>",
+            f"linux {folder}/vmlinuz {params} --- quiet<enter><wait>",
+            f"initrd {folder}/initrd.gz<enter><wait>",
+            "boot<enter>"]
+
+
 def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, str], list[tuple[str, str]], list[str]]:
     """(medium, files under installer/, content entries (path, HCL expression), boot command).
     The same entries serve as http_content or cd_content: the CD holds what HTTP would serve."""
@@ -193,12 +249,5 @@ def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, st
         files = {"preseed.cfg.pkrtpl": preseed_cfg(cluster, plan)}
         name = DEBIAN_CD_SEED if medium == CDROM else "/preseed.cfg"
         content = [(name, f'templatefile("${{path.root}}/installer/preseed.cfg.pkrtpl", {tpl_vars})')]
-        if medium == CDROM:
-            boot = ["<esc><wait>", DEBIAN_CD_BOOT]
-        else:
-            # auto: the network preseed (preseed/url) is fetched once the network is up, so
-            # netcfg's own questions come from the command line.
-            boot = ["<esc><wait>",
-                    f"auto preseed/url={seed}preseed.cfg netcfg/get_hostname={INSTALL_HOSTNAME} "
-                    "netcfg/get_domain= <enter>"]
+        boot = debian_boot_command(plan, medium, seed)
     return medium, files, content, boot

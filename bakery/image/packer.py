@@ -115,6 +115,13 @@ def variables(cluster: Cluster, plan: ImagePlan) -> list[Variable]:
     if qemu.BUILDER in img.builders:
         out.append(Variable("qemu_accelerator", "string", "QEMU accelerator: kvm, or tcg where /dev/kvm is missing.",
                             img.qemu_accelerator))
+        if plan.uefi:
+            code, efivars = qemu.EFI_FIRMWARE[plan.arch]
+            out += [Variable("qemu_efi_firmware_code", "string",
+                             f"UEFI firmware code for {plan.arch} on the Packer host (read-only pflash).", code),
+                    Variable("qemu_efi_firmware_vars", "string",
+                             "UEFI variable store template on the Packer host, matching the code; the build "
+                             "copies it.", efivars)]
     return out
 
 
@@ -156,13 +163,13 @@ def provisioners(cluster: Cluster, plan: ImagePlan, steps: list[Step]) -> list[d
     return out
 
 
-def proxmox_boot_iso(px) -> list[tuple[str, str]]:
+def proxmox_boot_iso(px, arch: str) -> list[tuple[str, str]]:
     """The proxmox-iso boot_iso block's attributes (name, HCL expression). One source of the
     ISO: iso_file (already on the storage), or iso_urls, downloaded by Packer and uploaded to
     iso_storage_pool, or with iso_download_pve fetched by the Proxmox node itself, which checks
     iso_checksum (packer-plugin-proxmox builder/proxmox/iso/config.go: exactly one of
     iso_file, iso_url(s), cd_files/cd_content; iso_download_pve only with iso_url(s))."""
-    attrs = [("type", '"ide"')]
+    attrs = [("type", f'"{proxmox.cd_bus(arch)}"')]
     if px.iso_file:
         attrs.append(("iso_file", hcl_string(px.iso_file)))
     else:
@@ -209,12 +216,17 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
     add("sources.pkr.hcl", render_template(
         "packer/sources.pkr.hcl.j2", **common, builders=builders, source_name=SOURCE_NAME, os_name=plan.os,
         installer=osr.installer, cdrom=medium == CDROM, cd_label=CD_LABEL,
-        boot_iso=proxmox_boot_iso(cluster.image.proxmox),
+        boot_iso=proxmox_boot_iso(cluster.image.proxmox, plan.arch),
         virtualbox={"builder": virtualbox.BUILDER, "guest_os_type": osr.virtualbox_guest_os_type,
-                    "rtc_time_base": virtualbox.RTC_TIME_BASE},
-        qemu={"builder": qemu.BUILDER},
-        proxmox={"builder": proxmox.BUILDER, "description": f"Kubernetes {plan.kubernetes_version} node on {plan.os}, "
-                                f"bakery fingerprint {plan.fingerprint}"}))
+                    "rtc_time_base": virtualbox.RTC_TIME_BASE,
+                    "platform": virtualbox.source_attributes(plan.arch, plan.firmware)
+                    if virtualbox.BUILDER in builders else []},
+        qemu={"builder": qemu.BUILDER,
+              "platform": qemu.source_attributes(plan.arch, plan.firmware, medium == CDROM)},
+        proxmox={"builder": proxmox.BUILDER, "description": f"Kubernetes {plan.kubernetes_version} node on {plan.os} "
+                                f"{plan.arch} ({plan.firmware}), bakery fingerprint {plan.fingerprint}",
+                 "platform": proxmox.source_attributes(plan.arch, plan.firmware),
+                 "efi_config": proxmox.efi_config(plan.firmware), "cd_bus": proxmox.cd_bus(plan.arch)}))
 
     steps = bake_steps(cluster, plan)
     add("build.pkr.hcl", render_template(

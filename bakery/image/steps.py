@@ -51,11 +51,11 @@ K8S_KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 K8S_PACKAGES = ("kubelet", "kubeadm", "kubectl")
 
 # Packages every image gets before the bake proper (kubeadm preflight needs conntrack,
-# iptables, iproute2, socat, ethtool; cloud-init and growpart serve first boot; cloud-init's
-# ntp module configures systemd-timesyncd and would download it at first boot were it
-# missing: see plan.image.TIMESYNCD).
+# iptables, iproute2, socat, ethtool; cloud-init and growpart serve first boot), and the
+# release's time daemon, which cloud-init's ntp module configures and would download at first
+# boot were it missing (versions.TimeDaemon).
 BASE_PACKAGES = ("ca-certificates", "curl", "gpg", "conntrack", "socat", "ethtool", "iptables",
-                 "iproute2", "cloud-init", "cloud-guest-utils", "qemu-guest-agent", "systemd-timesyncd")
+                 "iproute2", "cloud-init", "cloud-guest-utils", "qemu-guest-agent")
 
 # The bake's proxy (Packer variables http_proxy, https_proxy, no_proxy) reaches every bake
 # script through the shell provisioner's environment_vars, in both spellings (curl reads the
@@ -196,11 +196,11 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
     ca_files = [path for path, _ in imageplan.site_ca_files(plan)]
     hosts_files = [h.path for h in registry_hosts(plan)]
     site_paths = [path for path, _, _ in plan.site_files]
-    cni = fetched(versions.cni_plugins_download(plan.cni_plugins_version))
+    cni = fetched(versions.cni_plugins_download(plan.cni_plugins_version, plan.arch))
     cni_title = f"{cnimod.PLUGINS[plan.cni].TITLE} {plan.cni_version}"
     steps = [
         Step("05-prepare", "the site's CAs trusted; base packages; apt timers and unattended upgrades off", {
-            "packages": BASE_PACKAGES + FAMILY_PACKAGES[osr.family],
+            "packages": BASE_PACKAGES + (osr.time_daemon.package,) + FAMILY_PACKAGES[osr.family],
             "ca_files": installs(*ca_files), "ca_bundle": imageplan.CA_BUNDLE,
             "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN)}),
         Step("10-swap", "swap off now and for good"),
@@ -211,9 +211,9 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "containerd_version": plan.containerd_version, "runc_version": plan.runc_version,
             "cni_version": plan.cni_plugins_version, "crictl_version": plan.crictl_version,
             "config_version": plan.containerd_config_version,
-            "containerd": fetched(versions.containerd_download(plan.containerd_version)),
-            "runc": fetched(versions.runc_download(plan.runc_version)), "cni": cni,
-            "crictl": fetched(versions.crictl_download(plan.crictl_version)),
+            "containerd": fetched(versions.containerd_download(plan.containerd_version, plan.arch)),
+            "runc": fetched(versions.runc_download(plan.runc_version, plan.arch)), "cni": cni,
+            "crictl": fetched(versions.crictl_download(plan.crictl_version, plan.arch)),
             "bake_proxy_dropin": BAKE_PROXY_DROPIN,
             "files": installs(CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, *hosts_files)}),
         Step("40-kubernetes", f"kubeadm, kubelet, kubectl {plan.kubernetes_version} ({plan.package_source})", {
@@ -221,7 +221,7 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             "deb_version": plan.deb_version, "minor": versions.minor_of(plan.kubernetes_version),
             "repo": plan.pkgs_repo, "keyring": K8S_KEYRING, "packages": K8S_PACKAGES, "cni": cni,
             "binary_deps": ("conntrack", "socat", "ethtool", "iptables", "iproute2"),
-            "binaries": [(name, *fetched(versions.kubernetes_binary_download(plan.kubernetes_version, name)))
+            "binaries": [(name, *fetched(versions.kubernetes_binary_download(plan.kubernetes_version, name, plan.arch)))
                          for name in K8S_PACKAGES],
             "files": installs(KUBELET_UNIT, KUBEADM_DROPIN)}),
         Step("50-images", f"pre-pull every image and store the files of {cni_title}", {
@@ -234,8 +234,8 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
             # issue 20: kubeadm's kube-proxy image only when kube-proxy runs; the digests
             # upstream publishes for stored files; the Helm a plugin is installed with
             "kube_proxy": plan.kube_proxy, "asset_sha256": plan.cni_asset_sha256,
-            "helm": fetched(versions.helm_download(plan.helm_version)) if plan.helm_version else None,
-            "helm_version": plan.helm_version, "arch": versions.ARCH}),
+            "helm": fetched(versions.helm_download(plan.helm_version, plan.arch)) if plan.helm_version else None,
+            "helm_version": plan.helm_version, "arch": plan.arch}),
         Step(SITE_STEP, "the site's packages, files and commands", {
             "packages": imageplan.pinned_packages(plan), "files": installs(*site_paths),
             "commands": plan.site_commands}),

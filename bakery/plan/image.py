@@ -11,16 +11,12 @@ from dataclasses import dataclass, field, fields
 from .. import __version__, cni, nodefacts, versions
 from ..spec.model import Cluster, Mirrors
 from . import mirrors as mirrormod
-from .paths import CONTAINERD_SOCKET, cni_dir
+from .paths import CONTAINERD_SOCKET, HELM_BINARY, RUNTIME_BINARIES, cni_dir, kubernetes_binary
 
 # The site's CA certificates in the image: update-ca-certificates reads *.crt under this folder
 # (ca-certificates' update-ca-certificates(8)) and appends each to the system bundle.
 SITE_CA_DIR = "/usr/local/share/ca-certificates"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-# cloud-init's ntp module looks for this file before it configures systemd-timesyncd, and
-# tries to install the client when it is missing (cloudinit/config/cc_ntp.py,
-# NTP_CLIENT_CONFIG["systemd-timesyncd"]["check_exe"]): the image has it.
-TIMESYNCD = "/lib/systemd/systemd-timesyncd"
 _PEM_BODY = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
 
 
@@ -29,6 +25,8 @@ class ImagePlan:
     """Everything that decides the bytes of the node image (and nothing node-specific)."""
 
     os: str
+    arch: str  # versions.ARCHES
+    firmware: str  # bios | uefi
     kubernetes_version: str
     deb_version: str  # e.g. 1.36.3-1.1
     package_source: str
@@ -87,7 +85,18 @@ class ImagePlan:
 
     @property
     def image_name(self) -> str:
-        return f"k8s-{self.kubernetes_version.replace('.', '-')}-{self.os.replace('.', '')}-{self.fingerprint}"
+        """k8s-<version>-<os>[-arm64]-<fingerprint>: the architecture is named where it is not
+        amd64, so images of both can share a Proxmox node or a folder."""
+        arch = "" if self.arch == versions.DEFAULT_ARCH else f"-{self.arch}"
+        return f"k8s-{self.kubernetes_version.replace('.', '-')}-{self.os.replace('.', '')}{arch}-{self.fingerprint}"
+
+    @property
+    def release(self) -> versions.OsRelease:
+        return versions.OS_RELEASES[self.os]
+
+    @property
+    def uefi(self) -> bool:
+        return self.firmware == "uefi"
 
 
 def _plain(v):
@@ -129,11 +138,14 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         images.append(kube_vip)
     images += [i for i in cluster.image.extra_images if i not in images]
     mirrors = cluster.mirrors
+    iso = versions.OS_RELEASES[cluster.os].iso(cluster.image.arch)
     pkgs_repo = versions.pkgs_repo(k8s.minor)
     if cluster.package_source == "pkgs.k8s.io":
         pkgs_repo = mirrormod.download_url(pkgs_repo, Mirrors(None, mirrors.kubernetes, None, ()))
     return ImagePlan(
         os=cluster.os,
+        arch=cluster.image.arch,
+        firmware=cluster.image.firmware,
         kubernetes_version=cluster.kubernetes_version,
         deb_version=f"{cluster.kubernetes_version}-{k8s.deb_revision}",
         package_source=cluster.package_source,
@@ -151,8 +163,8 @@ def image_plan(cluster: Cluster) -> ImagePlan:
         kube_vip_image=kube_vip,
         # A URL from cluster.yaml is the one place to fetch from; the catalog's release
         # may be at two (versions.ubuntu_live_server_urls).
-        iso_urls=((cluster.image.iso_url,) if cluster.image.iso_url else versions.OS_RELEASES[cluster.os].iso_urls),
-        iso_checksum=cluster.image.iso_checksum or versions.OS_RELEASES[cluster.os].iso_checksum,
+        iso_urls=((cluster.image.iso_url,) if cluster.image.iso_url else iso.urls),
+        iso_checksum=cluster.image.iso_checksum or iso.checksum,
         disk_size_mib=cluster.image.disk_size_mib,
         build_user=cluster.image.build_user,
         bakery_version=__version__,
@@ -190,8 +202,27 @@ def node_check_expectations(plan: ImagePlan) -> dict:
         "caCertificates": [{"file": path, "sha256": pem_der_sha256(pem)} for path, pem in site_ca_files(plan)],
         "extraPackages": [{"name": n, "version": v} for n, v in pinned_packages(plan)],
         "registryHosts": [h.path for h in mirrormod.registry_hosts(Mirrors(None, None, None, plan.registry_mirrors))],
-        "timesyncd": TIMESYNCD,
+        # the file cloud-init's ntp module looks for (versions.TimeDaemon)
+        "timeDaemon": {"package": plan.release.time_daemon.package, "file": plan.release.time_daemon.check_exe},
+        "platform": platform_expectations(plan),
     } | _cni_expectations(plan)
+
+
+def platform_expectations(plan: ImagePlan) -> dict:
+    """The architecture and firmware the image was baked for (issue 21): the kernel's and
+    dpkg's names for the one, the ELF machine of every program the bake downloaded for it, and
+    under UEFI the boot loader at the removable-media path, which boots the image where its
+    NVRAM entry is gone."""
+    arch = versions.ARCHES[plan.arch]
+    kube = [kubernetes_binary(name, plan.package_source) for name in ("kubeadm", "kubelet", "kubectl")]
+    binaries = [*RUNTIME_BINARIES, *kube]
+    if plan.helm_version:
+        binaries.append(HELM_BINARY)
+    out = {"arch": arch.name, "uname": arch.uname, "elfMachine": arch.elf_machine, "binaries": binaries,
+           "firmware": plan.firmware}
+    if plan.uefi:
+        out["efiBootFile"] = arch.efi_removable
+    return out
 
 
 def _cni_expectations(plan: ImagePlan) -> dict:

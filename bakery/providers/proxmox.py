@@ -6,3 +6,36 @@ PLUGIN = "proxmox"
 PLUGIN_SOURCE = "github.com/hashicorp/proxmox"
 PLUGIN_VERSION = "1.2.4"  # >= 1.2 has the boot_iso block
 NOTES = "the Proxmox VE API (PKR_VAR_proxmox_token, spec.image.proxmox); makes a template"
+
+# The VM's firmware, by spec.image.firmware (config.go `bios`: "seabios" (default) or "ovmf").
+# OVMF keeps its variables on an EFI disk, which `efi_config` makes on the template's disk
+# storage (efi_storage_pool; "This needs to be set if you use ovmf uefi boot"), 4 MB variables
+# (efi_type's default, matching current OVMF builds) and no pre-enrolled Microsoft keys:
+# Secure Boot stays off, as on the other builders (it would also lock the kernel down, which
+# eBPF-based pod networks mind). Clones copy the EFI disk with the template.
+BIOS = {"bios": "seabios", "uefi": "ovmf"}
+EFI_TYPE = "4m"
+
+
+def cd_bus(arch: str) -> str:
+    """The bus of the template's and clones' CD drives and cloud-init drive: IDE, the plugin's
+    default, on amd64; SCSI on arm64, whose virt machine has no IDE controller (qemu-server:
+    "kvm: -device ide-cd,bus=ide.1 ... Bus 'ide.1' not found", packer-plugin-proxmox #187,
+    #263)."""
+    return "scsi" if arch == "arm64" else "ide"
+
+
+def source_attributes(arch: str, firmware: str) -> list[tuple[str, str]]:
+    """The proxmox-iso source's firmware and architecture attributes (name, HCL expression)."""
+    attrs = [("bios", f'"{BIOS[firmware]}"')]
+    if arch == "arm64":
+        attrs.append(("cloud_init_disk_type", f'"{cd_bus(arch)}"'))
+    return attrs
+
+
+def efi_config(firmware: str) -> list[tuple[str, str]]:
+    """The efi_config block's attributes, empty under BIOS."""
+    if firmware != "uefi":
+        return []
+    return [("efi_storage_pool", "var.proxmox_disk_storage"), ("efi_type", f'"{EFI_TYPE}"'),
+            ("pre_enrolled_keys", "false")]

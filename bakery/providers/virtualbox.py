@@ -18,3 +18,15 @@ def ova_name(plan) -> str:
     """The OVA of the virtualbox-iso build, relative to the images folder (sources.pkr.hcl:
     output_directory ${var.output_dir}/virtualbox-iso, vm_name = image_name, format ova)."""
     return f"{BUILDER}/{plan.image_name}.ova"
+
+# The firmware of the VM, by spec.image.firmware: the plugin takes exactly "bios" (its default)
+# or "efi" (v1.1.5 builder/virtualbox/iso/builder.go: "firmware can only be bios or efi";
+# step_create_vm.go runs `modifyvm --firmware <value>`).
+FIRMWARE = {"bios": "bios", "uefi": "efi"}
+
+
+def source_attributes(arch: str, firmware: str) -> list[tuple[str, str]]:
+    """The virtualbox-iso source's firmware attribute (name, HCL expression); amd64 only
+    (spec check arch-builder)."""
+    assert arch == "amd64", "validation refuses arm64 on VirtualBox"
+    return [("firmware", f'"{FIRMWARE[firmware]}"')]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .. import versions
 from ..plan.proxy import bypasses, environment, runtime_no_proxy
 from ..spec.model import Cluster
 
@@ -93,9 +94,11 @@ def commands_environment(cluster: Cluster) -> list[str]:
 
 
 def ntp(cluster: Cluster) -> dict | None:
-    """cloud-init's ntp module (cc_ntp): systemd-timesyncd, which the image has, with the
-    site's servers; None without spec.ntp (the image's defaults stay)."""
+    """cloud-init's ntp module (cc_ntp): the release's time daemon, which the image has
+    (systemd-timesyncd, or chrony on Ubuntu 26.04), with the site's servers; None without
+    spec.ntp (the image's defaults stay)."""
     if not cluster.ntp_servers:
         return None
-    return {"enabled": True, "ntp_client": "systemd-timesyncd", "servers": list(cluster.ntp_servers)}
+    client = versions.OS_RELEASES[cluster.os].time_daemon.ntp_client
+    return {"enabled": True, "ntp_client": client, "servers": list(cluster.ntp_servers)}
 

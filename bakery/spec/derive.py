@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import versions
+
 DEFAULT_API_PORT = 6443  # kubeadm's default bindPort, the endpoint's port when none is given
 
 
@@ -36,3 +38,13 @@ def host_only_address(gateway: ipaddress.IPv4Address | None, node_cidr: ipaddres
         return gateway
     taken = set(used)
     return next((h for h in node_cidr.hosts() if h not in taken), None)
+
+
+def image_firmware(spec: Mapping[str, Any]) -> str:
+    """spec.image.firmware, else the default: UEFI on arm64, the OS release's on amd64."""
+    img = spec["image"]
+    if img["firmware"]:
+        return str(img["firmware"])
+    if img["arch"] == "arm64":
+        return versions.ARM64_FIRMWARE
+    return versions.OS_RELEASES[spec["os"]].default_firmware

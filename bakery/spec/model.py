@@ -185,6 +185,8 @@ class Image:
     files: tuple[SiteFile, ...] = ()
     commands: tuple[str, ...] = ()
     installer_seed: str = "cdrom"  # cdrom (a CIDATA CD Packer builds) | http (Packer's HTTP server)
+    arch: str = versions.DEFAULT_ARCH  # amd64 | arm64 (versions.ARCHES)
+    firmware: str = "bios"  # bios | uefi, the OS's default filled in (derive.image_firmware)
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ def build(data: dict) -> Cluster:
         files=tuple(SiteFile(f["path"], f["content"], f["mode"].rjust(4, "0")) for f in img["files"]),
         commands=tuple(img["commands"]),
         installer_seed=img["installerSeed"],
+        arch=img["arch"], firmware=derive.image_firmware(spec),
     )
     has_workers = any(n["role"] == "worker" for n in spec["nodes"])
     nodes = []

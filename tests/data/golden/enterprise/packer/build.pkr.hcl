@@ -88,8 +88,8 @@ build {
     output     = "${var.output_dir}/manifest.json"
     strip_path = true
     custom_data = {
-      image_name         = "k8s-1-36-3-ubuntu-2404-99fd351b73e4"
-      bake_fingerprint   = "99fd351b73e4"
+      image_name         = "k8s-1-36-3-ubuntu-2404-a909959252a0"
+      bake_fingerprint   = "a909959252a0"
       kubernetes_version = "1.36.3"
       os                 = "ubuntu-24.04"
       containerd_version = "2.2.7"

@@ -13,13 +13,14 @@ source "proxmox-iso" "node" {
   vm_id                    = var.proxmox_template_vm_id
   vm_name                  = local.image_name
   template_name            = local.image_name
-  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04, bakery fingerprint 99fd351b73e4"
+  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04 amd64 (bios), bakery fingerprint a909959252a0"
   os                       = "l26"
   cpu_type                 = var.proxmox_cpu_type
   cores                    = var.cpus
   memory                   = var.memory_mib
   scsi_controller          = "virtio-scsi-single"
   qemu_agent               = true
+  bios                     = "seabios"
 
   boot_iso {
     type             = "ide"

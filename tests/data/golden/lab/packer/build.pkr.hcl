@@ -88,8 +88,8 @@ build {
     output     = "${var.output_dir}/manifest.json"
     strip_path = true
     custom_data = {
-      image_name         = "k8s-1-36-3-ubuntu-2404-3a9b2245ac3a"
-      bake_fingerprint   = "3a9b2245ac3a"
+      image_name         = "k8s-1-36-3-ubuntu-2404-d1f8b8268336"
+      bake_fingerprint   = "d1f8b8268336"
       kubernetes_version = "1.36.3"
       os                 = "ubuntu-24.04"
       containerd_version = "2.2.7"

@@ -7,6 +7,7 @@ source "virtualbox-iso" "node" {
   vm_name                = local.image_name
   guest_os_type          = "Ubuntu_64"
   rtc_time_base          = "UTC"
+  firmware               = "bios"
   iso_urls               = var.iso_urls
   iso_checksum           = var.iso_checksum
   cpus                   = var.cpus
@@ -41,13 +42,14 @@ source "proxmox-iso" "node" {
   vm_id                    = var.proxmox_template_vm_id
   vm_name                  = local.image_name
   template_name            = local.image_name
-  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04, bakery fingerprint 3a9b2245ac3a"
+  template_description     = "Kubernetes 1.36.3 node on ubuntu-24.04 amd64 (bios), bakery fingerprint d1f8b8268336"
   os                       = "l26"
   cpu_type                 = var.proxmox_cpu_type
   cores                    = var.cpus
   memory                   = var.memory_mib
   scsi_controller          = "virtio-scsi-single"
   qemu_agent               = true
+  bios                     = "seabios"
 
   boot_iso {
     type             = "ide"
