@@ -34,6 +34,7 @@ KUBEADM = "/etc/bakery/kubeadm.yaml"
 VALUES = "/etc/bakery/firstboot.env"
 SCRIPT = "/usr/local/lib/bakery/firstboot.sh"
 SPECS = ROOT / "tests" / "data" / "specs"
+OSES = sorted(versions.OS_RELEASES)  # every release, so UEFI (debian-13, ubuntu-26.04) and chrony too
 
 
 def play(out: Path, **kw) -> Result:
@@ -81,7 +82,7 @@ def random_cluster(seed: int) -> str:
     if ha or rng.random() < 0.3:
         extra = f"  controlPlane: {{vip: {net[-2]}}}\n"
     return make_cluster(nodes, name=f"r{seed}", control_planes=3 if ha else 1, node_cidr=str(net),
-                        os=rng.choice(["debian-12", "ubuntu-24.04", "ubuntu-22.04"]), k8s=k8s, calico=calico,
+                        os=rng.choice(OSES), k8s=k8s, calico=calico,
                         containerd=containerd, builders=("qemu",), extra_spec=extra)
 
 
@@ -159,7 +160,7 @@ def random_cilium_cluster(seed: int) -> str:
     ha = rng.random() < 0.5
     net = rng.choice(["192.168.56.0/24", "10.20.0.0/24", "172.16.8.0/22"])
     return cilium_cluster(release, rng.random() < 0.5, rng.randint(3, 4) if ha else rng.randint(1, 3), ha=ha,
-                          name=f"c{seed}", os=rng.choice(["debian-12", "ubuntu-24.04", "ubuntu-22.04"]), net=net,
+                          name=f"c{seed}", os=rng.choice(OSES), net=net,
                           vip=ha or rng.random() < 0.3)
 
 

@@ -270,6 +270,7 @@ def cluster_files(cluster, plan, nodes: list[NodeDelivery], plans=None) -> list[
         placed = [(n.name, n.proxmox_node) for n in nodes if n.proxmox_node != px.node]
         script = render_template(
             "deliver/deploy.sh.j2", cluster=cluster, plan=plan, px=px,
+            cloudinit_slot=proxmox.clone_cd_slots(cluster.image.arch)[0],
             nodes=rows, node_names=node_names, first_boot=first_boot(cluster), placed=placed,
         )
         out.append(OutputFile("proxmox/deploy.sh", script.encode(), kind="proxmox", executable=True))

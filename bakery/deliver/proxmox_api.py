@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import EnvError, InputError
+from ..providers import proxmox
 
 TOKEN_ENV = "PROXMOX_TOKEN_SECRET"
 URL_ENV = "PROXMOX_URL"
@@ -221,12 +222,13 @@ class Deployer:
         if self.cicustom:
             params["cicustom"] = seed
             if not any("cloudinit" in str(v) for v in cfg.values()):
-                params["ide2"] = f"{px.disk_storage}:cloudinit"
+                slot = next(s for s in proxmox.clone_cd_slots(self.cluster.image.arch) if s not in cfg)
+                params[slot] = f"{px.disk_storage}:cloudinit"
         else:
             drop = sorted(k for k, v in cfg.items() if "cloudinit" in str(v))
             if drop:
                 params["delete"] = ",".join(drop)
-            slot = next(s for s in ("ide2", "ide3", "ide1", "ide0", "sata5", "sata4") if s not in cfg)
+            slot = next(s for s in proxmox.clone_cd_slots(self.cluster.image.arch) if s not in cfg)
             params[slot] = f"{seed},media=cdrom"
         upid = self._call(f"configure VM {n.vm_id}", vm_api.config.post, **params)
         self.wait_task(upid, f"configuration of VM {n.vm_id}")

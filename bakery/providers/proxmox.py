@@ -39,3 +39,12 @@ def efi_config(firmware: str) -> list[tuple[str, str]]:
         return []
     return [("efi_storage_pool", "var.proxmox_disk_storage"), ("efi_type", f'"{EFI_TYPE}"'),
             ("pre_enrolled_keys", "false")]
+
+
+def clone_cd_slots(arch: str) -> tuple[str, ...]:
+    """The drive slots a clone's seed CD (or its cloud-init drive) takes, the first free one:
+    on amd64 IDE (ide2 is the plugin's cloud-init slot), then SATA; on arm64 the last SCSI
+    slots (qemu-server: scsi0 to scsi30), as the virt machine has no IDE."""
+    if cd_bus(arch) == "scsi":
+        return ("scsi30", "scsi29", "scsi28")
+    return ("ide2", "ide3", "ide1", "ide0", "sata5", "sata4")

@@ -175,6 +175,7 @@ def bake(out: Path, root: Path, python: str) -> dict:
     (root / "opt/bakery").mkdir(parents=True, exist_ok=True)
     (root / "opt/bakery/images.txt").write_text("".join(i + "\n" for i in images))
     expected = json.loads((files / "opt/bakery/node-check.json").read_text())
+    installed_by_the_installer(root, expected)
     synthesize_cni(versions["CNI"], versions["CNI_VERSION"], root / expected["cniDir"].lstrip("/"), expected["cniAssets"])
     kubelet_unit = root / "usr/lib/systemd/system/kubelet.service"  # from the kubelet package
     kubelet_unit.parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +199,24 @@ def bake(out: Path, root: Path, python: str) -> dict:
                         for ln in f.read_text().splitlines() if "=" in ln and not ln.startswith("#")
                         for k, _, v in [ln.partition("=")]},
             "python": python}
+
+
+def installed_by_the_installer(root: Path, expected: dict) -> None:
+    """What the OS installer and the firmware leave that the node check looks for: the
+    release's time daemon (05-prepare installs its package) and, on a UEFI image, the firmware
+    interface in /sys and GRUB at the ESP's removable-media path (the installers put it there:
+    debian-installer's grub-installer/force-efi-extra-removable, Ubuntu's grub-install)."""
+    daemon = expected["timeDaemon"]["file"]
+    target = under(root, daemon)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("#!/bin/sh\nexit 0\n")
+    target.chmod(0o755)
+    platform = expected["platform"]
+    if platform["firmware"] == "uefi":
+        (root / "sys/firmware/efi").mkdir(parents=True)
+        loader = under(root, platform["efiBootFile"])
+        loader.parent.mkdir(parents=True, exist_ok=True)
+        loader.write_bytes(b"MZ")
 
 
 def site_step(out: Path, root: Path) -> tuple[dict[str, str], list[str]]:
@@ -235,12 +254,6 @@ def standin_wrappers(usr_upper: Path, python: str) -> None:
         dest = usr_upper / "bin" / tool
         dest.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} /.rehearsal/tests/standins/{tool.replace("-", "_")}.py "$@"\n')
         dest.chmod(0o755)
-    # the bake installs systemd-timesyncd (05-prepare); the node check looks for its binary
-    timesyncd = usr_upper / "lib/systemd/systemd-timesyncd"
-    if not (Path("/usr/lib/systemd/systemd-timesyncd")).exists():
-        timesyncd.parent.mkdir(parents=True, exist_ok=True)
-        timesyncd.write_text("#!/bin/sh\nexit 0\n")
-        timesyncd.chmod(0o755)
 
 
 # -- cloud-init ---------------------------------------------------------------------------
