@@ -39,7 +39,21 @@ OWNED_PATHS = (
     "/usr/local/bin/containerd", "/usr/local/bin/containerd-", "/usr/local/bin/ctr", "/usr/local/sbin/runc",
     "/usr/local/bin/crictl", "/usr/bin/kubeadm", "/usr/bin/kubelet", "/usr/bin/kubectl",
     "/usr/local/bin/kubeadm", "/usr/local/bin/kubelet", "/usr/local/bin/kubectl",
+    # 50-images: the Helm a pod network plugin is installed with
+    "/usr/local/bin/helm",
 )
+
+# Programs the bake downloads for the image's architecture (30-containerd, 50-images), whose ELF
+# headers the node check reads (issue 21); Kubernetes' own: kubernetes_binary.
+RUNTIME_BINARIES = ("/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/usr/local/sbin/runc",
+                    "/usr/local/bin/crictl", "/opt/cni/bin/bridge", "/opt/cni/bin/host-local")
+HELM_BINARY = "/usr/local/bin/helm"
+
+
+def kubernetes_binary(name: str, package_source: str) -> str:
+    """kubeadm, kubelet, kubectl: /usr/bin from pkgs.k8s.io's packages, /usr/local/bin from
+    dl.k8s.io (40-kubernetes)."""
+    return f"/usr/bin/{name}" if package_source == "pkgs.k8s.io" else f"/usr/local/bin/{name}"
 
 # What the seal (90-seal) removes or empties, so that every clone boots as itself: the
 # installer's cloud-init, netplan and sshd settings that stop cloud-init on clones

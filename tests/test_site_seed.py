@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
 import subprocess
@@ -102,6 +103,23 @@ def test_ntp_uses_the_site_servers_with_timesyncd(ent, spec, tmp_path):
     (tmp_path / "ud").write_text(text)
     r = cloud_init("schema", "-c", tmp_path / "ud")
     assert r.returncode != 0 and "ntp_clients" in r.stderr, r.stderr
+
+
+def test_ntp_on_ubuntu_26_04_configures_its_chrony(renders, spec):
+    """26.04's time daemon is chrony (versions.CHRONY): cloud-init's ntp module configures it,
+    and the image has it, not systemd-timesyncd, which would remove it."""
+    need("cloud-init")
+    out = renders.text(ENTERPRISE.read_text().replace("os: ubuntu-24.04", "os: ubuntu-26.04"))
+    for n in nodes(spec):
+        ud = user_data(out, n["name"])
+        assert ud["ntp"] == {"enabled": True, "ntp_client": "chrony", "servers": spec["ntp"]["servers"]}
+        r = cloud_init("schema", "-c", out / "nodes" / n["name"] / "user-data")
+        assert r.returncode == 0 and "Valid cloud-config" in r.stdout, (n["name"], r.stdout, r.stderr)
+    prepare = (out / "packer/scripts/05-prepare.sh").read_text()
+    install = next(ln for ln in prepare.splitlines() if ln.startswith("apt_get install"))
+    assert " chrony" in install and "systemd-timesyncd" not in install
+    exp = json.loads((out / "packer/files/opt/bakery/node-check.json").read_text())
+    assert exp["timeDaemon"] == {"package": "chrony", "file": "/usr/sbin/chronyd"}
 
 
 def test_no_ntp_and_no_proxy_without_the_settings(renders):

@@ -9,9 +9,10 @@ import re
 from dataclasses import dataclass, field, fields
 
 from .. import __version__, cni, nodefacts, versions
+from ..nodefacts import HELM_BINARY, RUNTIME_BINARIES, kubernetes_binary
 from ..spec.model import Cluster, Mirrors
 from . import mirrors as mirrormod
-from .paths import CONTAINERD_SOCKET, HELM_BINARY, RUNTIME_BINARIES, cni_dir, kubernetes_binary
+from .paths import CONTAINERD_SOCKET, cni_dir
 
 # The site's CA certificates in the image: update-ca-certificates reads *.crt under this folder
 # (ca-certificates' update-ca-certificates(8)) and appends each to the system bundle.

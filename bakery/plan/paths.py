@@ -47,14 +47,3 @@ FIRSTBOOT_HELM = "/var/lib/bakery/helm"  # helm's cache, config and data when it
 # it fails.
 NODE_CHECK = "/usr/local/sbin/bakery-node-check"
 NODE_CHECK_EXPECTED = f"{BAKERY_DIR}/node-check.json"  # what the node check compares with
-
-# Where the bake installs the programs it downloads for the image's architecture (30-containerd,
-# 40-kubernetes, 50-images): the node check reads their ELF headers. Kubernetes' own binaries
-# are in /usr/bin from pkgs.k8s.io's packages, in /usr/local/bin from dl.k8s.io.
-RUNTIME_BINARIES = ("/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/usr/local/sbin/runc",
-                    "/usr/local/bin/crictl", "/opt/cni/bin/bridge", "/opt/cni/bin/host-local")
-HELM_BINARY = "/usr/local/bin/helm"
-
-
-def kubernetes_binary(name: str, package_source: str) -> str:
-    return f"/usr/bin/{name}" if package_source == "pkgs.k8s.io" else f"/usr/local/bin/{name}"

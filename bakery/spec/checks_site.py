@@ -10,7 +10,7 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
-from .. import nodefacts, owned
+from .. import nodefacts, owned, versions
 from ..errors import Diagnostic
 from ..resources import kubelet_fields
 from .checkbase import Ctx, check
@@ -25,10 +25,11 @@ PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----
 # name would replace or fight them (Debian's containerd, runc and docker.io conflict with the
 # release tarballs; kubelet, kubeadm and kubectl are pinned to spec.kubernetes.version).
 BAKERY_PACKAGES = ("kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools", "containerd", "containerd.io",
-                   "runc", "docker.io", "docker-ce", "podman", "cloud-init", "systemd-timesyncd")
-# Time daemons that conflict with systemd-timesyncd (Debian's package relations): installing one
-# removes the time sync the image bakes for spec.ntp (cloud-init's ntp_client systemd-timesyncd).
-TIME_DAEMONS = ("chrony", "ntp", "ntpsec", "openntpd")
+                   "runc", "docker.io", "docker-ce", "podman", "cloud-init")
+# Time daemons, which conflict with each other (Debian's and Ubuntu's package relations: each
+# Provides and Conflicts time-daemon): the image bakes its release's (versions.TimeDaemon,
+# which cloud-init configures for spec.ntp); installing another removes it.
+TIME_DAEMONS = ("systemd-timesyncd", "chrony", "ntp", "ntpsec", "openntpd")
 # Packages that set up swap at boot (a swap file or zram): the kubelet does not start with swap
 # on, and the bake turned it off for good (10-swap).
 SWAP_PACKAGES = ("dphys-swapfile", "swapspace", "systemd-zram-generator", "zram-tools", "zram-config")
@@ -158,8 +159,11 @@ def _extra_packages(ctx: Ctx) -> Iterator[Diagnostic]:
             yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} turns swap on at boot, "
                           "and the kubelet does not start with swap on", "leave it out")
         elif name in TIME_DAEMONS:
-            yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} would replace the image's "
-                          "systemd-timesyncd, which cloud-init configures from spec.ntp.servers",
+            ours = versions.OS_RELEASES[ctx.spec["os"]].time_daemon.package
+            what = "is the image's time daemon, installed by bakery itself" if name == ours else \
+                f"would replace the image's {ours}"
+            yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] {name} {what} "
+                          f"({ctx.spec['os']}; cloud-init configures it from spec.ntp.servers)",
                           "leave it out and set spec.ntp.servers")
         elif name in seen:
             yield ctx.err("extra-package", path, f"spec.image.extraPackages[{i}] names {name} again "

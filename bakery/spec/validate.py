@@ -329,7 +329,7 @@ def _schema_error(doc: Document, err, claimed_keys: set[tuple]) -> list[Diagnost
     if v in ("enum", "const"):
         choices = schema["enum"] if v == "enum" else [schema["const"]]
         hint = _suggest(err.instance, choices)
-        one_of = ", ".join(str(c) for c in choices)
+        one_of = ", ".join("null (the default)" if c is None else str(c) for c in choices)
         text = f"{where} is {_describe(err.instance)}, which is not one of: {one_of}"
         return [Diagnostic("schema-enum", text, pos, hint=hint)]
     if v == "pattern":
