@@ -72,7 +72,9 @@ def describe(cluster, plans=None) -> Explanation:
         if p.action != Action.INIT:
             text += f" via {cp.endpoint}"
         nodes.append(NodeLine(p.node.name, p.node.role, str(p.node.address), p.action, text))
-    return Explanation(cluster.name, cluster.kubernetes_version, cluster.os, layers,
+    firmware = {"bios": "BIOS", "uefi": "UEFI"}[cluster.image.firmware]
+    platform = f"{cluster.os} ({cluster.image.arch}, {firmware})"
+    return Explanation(cluster.name, cluster.kubernetes_version, platform, layers,
                        cp.endpoint, detail, tuple(nodes))
 
 
