@@ -290,11 +290,13 @@ class Arch:
     elf_machine: int  # e_machine of its ELF binaries (elf.h: EM_X86_64 62, EM_AARCH64 183)
     efi_removable: str  # the UEFI removable-media boot file (UEFI spec 2.10, 3.5.1.1)
     debian_installer_dir: str  # the netinst ISO's installer folder (debian-cd boot-x86 / boot-arm64)
+    grub_efi_target: str  # grub-install --target
+    grub_efi_package: str  # the GRUB package of an EFI install (grub2's debian/control)
 
 
 ARCHES: dict[str, Arch] = {a.name: a for a in [
-    Arch("amd64", "x86_64", 62, "/boot/efi/EFI/BOOT/BOOTX64.EFI", "install.amd"),
-    Arch("arm64", "aarch64", 183, "/boot/efi/EFI/BOOT/BOOTAA64.EFI", "install.a64"),
+    Arch("amd64", "x86_64", 62, "/boot/efi/EFI/BOOT/BOOTX64.EFI", "install.amd", "x86_64-efi", "grub-efi-amd64"),
+    Arch("arm64", "aarch64", 183, "/boot/efi/EFI/BOOT/BOOTAA64.EFI", "install.a64", "arm64-efi", "grub-efi-arm64"),
 ]}
 DEFAULT_ARCH = "amd64"
 

@@ -132,3 +132,23 @@ def test_arm64_on_virtualbox_and_bios_on_arm64_are_refused(tmp_path, os, builder
     src.write_text(variant_text(os=os, builders=("qemu",), image_extra="\n    arch: arm64\n    firmware: bios"))
     r = bakery_forked("validate", str(src))
     assert r.returncode == 2 and "error[arch-firmware]" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("os,arch,firmware", [("debian-13", "amd64", "uefi"), ("ubuntu-26.04", "arm64", "uefi"),
+                                              ("debian-12", "amd64", "bios")])
+def test_uefi_images_keep_grub_at_the_removable_path(renders, os, arch, firmware):
+    """05-prepare makes sure of what the node check's `firmware` verifies, with GRUB's own tools
+    (grub2's debconf question and grub-install's --force-extra-removable)."""
+    import json
+
+    out = renders.text(text_for(os, arch, firmware, "qemu"))
+    prepare = (out / "packer/scripts/05-prepare.sh").read_text()
+    exp = json.loads((out / "packer/files/opt/bakery/node-check.json").read_text())["platform"]
+    a = versions.ARCHES[arch]
+    if firmware == "uefi":
+        assert exp["efiBootFile"] == a.efi_removable
+        assert f"grub-install --target={a.grub_efi_target} --efi-directory=/boot/efi --force-extra-removable" in prepare
+        assert f"'{a.grub_efi_package} grub2/force_efi_extra_removable boolean true'" in prepare
+        assert f"test -e {a.efi_removable}\n" in prepare
+    else:
+        assert "efiBootFile" not in exp and "grub-install" not in prepare

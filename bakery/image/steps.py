@@ -181,6 +181,14 @@ def versions_entries(plan: ImagePlan) -> list[tuple[str, str]]:
     ] + ([("HELM_VERSION", plan.helm_version)] if plan.helm_version else [])
 
 
+def uefi_context(plan: ImagePlan) -> dict | None:
+    """What 05-prepare needs to keep GRUB at the removable-media path (None under BIOS)."""
+    if not plan.uefi:
+        return None
+    arch = versions.ARCHES[plan.arch]
+    return {"removable": arch.efi_removable, "target": arch.grub_efi_target, "package": arch.grub_efi_package}
+
+
 def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
     """The bake scripts in the order they run (image-builder's: node, containerd,
     kubernetes, images, sysprep). Sealing is last; insert new steps before it."""
@@ -202,7 +210,7 @@ def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
         Step("05-prepare", "the site's CAs trusted; base packages; apt timers and unattended upgrades off", {
             "packages": BASE_PACKAGES + (osr.time_daemon.package,) + FAMILY_PACKAGES[osr.family],
             "ca_files": installs(*ca_files), "ca_bundle": imageplan.CA_BUNDLE,
-            "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN)}),
+            "files": installs(AUTO_UPGRADES, SSH_HOSTKEYS_DROPIN), "uefi": uefi_context(plan)}),
         Step("10-swap", "swap off now and for good"),
         Step("20-kernel", "kernel modules and sysctls for Kubernetes networking", {
             "modules": KERNEL_MODULES, "sysctls": SYSCTLS, "modules_file": MODULES_FILE,
