@@ -270,10 +270,10 @@ def server(tmp_path, monkeypatch):
     httpd.server_close()
 
 
-def setup(tmp_path, pve, *, extra=""):
+def setup(tmp_path, pve, *, extra="", image_extra=""):
     cluster = lab(tmp_path, lambda t: t.replace(
         "    builders: [virtualbox-iso, proxmox-iso, qemu]",
-        f"    builders: [proxmox-iso]\n    proxmox: {{url: '{pve.url}', tokenId: '{TOKEN_ID}'{extra}}}"))
+        f"    builders: [proxmox-iso]\n    proxmox: {{url: '{pve.url}', tokenId: '{TOKEN_ID}'{extra}}}{image_extra}"))
     seeds = seed_files(cluster)
     out = tmp_path / "outputs" / cluster.name
     write_tree(out, seeds + delivery_files(cluster, seeds))
@@ -465,3 +465,21 @@ def test_cli_deploy_proxmox_refuses_an_unknown_node(tmp_path, server):
                    env={**os.environ, "PROXMOX_TOKEN_SECRET": SECRET})
     assert r.returncode == 2 and "nope: not a node of cluster lab" in r.stderr
     assert not (tmp_path / "out").exists() and server.vms.keys() == {9000}
+
+
+def test_arm64_clones_take_their_seed_on_scsi(tmp_path, server):
+    """An aarch64 guest has no IDE bus (packer-plugin-proxmox #187): the template's cloud-init
+    drive is on SCSI (the source's cloud_init_disk_type), and so is each clone's seed CD."""
+    server.vms[9000]["config"].pop("ide0")
+    server.vms[9000]["config"]["scsi1"] = "local-lvm:vm-9000-cloudinit,media=cdrom"
+    cluster, out = setup(tmp_path, server, image_extra="\n    arch: arm64")
+    assert cluster.image.arch == "arm64"
+    deployer(cluster, out, server).deploy()
+    for n in cluster.nodes:
+        cfg = server.vms[n.vm_id]["config"]
+        assert cfg["scsi30"].endswith(",media=cdrom") and f"lab_{n.name}-seed-" in cfg["scsi30"]
+        assert not [k for k in cfg if k.startswith(("ide", "sata"))], cfg
+        assert not any("cloudinit" in v for v in cfg.values())
+    # deploy.sh adds a missing cloud-init drive on SCSI too
+    script = (out / "proxmox" / "deploy.sh").read_text()
+    assert '--scsi30 "$disk_storage:cloudinit"' in script and "--ide2" not in script
