@@ -207,14 +207,14 @@ def installed_by_the_installer(root: Path, expected: dict) -> None:
     interface in /sys and GRUB at the ESP's removable-media path (the installers put it there:
     debian-installer's grub-installer/force-efi-extra-removable, Ubuntu's grub-install)."""
     daemon = expected["timeDaemon"]["file"]
-    target = under(root, daemon)
+    target = Path(os.path.realpath(under(root, daemon)))  # /lib -> usr/lib, which may not exist yet
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("#!/bin/sh\nexit 0\n")
     target.chmod(0o755)
     platform = expected["platform"]
     if platform["firmware"] == "uefi":
         (root / "sys/firmware/efi").mkdir(parents=True)
-        loader = under(root, platform["efiBootFile"])
+        loader = Path(os.path.realpath(under(root, platform["efiBootFile"])))
         loader.parent.mkdir(parents=True, exist_ok=True)
         loader.write_bytes(b"MZ")
 
