@@ -13,8 +13,10 @@ archive, as the kernel allows (Documentation/driver-api/early-userspace/buffer-f
 
 It appends one more file: a probe that runs right after the installer's early command
 (lib/debian-installer-startup.d/S34, after S33preseed_early_command), prints what debconf
-holds for the questions it is given and what the installer would pass to the installed
-system's kernel command line (user-params), then powers off. The probe reads; it changes
+holds for the questions it is given, what the installer would pass to the installed
+system's kernel command line (user-params), whether the firmware was UEFI (/sys/firmware/efi)
+and the kernel command line, on the first serial port (also when no console= was typed, as
+under GRUB in tests/test_vm_debian_uefi.py), then powers off. The probe reads; it changes
 nothing the installer did.
 
 The kernel command line is built as isolinux builds it from the ISO's menu: the menu entry's
@@ -43,6 +45,9 @@ CD_DRIVERS = ("kernel/drivers/ata", "kernel/drivers/cdrom", "kernel/fs/isofs",
 PROBE_MARK = "BAKERY-PROBE"
 PROBE = r"""#!/bin/sh
 # Test probe (bakery tests/vm/installer.py): what the early command left in debconf.
+# the first serial port, also when the kernel's console is elsewhere (no console= typed)
+out=/dev/console
+[ -c /dev/ttyS0 ] && out=/dev/ttyS0
 {
 echo "@MARK@-BEGIN"
 while read -r q; do
@@ -50,8 +55,10 @@ while read -r q; do
 done < /bakery-probe-questions
 printf '@MARK@-USER-PARAMS %s\n' "$(user-params | tr '\n' ' ')"
 printf '@MARK@-MOUNTS %s\n' "$(grep -c ' /media ' /proc/mounts)"
+if [ -d /sys/firmware/efi ]; then echo "@MARK@-FIRMWARE uefi"; else echo "@MARK@-FIRMWARE bios"; fi
+printf '@MARK@-CMDLINE %s\n' "$(cat /proc/cmdline)"
 echo "@MARK@-END"
-} > /dev/console 2>&1
+} > "$out" 2>&1
 poweroff -f
 """.replace("@MARK@", PROBE_MARK)
 FAILED_COMMAND = "Failed to run preseeded command"  # preseed-common.templates, preseed/command_failed
