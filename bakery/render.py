@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__, cni, fsafe
 from .errors import InputError
+from .output import state
 from .output.layout import SECRETS_NAME, default_out
 from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_tree
 from .spec.model import Cluster
@@ -130,6 +131,19 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             _refuse_second_init(seeds_cluster, previous)
             cni_warnings = _cni_change(cluster, previous, running=seeds_cluster.initialized or bool(upgrade_of))
             seeded = _seeded_token_id(previous)
+            # issue 22: a folder rendered from exactly these inputs and untouched since has
+            # nothing to write (output.state); the lock, the bundle and the checks above ran as
+            # for any render
+            key = render_key(seeds_cluster, bundle, loc, extra, upgrade_of)
+            if not changed:
+                kept = state.unchanged(dest, key)
+                if kept is not None:
+                    running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
+                    result = RenderResult(dest, kept, warnings=_token_warnings(running, bundle, now) + cni_warnings)
+                    result.messages += _messages(cluster, dest, kept, notes, bundle, rotate_token, seeded,
+                                                 unchanged=True)
+                    result.messages += _upgrade_messages(seeds_cluster, dest, upgrade_of)
+                    return result
             count = 0
 
             def counted():
@@ -142,7 +156,12 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # An external bundle changes with the tree: renamed into place right before the
             # swap, with signals held over both (write_tree), so a kill, Ctrl-C or full disk
             # before then changes neither, and outputs never refer to a bundle not on disk.
-            commit = (lambda: store.write(loc, bundle)) if changed and not loc.in_tree else None
+            write_bundle = changed and not loc.in_tree
+
+            def commit() -> None:
+                state.forget(dest)
+                if write_bundle:
+                    store.write(loc, bundle)
             # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
             running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
             result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now) + cni_warnings)
@@ -150,21 +169,77 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             def report() -> None:  # right after the swap, signals still held
                 result.count = count
                 result.messages += _messages(cluster, dest, count, notes, bundle, rotate_token, seeded)
-                if upgrade_of:
-                    joins = ("every seed joins the running cluster" if seeds_cluster.initialized else
-                             "the control plane is upgraded in place, the workers' seeds join")
-                    result.messages.append(f"upgrade from Kubernetes {upgrade_of['from']} to {upgrade_of['to']}: the "
-                                           f"steps are in {dest / 'UPGRADE.md'} (and upgrade.json); {joins}. Once "
-                                           "every node runs the new version, render with --upgrade-done")
+                result.messages += _upgrade_messages(seeds_cluster, dest, upgrade_of)
                 fsafe.record_completed(result.messages)
 
             write_tree(dest, counted(), before_swap=commit, after_swap=report)
+            state.record(dest, key)
     return result
 
 
+def _canonical(obj):
+    """The model as plain JSON data, every field included (repr leaves some out), for the
+    render key; a type it does not know is an error, so no input is ever skipped."""
+    import enum
+    import ipaddress
+    from collections.abc import Mapping
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"@": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    if isinstance(obj, Mapping):
+        return {"@map": sorted([_canonical(k), _canonical(v)] for k, v in obj.items())}
+    if isinstance(obj, (tuple, list, frozenset, set)):
+        items = [_canonical(x) for x in obj]
+        return sorted(items, key=json.dumps) if isinstance(obj, (frozenset, set)) else items
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, enum.Enum):
+        return _canonical(obj.value)
+    if isinstance(obj, (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
+                        ipaddress.IPv6Network, datetime.datetime, Path)):
+        return str(obj)
+    raise TypeError(f"render key: no canonical form for {type(obj).__name__}")
+
+
+def _code_digest() -> str:
+    """What this bakery's own files are: its modules, templates and schemas (a release's
+    version does not change while it is being developed)."""
+    from .resources import data_dir
+
+    h = hashlib.sha256()
+    for root in (Path(__file__).resolve().parent, data_dir("templates"), data_dir("schemas")):
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def render_key(cluster: Cluster, bundle, loc, extra: tuple[OutputFile, ...], upgrade: dict | None) -> str:
+    """A hash of everything that decides the bytes of the output tree: bakery itself, the
+    model (every value from cluster.yaml and the files it names, defaults filled in), the
+    secrets bundle, where the bundle lives, and an upgrade's files."""
+    h = hashlib.sha256(b"bakery-render-key-1\0" + __version__.encode() + b"\0" + _code_digest().encode())
+    h.update(json.dumps(_canonical(cluster), sort_keys=True, separators=(",", ":")).encode())
+    h.update(hashlib.sha256(bundle.to_bytes()).digest())
+    h.update(json.dumps([loc.in_tree, loc.link, upgrade], sort_keys=True).encode())
+    for f in extra:
+        h.update(json.dumps(_entry(f), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _upgrade_messages(seeds_cluster: Cluster, dest: Path, upgrade_of: dict | None) -> list[str]:
+    if not upgrade_of:
+        return []
+    joins = ("every seed joins the running cluster" if seeds_cluster.initialized else
+             "the control plane is upgraded in place, the workers' seeds join")
+    return [f"upgrade from Kubernetes {upgrade_of['from']} to {upgrade_of['to']}: the steps are in "
+            f"{dest / 'UPGRADE.md'} (and upgrade.json); {joins}. Once every node runs the new version, render "
+            "with --upgrade-done"]
+
+
 def _messages(cluster: Cluster, dest: Path, count: int, notes: list[str], bundle, rotate_token: bool,
-              seeded: str | None) -> list[str]:
-    lines = [f"wrote {count} files to {dest}", *notes]
+              seeded: str | None, unchanged: bool = False) -> list[str]:
+    lines = [f"unchanged: the {count} files in {dest} are what this render makes (nothing written)" if unchanged
+             else f"wrote {count} files to {dest}", *notes]
     if rotate_token:
         lines.append("new bootstrap token; on a running cluster register it with:")
         lines.append(f"  {bundle.token_create_command(cluster)}")

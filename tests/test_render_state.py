@@ -1,0 +1,148 @@
+"""An unchanged re-render writes nothing (issue 22, bakery/output/state.py): the same inputs
+and an untouched folder leave every file, link and folder as it is, not even swapped; any
+change of the inputs, of bakery, or of the folder by hand makes the full render, whose tree is
+byte-for-byte the one a first render makes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bakery import render as render_mod
+from bakery.output import state
+from bakery.spec import pipeline
+
+from conftest import EXAMPLES, LAB, run_bakery
+
+
+def tree(out: Path) -> dict[str, tuple]:
+    """Every entry: (kind, mode, content hash or link text, inode)."""
+    got = {}
+    for root, dirs, files in os.walk(out):
+        for name in dirs + files:
+            p = Path(root) / name
+            st = p.lstat()
+            rel = str(p.relative_to(out))
+            if p.is_symlink():
+                got[rel] = ("link", os.readlink(p), st.st_ino)
+            elif p.is_dir():
+                got[rel] = ("dir", st.st_mode & 0o7777, st.st_ino)
+            else:
+                got[rel] = ("file", st.st_mode & 0o7777, hashlib.sha256(p.read_bytes()).hexdigest(), st.st_ino)
+    return got
+
+
+def without_inodes(t: dict) -> dict:
+    return {k: v[:-1] for k, v in t.items()}
+
+
+@pytest.fixture
+def lab(tmp_path):
+    src = tmp_path / "cluster.yaml"
+    shutil.copy(LAB, src)
+    out = tmp_path / "out"
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0 and "wrote " in r.stdout, r.stderr
+    return src, out
+
+
+def test_an_unchanged_render_writes_nothing(lab):
+    src, out = lab
+    before, folder = tree(out), out.stat().st_ino
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert f"unchanged: the {sum(v[0] != 'dir' for v in before.values())} files in {out}" in r.stdout
+    assert tree(out) == before and out.stat().st_ino == folder, "nothing written, nothing swapped"
+    assert run_bakery("render", "--check", src, "--out", out).returncode == 0
+    # what it kept is what a first render makes
+    fresh = src.parent / "fresh"
+    shutil.copy(out / "secrets.yaml", src.parent / "bundle.yaml")
+    assert run_bakery("render", src, "--out", fresh, "--secrets", src.parent / "bundle.yaml").returncode == 0
+    a, b = without_inodes(tree(out)), without_inodes(tree(fresh))
+    a.pop("secrets.yaml"), b.pop("secrets.yaml", None)  # the bundle is outside the fresh tree
+    assert {k: v for k, v in a.items() if k != "manifest.json"} == {k: v for k, v in b.items() if k != "manifest.json"}
+
+
+@pytest.mark.parametrize("edit", ["content", "stray", "removed", "mode", "link", "folder-mode"])
+def test_a_hand_edit_makes_the_full_render_that_puts_the_tree_back(lab, edit):
+    src, out = lab
+    before = without_inodes(tree(out))
+    victim = out / "nodes" / "k8s-node1" / "user-data"
+    if edit == "content":  # the same size, the same inode: only the modification time tells
+        data = bytearray(victim.read_bytes())
+        data[-2] = ord("#") if data[-2] != ord("#") else ord("x")
+        with open(victim, "r+b") as f:
+            f.write(bytes(data))
+    elif edit == "stray":
+        (out / "nodes" / "notes.txt").write_text("mine\n")
+    elif edit == "removed":
+        victim.unlink()
+    elif edit == "mode":
+        victim.chmod(0o644)
+    elif edit == "link":
+        victim.unlink()
+        victim.symlink_to("/etc/hostname")
+    else:
+        (out / "nodes" / "k8s-node1").chmod(0o777)
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0 and "wrote " in r.stdout, (edit, r.stdout, r.stderr)
+    assert without_inodes(tree(out)) == before
+
+
+def test_other_inputs_make_the_full_render(lab):
+    src, out = lab
+    # a node's label: a field the model's repr leaves out (Cluster.nodes), which the key must not
+    text = src.read_text()
+    assert "{name: k8s-node1, role: worker, address: 192.168.56.31}" in text
+    src.write_text(text.replace("{name: k8s-node1, role: worker, address: 192.168.56.31}",
+                                "{name: k8s-node1, role: worker, address: 192.168.56.31, labels: {tier: a}}"))
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0 and "wrote " in r.stdout, (r.stdout, r.stderr)
+    # a new token: the bundle changed
+    r = run_bakery("render", src, "--out", out, "--rotate-token")
+    assert r.returncode == 0 and "wrote " in r.stdout
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0 and "unchanged: " in r.stdout
+
+
+def test_another_bakery_makes_the_full_render(lab, monkeypatch):
+    src, out = lab
+    cluster, _ = pipeline.load_cluster(str(src))
+    monkeypatch.setattr(render_mod, "_code_digest", lambda: "another bakery")
+    result = render_mod.render_cluster(cluster, out=str(out))
+    assert result.messages[0].startswith("wrote "), result.messages
+
+
+@pytest.mark.parametrize("record", ["garbage", "other-key", "link"])
+def test_a_broken_or_planted_record_costs_a_full_render(lab, record, tmp_path):
+    src, out = lab
+    path = state.state_path(out)
+    doc = json.loads(path.read_text())
+    elsewhere = tmp_path / "elsewhere.json"
+    if record == "garbage":
+        path.write_text("{not json")
+    elif record == "other-key":
+        path.write_text(json.dumps(dict(doc, key="0" * 64)))
+    else:  # a link someone planted: read as nothing, replaced (never followed) by the next record
+        elsewhere.write_text(json.dumps(doc))
+        path.unlink()
+        path.symlink_to(elsewhere)
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 0 and "wrote " in r.stdout, (record, r.stdout, r.stderr)
+    assert not path.is_symlink() and json.loads(path.read_text())["key"] == doc["key"]
+    assert (path.stat().st_mode & 0o777) == 0o600
+    if record == "link":
+        assert json.loads(elsewhere.read_text()) == doc, "the link's target was not written"
+    assert "unchanged: " in run_bakery("render", src, "--out", out).stdout
+
+
+def test_the_key_takes_every_field_and_refuses_an_unknown_type():
+    cluster, _ = pipeline.load_cluster(str(EXAMPLES / "ha" / "cluster.yaml"))
+    data = render_mod._canonical(cluster)
+    assert [n["name"] for n in data["nodes"]] == [n.name for n in cluster.nodes]
+    with pytest.raises(TypeError, match="no canonical form for object"):
+        render_mod._canonical({"x": object()})
