@@ -202,11 +202,23 @@ def _canonical(obj):
 
 
 def _code_digest() -> str:
-    """What this bakery's own files are: its modules, templates and schemas (a release's
-    version does not change while it is being developed)."""
+    """What makes the bytes besides the inputs: this bakery's own files (its modules,
+    templates and schemas: a release's version does not change while it is being developed),
+    the libraries that emit them (Jinja2, PyYAML with or without libyaml, whose emitters
+    templating picks at run time, cryptography, pycdlib) and Python's own version."""
+    import sys
+    from importlib import metadata
+
+    import yaml
+
     from .resources import data_dir
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(repr((sys.version_info[:3], yaml.__with_libyaml__)).encode())
+    for dist in ("jinja2", "PyYAML", "cryptography", "pycdlib"):
+        try:
+            h.update(f"{dist}={metadata.version(dist)}\0".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{dist}=none\0".encode())
     for root in (Path(__file__).resolve().parent, data_dir("templates"), data_dir("schemas")):
         for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")

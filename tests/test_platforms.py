@@ -144,11 +144,14 @@ def test_uefi_images_keep_grub_at_the_removable_path(renders, os, arch, firmware
     out = renders.text(text_for(os, arch, firmware, "qemu"))
     prepare = (out / "packer/scripts/05-prepare.sh").read_text()
     exp = json.loads((out / "packer/files/opt/bakery/node-check.json").read_text())["platform"]
-    a = versions.ARCHES[arch]
+    # the UEFI spec's removable-media file names (3.5.1.1), grub-install's targets and Debian's
+    # grub2 package names, written out here rather than read from bakery's table
+    loader, target, package = {"amd64": ("/boot/efi/EFI/BOOT/BOOTX64.EFI", "x86_64-efi", "grub-efi-amd64"),
+                               "arm64": ("/boot/efi/EFI/BOOT/BOOTAA64.EFI", "arm64-efi", "grub-efi-arm64")}[arch]
     if firmware == "uefi":
-        assert exp["efiBootFile"] == a.efi_removable
-        assert f"grub-install --target={a.grub_efi_target} --efi-directory=/boot/efi --force-extra-removable" in prepare
-        assert f"'{a.grub_efi_package} grub2/force_efi_extra_removable boolean true'" in prepare
-        assert f"test -e {a.efi_removable}\n" in prepare
+        assert exp["efiBootFile"] == loader
+        assert f"grub-install --target={target} --efi-directory=/boot/efi --force-extra-removable" in prepare
+        assert f"'{package} grub2/force_efi_extra_removable boolean true'" in prepare
+        assert f"test -e {loader}\n" in prepare
     else:
         assert "efiBootFile" not in exp and "grub-install" not in prepare

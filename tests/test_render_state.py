@@ -67,16 +67,20 @@ def test_an_unchanged_render_writes_nothing(lab):
     assert {k: v for k, v in a.items() if k != "manifest.json"} == {k: v for k, v in b.items() if k != "manifest.json"}
 
 
-@pytest.mark.parametrize("edit", ["content", "stray", "removed", "mode", "link", "folder-mode"])
+@pytest.mark.parametrize("edit", ["content", "content-time-kept", "stray", "removed", "mode", "link", "folder-mode"])
 def test_a_hand_edit_makes_the_full_render_that_puts_the_tree_back(lab, edit):
     src, out = lab
     before = without_inodes(tree(out))
     victim = out / "nodes" / "k8s-node1" / "user-data"
-    if edit == "content":  # the same size, the same inode: only the modification time tells
+    if edit.startswith("content"):  # the same size, the same inode
+        st = victim.stat()
         data = bytearray(victim.read_bytes())
         data[-2] = ord("#") if data[-2] != ord("#") else ord("x")
         with open(victim, "r+b") as f:
             f.write(bytes(data))
+        if edit == "content-time-kept":  # touch -r, rsync --inplace --times: only ctime tells
+            os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+            assert victim.stat().st_mtime_ns == st.st_mtime_ns
     elif edit == "stray":
         (out / "nodes" / "notes.txt").write_text("mine\n")
     elif edit == "removed":
@@ -144,5 +148,59 @@ def test_the_key_takes_every_field_and_refuses_an_unknown_type():
     cluster, _ = pipeline.load_cluster(str(EXAMPLES / "ha" / "cluster.yaml"))
     data = render_mod._canonical(cluster)
     assert [n["name"] for n in data["nodes"]] == [n.name for n in cluster.nodes]
+
+    def paths(obj, path=""):
+        yield path
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from paths(v, f"{path}.{k}")
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield from paths(v, f"{path}[{i}]")
+
+    # every dataclass field of the model is there, however deep (no repr=False gap)
+    import dataclasses
+
+    def fields_of(obj, path=""):
+        if dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                yield f"{path}.{f.name}"
+                yield from fields_of(getattr(obj, f.name), f"{path}.{f.name}")
+        elif isinstance(obj, tuple):
+            for i, v in enumerate(obj):
+                yield from fields_of(v, f"{path}[{i}]")
+
+    flat = set(paths(data))
+    missing = [f for f in fields_of(cluster) if f not in flat]
+    assert missing == [], missing[:10]
     with pytest.raises(TypeError, match="no canonical form for object"):
         render_mod._canonical({"x": object()})
+
+
+def test_the_libraries_that_emit_the_bytes_are_in_the_key(monkeypatch):
+    """Jinja2, PyYAML (and whether libyaml is there), cryptography, pycdlib and Python: another
+    version of any may emit other bytes."""
+    from importlib import metadata
+
+    real = metadata.version
+    base = render_mod._code_digest()
+    for dist in ("jinja2", "PyYAML", "cryptography", "pycdlib"):
+        monkeypatch.setattr(metadata, "version", lambda name, d=dist: "0.0-other" if name == d else real(name))
+        assert render_mod._code_digest() != base, dist
+    monkeypatch.setattr(metadata, "version", real)
+    import yaml
+
+    monkeypatch.setattr(yaml, "__with_libyaml__", not yaml.__with_libyaml__)
+    assert render_mod._code_digest() != base
+
+
+def test_a_record_of_someone_else_is_neither_read_nor_removed(lab, monkeypatch):
+    """In a shared sticky folder another user may own a file under the record's name: it is
+    never trusted, and the render does not stop on it."""
+    src, out = lab
+    path = state.state_path(out)
+    assert state.unchanged(out, json.loads(path.read_text())["key"]) is not None
+    monkeypatch.setattr(state.os, "geteuid", lambda: os.getuid() + 4242)
+    assert state.unchanged(out, json.loads(path.read_text())["key"]) is None
+    state.forget(out)
+    assert path.exists()

@@ -214,6 +214,22 @@ def debian_boot_command(plan: ImagePlan, medium: str, seed: str) -> list[str]:
             "boot<enter>"]
 
 
+def boot_comment(plan: ImagePlan, medium: str) -> list[str]:
+    """The lines above boot_command in locals.pkr.hcl: where it is typed and what it does."""
+    installer = versions.OS_RELEASES[plan.os].installer
+    if installer == "autoinstall":
+        if medium == CDROM:
+            return ["Typed at the installer's boot prompt (autoinstall): `ds=nocloud` with no seed",
+                    "address makes cloud-init read the CD labelled cidata."]
+        return ["Typed at the installer's boot prompt (autoinstall). GRUB takes `;` as a command",
+                "separator, so the one in the NoCloud seed address is escaped."]
+    where = ("on GRUB's command line (UEFI; the early command single-quoted for GRUB)" if plan.uefi
+             else "at isolinux's boot: prompt")
+    what = ("its early command loads the preseed from the CD labelled cidata." if medium == CDROM
+            else "the preseed comes from Packer's HTTP server.")
+    return [f"Typed {where} (preseed):", what]
+
+
 def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, str], list[tuple[str, str]], list[str]]:
     """(medium, files under installer/, content entries (path, HCL expression), boot command).
     The same entries serve as http_content or cd_content: the CD holds what HTTP would serve."""

@@ -21,7 +21,7 @@ from ..plan import proxy as proxymod
 from ..providers import proxmox, qemu, virtualbox
 from ..spec.model import Cluster
 from ..templating import hcl_string, render_template
-from .installer import CD_LABEL, CDROM, installer_seed
+from .installer import CD_LABEL, CDROM, boot_comment, installer_seed
 from .steps import (
     CACHE_DIR,
     STAGE,
@@ -210,7 +210,7 @@ def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
         add(f"installer/{name}", text)
     add("locals.pkr.hcl", render_template(
         "packer/locals.pkr.hcl.j2", **common, image_name=plan.image_name, seed_content=seed_content,
-        cdrom=medium == CDROM, installer=osr.installer, boot_command=boot,
+        cdrom=medium == CDROM, boot_comment=boot_comment(plan, medium), boot_command=boot,
         execute_command="sudo -n env {{ .Vars }} bash '{{ .Path }}'",
         shutdown_command=f"sudo -n sh -c 'rm -f {SUDOERS_FILE} && shutdown -P now'"))
     add("sources.pkr.hcl", render_template(

@@ -4,14 +4,16 @@ the swap. It is kept beside the folder (``.<name>.state``, like the lock), never
 tree stays byte-for-byte what a render makes.
 
 A render whose key is the recorded one, of a folder that is still exactly as recorded (the
-same paths; each file's mode, size, modification time and inode; each link's text; each
-folder's mode), has nothing to write: a full render would make the same bytes, hard-link every
-file back (writer._link_same) and swap in an identical tree. Anything else (another key, a file
-edited, added, removed or replaced, an unreadable or foreign record) makes the full render,
-which removes the record before its swap and writes it after. The record is a cache: losing
-it costs one full render, never a wrong tree. As with git's index, an edit that keeps a file's
-size and inode within the filesystem's timestamp tick of the render's own write (a few
-milliseconds on ext4) would go unnoticed.
+same paths; each file's mode, size, modification and change times, inode, device and link
+count; each link's text; each folder's mode), has nothing to write: a full render would make
+the same bytes, hard-link every file back (writer._link_same) and swap in an identical tree.
+Anything else (another key, a file edited, added, removed or replaced, an unreadable or
+foreign record) makes the full render, which removes the record before its swap and writes
+it after. The record is a cache: losing
+it costs one full render, never a wrong tree. The change time (ctime) is the kernel's: an
+edit that puts the modification time back (touch -r, rsync --inplace --times) still moves it.
+As with git's index, an edit within the filesystem's timestamp tick of the render's own
+write (a few milliseconds on ext4) that keeps the size and inode would go unnoticed.
 """
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ def snapshot(dest: Path) -> dict | None:
                 elif stat.S_ISLNK(s.st_mode):
                     links[path] = os.readlink(dest / path)
                 elif stat.S_ISREG(s.st_mode):
-                    files[path] = [stat.S_IMODE(s.st_mode), s.st_size, s.st_mtime_ns, s.st_ino, s.st_nlink]
+                    files[path] = [stat.S_IMODE(s.st_mode), s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino,
+                                   s.st_dev, s.st_nlink]
                 else:
                     return None  # a FIFO or a device: no render made that
     return {"files": files, "links": links, "dirs": dirs}
@@ -94,9 +97,13 @@ def _read_own(path: Path) -> bytes:
 
 def forget(dest: Path) -> None:
     """Remove the record (before a swap: a tree swapped in without its record is rendered
-    in full next time)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(state_path(dest))
+    in full next time). A file under that name that is not this user's is left alone: it is
+    never read as a record (_read_own), and in a shared sticky folder it cannot be removed, so
+    it must not stop the render."""
+    path = state_path(dest)
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        if os.lstat(path).st_uid == os.geteuid():
+            os.unlink(path)
 
 
 def record(dest: Path, key: str) -> None:
