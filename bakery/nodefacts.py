@@ -19,6 +19,23 @@ COMPONENT_PORTS = {2379: "etcd", 2380: "etcd", 10250: "the kubelet", 10256: "kub
 # What kubeadm's preflight wants free before init or join, by role (without the API server's).
 PREFLIGHT_PORTS = {"control-plane": (2379, 2380, 10250, 10257, 10259), "worker": (10250,)}
 
+# -- the programs the bake installs at pinned versions, for the image's architecture ----------
+# 30-containerd: containerd's release in /usr/local (its shims containerd-*, ctr), runc, crictl,
+# the CNI plugins; 40-kubernetes: kubeadm, kubelet, kubectl (kubernetes_binary); 50-images: the
+# Helm a pod network plugin is installed with. The node check reads their ELF headers (issue 21).
+RUNTIME_BINARIES = ("/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/usr/local/sbin/runc",
+                    "/usr/local/bin/crictl", "/opt/cni/bin/bridge", "/opt/cni/bin/host-local")
+HELM_BINARY = "/usr/local/bin/helm"
+KUBERNETES_BINARIES = ("kubeadm", "kubelet", "kubectl")
+KUBERNETES_PACKAGE_SOURCES = ("pkgs.k8s.io", "dl.k8s.io")
+
+
+def kubernetes_binary(name: str, package_source: str) -> str:
+    """kubeadm, kubelet, kubectl: /usr/bin from pkgs.k8s.io's packages, /usr/local/bin from
+    dl.k8s.io (40-kubernetes)."""
+    return f"/usr/bin/{name}" if package_source == "pkgs.k8s.io" else f"/usr/local/bin/{name}"
+
+
 # -- bakery's own paths (issue 18) -----------------------------------------------------------
 # Where bakery puts its own files on a node (the image's and the first boot's): spec.image.files
 # may not write at or under these, nor where a file does not outlive the bake. A test checks that
@@ -34,26 +51,10 @@ OWNED_PATHS = (
     "/etc/apt/sources.list.d/kubernetes.list", "/usr/local/share/ca-certificates/bakery-",
     "/etc/ssh/ssh_host_", "/etc/systemd/system/ssh.service.d/10-bakery-", "/etc/machine-id",
     "/etc/sudoers.d/90-bakery-build", "/var/log/kubernetes", "/etc/apt/apt.conf.d/90bakery-",
-    # the binaries the bake installs at pinned versions (30-containerd: containerd's release in
-    # /usr/local, runc, crictl; 40-kubernetes: pkgs.k8s.io's packages or dl.k8s.io's binaries)
-    "/usr/local/bin/containerd", "/usr/local/bin/containerd-", "/usr/local/bin/ctr", "/usr/local/sbin/runc",
-    "/usr/local/bin/crictl", "/usr/bin/kubeadm", "/usr/bin/kubelet", "/usr/bin/kubectl",
-    "/usr/local/bin/kubeadm", "/usr/local/bin/kubelet", "/usr/local/bin/kubectl",
-    # 50-images: the Helm a pod network plugin is installed with
-    "/usr/local/bin/helm",
+    # the programs above, and the rest of containerd's release
+    *RUNTIME_BINARIES, "/usr/local/bin/containerd-", "/usr/local/bin/ctr", HELM_BINARY,
+    *(kubernetes_binary(name, source) for name in KUBERNETES_BINARIES for source in KUBERNETES_PACKAGE_SOURCES),
 )
-
-# Programs the bake downloads for the image's architecture (30-containerd, 50-images), whose ELF
-# headers the node check reads (issue 21); Kubernetes' own: kubernetes_binary.
-RUNTIME_BINARIES = ("/usr/local/bin/containerd", "/usr/local/bin/containerd-shim-runc-v2", "/usr/local/sbin/runc",
-                    "/usr/local/bin/crictl", "/opt/cni/bin/bridge", "/opt/cni/bin/host-local")
-HELM_BINARY = "/usr/local/bin/helm"
-
-
-def kubernetes_binary(name: str, package_source: str) -> str:
-    """kubeadm, kubelet, kubectl: /usr/bin from pkgs.k8s.io's packages, /usr/local/bin from
-    dl.k8s.io (40-kubernetes)."""
-    return f"/usr/bin/{name}" if package_source == "pkgs.k8s.io" else f"/usr/local/bin/{name}"
 
 # What the seal (90-seal) removes or empties, so that every clone boots as itself: the
 # installer's cloud-init, netplan and sshd settings that stop cloud-init on clones

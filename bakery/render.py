@@ -135,15 +135,15 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # nothing to write (output.state); the lock, the bundle and the checks above ran as
             # for any render
             key = render_key(seeds_cluster, bundle, loc, extra, upgrade_of)
-            if not changed:
-                kept = state.unchanged(dest, key)
-                if kept is not None:
-                    running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
-                    result = RenderResult(dest, kept, warnings=_token_warnings(running, bundle, now) + cni_warnings)
-                    result.messages += _messages(cluster, dest, kept, notes, bundle, rotate_token, seeded,
-                                                 unchanged=True)
-                    result.messages += _upgrade_messages(seeds_cluster, dest, upgrade_of)
-                    return result
+            # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
+            running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
+            result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now) + cni_warnings)
+            kept = None if changed else state.unchanged(dest, key)
+            if kept is not None:
+                result.count = kept
+                result.messages += _messages(cluster, dest, kept, notes, bundle, rotate_token, seeded, unchanged=True)
+                result.messages += _upgrade_messages(seeds_cluster, dest, upgrade_of)
+                return result
             count = 0
 
             def counted():
@@ -162,9 +162,6 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
                 state.forget(dest)
                 if write_bundle:
                     store.write(loc, bundle)
-            # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
-            running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
-            result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now) + cni_warnings)
 
             def report() -> None:  # right after the swap, signals still held
                 result.count = count
@@ -219,8 +216,9 @@ def _code_digest() -> str:
             h.update(f"{dist}={metadata.version(dist)}\0".encode())
         except metadata.PackageNotFoundError:
             h.update(f"{dist}=none\0".encode())
-    for root in (Path(__file__).resolve().parent, data_dir("templates"), data_dir("schemas")):
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".pyc"):
+    sources = [(Path(__file__).resolve().parent, "*.py"), (data_dir("templates"), "*"), (data_dir("schemas"), "*")]
+    for root, pattern in sources:
+        for path in sorted(p for p in root.rglob(pattern) if p.is_file()):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 

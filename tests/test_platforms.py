@@ -2,11 +2,13 @@
 rendered and checked against the plugins' HCL2 specs (tests/data/specs/packer-*.json) and
 the rules the plugins apply when they prepare a source, which the specs cannot express.
 
-The rules are the plugins' own, read at the tags the specs come from:
+The rules are the plugins' own, read at the tags the specs come from, and their hosts':
 - virtualbox-iso v1.1.5 builder/virtualbox/iso/builder.go: firmware is "bios" or "efi";
-- proxmox-iso v1.2.4 builder/proxmox/common/config.go: bios is seabios or ovmf, efi_config
-  needs efi_storage_pool, efi_type is 2m or 4m; cloud_init_disk_type is ide, scsi or sata;
-  qemu-server gives an aarch64 guest no IDE bus (packer-plugin-proxmox #187, #263);
+- proxmox-iso v1.2.4 builder/proxmox/common/config.go: efi_config needs efi_storage_pool,
+  efi_type is 2m or 4m; cloud_init_disk_type is ide, scsi or sata. bios passes through to
+  qemu-server, which takes seabios or ovmf; the plugin does not pair bios = "ovmf" with an
+  efi_config, bakery does (stricter: OVMF without an EFI disk keeps no boot entry); qemu-server
+  gives an aarch64 guest no IDE bus (packer-plugin-proxmox #187, #263);
 - qemu v1.1.4 builder/qemu/config.go and step_run.go: efi_boot takes its code and variable
   files; a `-device` in qemuargs replaces the plugin's devices but the NIC, so every CD drive
   the plugin attaches (drive ids cdrom0, cdrom1 with cdrom_interface virtio-scsi) needs its
@@ -155,3 +157,19 @@ def test_uefi_images_keep_grub_at_the_removable_path(renders, os, arch, firmware
         assert f"test -e {loader}\n" in prepare
     else:
         assert "efiBootFile" not in exp and "grub-install" not in prepare
+
+
+def test_the_schema_offers_what_the_catalog_has():
+    """spec.os, spec.image.arch and spec.image.firmware accept exactly the releases,
+    architectures and firmwares bakery/versions.py knows (null: the default)."""
+    from bakery.resources import cluster_schema
+
+    spec = cluster_schema()["properties"]["spec"]["properties"]
+    image = spec["image"]["properties"]
+    assert set(spec["os"]["enum"]) == set(versions.OS_RELEASES)
+    assert set(image["arch"]["enum"]) == set(versions.ARCHES) and image["arch"]["default"] == versions.DEFAULT_ARCH
+    assert image["firmware"]["enum"] == [*versions.FIRMWARES, None] and image["firmware"]["default"] is None
+    # every release offers every architecture, and its default firmware is one of them
+    for r in versions.OS_RELEASES.values():
+        assert {a for a, _ in r.isos} == set(versions.ARCHES), r.name
+        assert r.default_firmware in versions.FIRMWARES

@@ -106,14 +106,15 @@ def autoinstall_user_data(plan: ImagePlan) -> str:
 # debian-installer's partman recipe: one ext4 root and no swap; under UEFI an EFI system
 # partition first, on a GPT label (the ESP line of debian-installer's example-preseed for
 # amd64, "538 538 1075 free $iflabel{ gpt } $reusemethod{ } method{ efi } format{ } .").
-ROOT_PARTITION = "1024 100 -1 ext4 method{ format } format{ } use_filesystem{ } filesystem{ ext4 } mountpoint{ / } ."
 ESP_PARTITION = "538 538 1075 free $iflabel{ gpt } $reusemethod{ } method{ efi } format{ } ."
 
 
 def preseed_recipe(plan: ImagePlan) -> str:
-    if plan.uefi:
-        return f"bakery-root :: {ESP_PARTITION} {ROOT_PARTITION}"
-    return "bakery-root :: " + ROOT_PARTITION.replace("ext4 method", "ext4 $primary{ } $bootable{ } method", 1)
+    """Under BIOS the root is a bootable primary partition (MBR); under UEFI the ESP boots."""
+    flags = "" if plan.uefi else "$primary{ } $bootable{ } "
+    root = ("1024 100 -1 ext4 " + flags
+            + "method{ format } format{ } use_filesystem{ } filesystem{ ext4 } mountpoint{ / } .")
+    return "bakery-root :: " + (f"{ESP_PARTITION} {root}" if plan.uefi else root)
 
 
 def preseed_cfg(cluster: Cluster, plan: ImagePlan) -> str:
@@ -216,8 +217,7 @@ def debian_boot_command(plan: ImagePlan, medium: str, seed: str) -> list[str]:
 
 def boot_comment(plan: ImagePlan, medium: str) -> list[str]:
     """The lines above boot_command in locals.pkr.hcl: where it is typed and what it does."""
-    installer = versions.OS_RELEASES[plan.os].installer
-    if installer == "autoinstall":
+    if plan.release.installer == "autoinstall":
         if medium == CDROM:
             return ["Typed at the installer's boot prompt (autoinstall): `ds=nocloud` with no seed",
                     "address makes cloud-init read the CD labelled cidata."]

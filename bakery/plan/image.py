@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field, fields
 
 from .. import __version__, cni, nodefacts, versions
-from ..nodefacts import HELM_BINARY, RUNTIME_BINARIES, kubernetes_binary
+from ..nodefacts import HELM_BINARY, KUBERNETES_BINARIES, RUNTIME_BINARIES, kubernetes_binary
 from ..spec.model import Cluster, Mirrors
 from . import mirrors as mirrormod
 from .paths import CONTAINERD_SOCKET, cni_dir
@@ -215,7 +215,7 @@ def platform_expectations(plan: ImagePlan) -> dict:
     under UEFI the boot loader at the removable-media path, which boots the image where its
     NVRAM entry is gone."""
     arch = versions.ARCHES[plan.arch]
-    kube = [kubernetes_binary(name, plan.package_source) for name in ("kubeadm", "kubelet", "kubectl")]
+    kube = [kubernetes_binary(name, plan.package_source) for name in KUBERNETES_BINARIES]
     binaries = [*RUNTIME_BINARIES, *kube]
     if plan.helm_version:
         binaries.append(HELM_BINARY)

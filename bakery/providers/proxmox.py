@@ -1,5 +1,8 @@
 """Proxmox VE: packer-plugin-proxmox's proxmox-iso builder makes a template through the API;
 proxmox/deploy.sh or `bakery deploy proxmox` clone it into one VM per node."""
+from __future__ import annotations
+
+from ..templating import hcl_string
 
 BUILDER = "proxmox-iso"
 PLUGIN = "proxmox"
@@ -27,9 +30,9 @@ def cd_bus(arch: str) -> str:
 
 def source_attributes(arch: str, firmware: str) -> list[tuple[str, str]]:
     """The proxmox-iso source's firmware and architecture attributes (name, HCL expression)."""
-    attrs = [("bios", f'"{BIOS[firmware]}"')]
+    attrs = [("bios", hcl_string(BIOS[firmware]))]
     if arch == "arm64":
-        attrs.append(("cloud_init_disk_type", f'"{cd_bus(arch)}"'))
+        attrs.append(("cloud_init_disk_type", hcl_string(cd_bus(arch))))
     return attrs
 
 
@@ -37,8 +40,8 @@ def efi_config(firmware: str) -> list[tuple[str, str]]:
     """The efi_config block's attributes, empty under BIOS."""
     if firmware != "uefi":
         return []
-    return [("efi_storage_pool", "var.proxmox_disk_storage"), ("efi_type", f'"{EFI_TYPE}"'),
-            ("pre_enrolled_keys", "false")]
+    return [("efi_storage_pool", "var.proxmox_disk_storage"), ("efi_type", hcl_string(EFI_TYPE)),
+            ("pre_enrolled_keys", hcl_string(False))]
 
 
 def clone_cd_slots(arch: str) -> tuple[str, ...]:

@@ -1,4 +1,7 @@
 """QEMU: packer-plugin-qemu's qemu builder makes a qcow2 disk image."""
+from __future__ import annotations
+
+from ..templating import hcl_string
 
 BUILDER = "qemu"
 PLUGIN = "qemu"
@@ -45,11 +48,11 @@ def source_attributes(arch: str, firmware: str, cd_content: bool) -> list[tuple[
     """The qemu source's firmware and architecture attributes (name, HCL expression)."""
     attrs: list[tuple[str, str]] = []
     if arch == "arm64":
-        attrs += [(k, f'"{v}"') for k, v in ARM64.items()]
-        attrs.append(("cdrom_interface", '"virtio-scsi"'))
-        args = ", ".join("[" + ", ".join(f'"{a}"' for a in pair) + "]" for pair in arm64_qemuargs(cd_content))
+        attrs += [(k, hcl_string(v)) for k, v in ARM64.items()]
+        attrs.append(("cdrom_interface", hcl_string("virtio-scsi")))
+        args = ", ".join("[" + ", ".join(map(hcl_string, pair)) + "]" for pair in arm64_qemuargs(cd_content))
         attrs.append(("qemuargs", f"[{args}]"))
     if firmware == "uefi":
-        attrs += [("efi_boot", "true"), ("efi_firmware_code", "var.qemu_efi_firmware_code"),
+        attrs += [("efi_boot", hcl_string(True)), ("efi_firmware_code", "var.qemu_efi_firmware_code"),
                   ("efi_firmware_vars", "var.qemu_efi_firmware_vars")]
     return attrs

@@ -1,5 +1,8 @@
 """VirtualBox: packer-plugin-virtualbox's virtualbox-iso builder; the build makes an OVA that
 virtualbox/create-vms.sh imports once per node."""
+from __future__ import annotations
+
+from ..templating import hcl_string
 
 BUILDER = "virtualbox-iso"
 PLUGIN = "virtualbox"
@@ -19,6 +22,7 @@ def ova_name(plan) -> str:
     output_directory ${var.output_dir}/virtualbox-iso, vm_name = image_name, format ova)."""
     return f"{BUILDER}/{plan.image_name}.ova"
 
+
 # The firmware of the VM, by spec.image.firmware: the plugin takes exactly "bios" (its default)
 # or "efi" (v1.1.5 builder/virtualbox/iso/builder.go: "firmware can only be bios or efi";
 # step_create_vm.go runs `modifyvm --firmware <value>`).
@@ -29,4 +33,4 @@ def source_attributes(arch: str, firmware: str) -> list[tuple[str, str]]:
     """The virtualbox-iso source's firmware attribute (name, HCL expression); amd64 only
     (spec check arch-builder)."""
     assert arch == "amd64", "validation refuses arm64 on VirtualBox"
-    return [("firmware", f'"{FIRMWARE[firmware]}"')]
+    return [("firmware", hcl_string(FIRMWARE[firmware]))]

@@ -20,7 +20,6 @@ def _proxmox_iso_source(ctx: Ctx) -> Iterator[Diagnostic]:
                       "Proxmox node fetch the catalog's ISO")
 
 
-
 @check("arch-builder")
 def _arch_builder(ctx: Ctx) -> Iterator[Diagnostic]:
     img = ctx.spec["image"]

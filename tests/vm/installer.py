@@ -166,14 +166,18 @@ class InstallerVM(VM):
     def prepare(self) -> None:
         pass
 
-    def command(self) -> list[str]:
+    def boot_args(self) -> list[str]:
+        """How the installer starts: here the kernel and initrd given to qemu, as isolinux
+        would load them."""
         assert self.initrd is not None
+        return ["-kernel", str(self.image.kernel), "-initrd", str(self.initrd), "-append", self.cmdline]
+
+    def command(self) -> list[str]:
         cds = [a for i, cd in enumerate(self.cds)
                for a in ("-drive", f"file={cd},media=cdrom,if=ide,index={i},readonly=on")]
         return ["qemu-system-x86_64", "-name", self.name, "-nodefaults", "-no-user-config",
                 "-display", "none", "-machine", self.machine, *accel_args(self.image, self.workdir),
-                "-smp", str(self.cpus), "-m", str(self.memory_mib), "-no-reboot",
-                "-kernel", str(self.image.kernel), "-initrd", str(self.initrd), "-append", self.cmdline, *cds,
+                "-smp", str(self.cpus), "-m", str(self.memory_mib), "-no-reboot", *self.boot_args(), *cds,
                 "-chardev", f"file,id=ser0,path={self.serial_log}", "-serial", "chardev:ser0",
                 "-monitor", f"unix:{self.monitor},server=on,wait=off"]
 

@@ -39,7 +39,6 @@ from pathlib import Path
 
 from . import tool
 from .installer import NETBOOT, InstallerVM
-from .qemu import accel_args
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -107,15 +106,9 @@ class UefiInstallerVM(InstallerVM):
     def prepare(self) -> None:
         shutil.copyfile(OVMF_VARS, self.vars_copy)
 
-    def command(self) -> list[str]:
-        cds = [a for i, cd in enumerate(self.cds)
-               for a in ("-drive", f"file={cd},media=cdrom,if=ide,index={i},readonly=on")]
-        return ["qemu-system-x86_64", "-name", self.name, "-nodefaults", "-no-user-config",
-                "-display", "none", "-machine", self.machine, *accel_args(self.image, self.workdir),
-                "-smp", str(self.cpus), "-m", str(self.memory_mib), "-no-reboot",
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+    def boot_args(self) -> list[str]:
+        """OVMF from pflash, with its own copy of the variables, and no kernel: GRUB loads what
+        is typed, over the QMP socket."""
+        return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_copy}",
-                *cds,
-                "-chardev", f"file,id=ser0,path={self.serial_log}", "-serial", "chardev:ser0",
-                "-monitor", f"unix:{self.monitor},server=on,wait=off",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
