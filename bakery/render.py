@@ -202,7 +202,7 @@ def _code_digest() -> str:
     """What makes the bytes besides the inputs: this bakery's own files (its modules,
     templates and schemas: a release's version does not change while it is being developed),
     the libraries that emit them (Jinja2, PyYAML with or without libyaml, whose emitters
-    templating picks at run time, cryptography, pycdlib) and Python's own version."""
+    templating picks at run time, cryptography) and Python's own version."""
     import sys
     from importlib import metadata
 
@@ -211,7 +211,7 @@ def _code_digest() -> str:
     from .resources import data_dir
 
     h = hashlib.sha256(repr((sys.version_info[:3], yaml.__with_libyaml__)).encode())
-    for dist in ("jinja2", "PyYAML", "cryptography", "pycdlib"):
+    for dist in ("jinja2", "PyYAML", "cryptography"):
         try:
             h.update(f"{dist}={metadata.version(dist)}\0".encode())
         except metadata.PackageNotFoundError:

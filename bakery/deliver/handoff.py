@@ -1,7 +1,7 @@
 """Delivery files (issue 5): what takes a rendered tree to running VMs.
 
 - nodes/<node>/seed.iso: the node's NoCloud seed (ISO 9660, volume id CIDATA, Joliet and
-  Rock Ridge) made with pycdlib, byte for byte the same on every render;
+  Rock Ridge) made by iso.py, byte for byte the same on every render;
 - virtualbox/create-vms.sh: VBoxManage commands that make one VM per node from the OVA;
 - proxmox/snippets/*.yaml and proxmox/deploy.sh: each node's Proxmox seed as cicustom
   snippets (`bakery deploy proxmox` makes the same seed into an ISO when it uploads it) and
@@ -17,16 +17,13 @@ own network-config, matching that NIC by the MAC both Proxmox hand-offs set on i
 from __future__ import annotations
 
 import hashlib
-import io
-import threading
-import time as _time
 from dataclasses import dataclass
-from typing import Any
 
 from ..output.layout import IMAGES_SUFFIX
 from ..output.writer import OutputFile
 from ..plan.nodes import Action, first_boot
 from ..providers import proxmox, virtualbox
+from . import iso
 
 SEED_FILES = ("user-data", "meta-data", "network-config")
 VOLUME_ID = "CIDATA"
@@ -56,60 +53,10 @@ def node_mac(cluster, node) -> str:
 
 # --- seed ISO --------------------------------------------------------------------------------
 
-class _FixedTime:
-    """Stands in for the `time` module inside pycdlib while an ISO is made: the clock reads
-    ISO_EPOCH and local time is UTC, so no date or time zone of the build machine leaks in."""
-
-    def __init__(self, epoch: float):
-        self._epoch = epoch
-
-    def time(self) -> float:
-        return self._epoch
-
-    def localtime(self, secs=None):
-        return _time.gmtime(self._epoch if secs is None else secs)
-
-    gmtime = staticmethod(_time.gmtime)
-    strftime = staticmethod(_time.strftime)
-
-    def __getattr__(self, name):
-        return getattr(_time, name)
-
-
-_ISO_LOCK = threading.Lock()
-
-
-def seed_iso(files: dict[str, bytes], *, epoch: float = ISO_EPOCH) -> bytes:
+def seed_iso(files: dict[str, bytes]) -> bytes:
     """A NoCloud seed: ISO 9660 (level 3) with Joliet and Rock Ridge 1.09, volume id CIDATA,
-    one file per entry at the root, every date fixed to `epoch`."""
-    import pycdlib
-    import pycdlib.dates
-    import pycdlib.headervd
-    import pycdlib.pycdlib
-    import pycdlib.utils
-
-    modules: tuple[Any, ...] = (pycdlib.dates, pycdlib.headervd, pycdlib.pycdlib, pycdlib.utils)  # patched below
-    fixed = _FixedTime(epoch)
-    out = io.BytesIO()
-    with _ISO_LOCK:  # the stand-in clock is module-wide for pycdlib
-        saved = [m.time for m in modules]
-        for m in modules:
-            m.time = fixed
-        try:
-            iso = pycdlib.PyCdlib()
-            iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=VOLUME_ID,
-                    sys_ident="LINUX", app_ident_str="BAKERY")
-            for name in sorted(files):
-                content = files[name]
-                iso9660_name = "/" + name.upper().replace("-", "_") + ".;1"
-                iso.add_fp(io.BytesIO(content), len(content), iso9660_name, rr_name=name,
-                           joliet_path="/" + name)
-            iso.write_fp(out)
-            iso.close()
-        finally:
-            for m, t in zip(modules, saved, strict=True):
-                m.time = t
-    return out.getvalue()
+    one file per entry at the root, every date ISO_EPOCH (deliver/iso.py)."""
+    return iso.nocloud_iso(files, volume=VOLUME_ID, epoch=ISO_EPOCH)
 
 
 # --- per-node facts shared by the VirtualBox and Proxmox files -----------------------------
@@ -195,8 +142,8 @@ def node_files(cluster, node_plan, seed: dict[str, OutputFile]) -> list[OutputFi
     out: list[OutputFile] = []
     secret = any(f.secret for f in seed.values())
     if "user-data" in seed and "meta-data" in seed:
-        iso = seed_iso({name: f.content for name, f in seed.items()})
-        out.append(OutputFile(f"nodes/{node.name}/seed.iso", iso, kind="seed", node=node.name,
+        image = seed_iso({name: f.content for name, f in seed.items()})
+        out.append(OutputFile(f"nodes/{node.name}/seed.iso", image, kind="seed", node=node.name,
                               role=node.role, secret=secret))
     if proxmox.BUILDER in cluster.image.builders:
         px_seed = proxmox_seed(cluster, node, seed)
