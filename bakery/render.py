@@ -9,13 +9,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, cni, fsafe
 from .errors import InputError
 from .output import state
 from .output.layout import SECRETS_NAME, default_out
-from .output.writer import OutputFile, clean_stale, list_tree, locked, read_file, write_tree
+from .output.writer import OutputFile, Tree, clean_stale, list_tree, locked, read_file, write_tree
 from .spec.model import Cluster
+
+if TYPE_CHECKING:
+    from .pki.bundle import Bundle
+    from .plan import ImagePlan
 
 MANIFEST_MAX = 256 << 20  # a 5,000-node cluster's manifest.json is about 5 MB
 
@@ -52,6 +57,46 @@ def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: 
     return OutputFile("manifest.json", (json.dumps(doc, indent=2) + "\n").encode(), kind="manifest")
 
 
+@dataclass
+class _Parts:
+    """The output tree in its three parts: what comes before the nodes (Packer), each
+    node's files (the same function for every node: the part that fans out), and what needs
+    every node (the cluster's delivery files, kubeconfigs, the bundle, an upgrade's files)."""
+    cluster: Cluster
+    bundle: Bundle
+    plan: ImagePlan
+    bundle_in_tree: bool
+    bundle_link: str | None
+    extra: tuple[OutputFile, ...]
+
+    def head(self) -> Iterator[OutputFile]:
+        from .image import packer
+
+        yield from packer.render_packer(self.cluster, self.plan)
+
+    def node(self, node_plan):
+        """(the node's files, its NodeDelivery)."""
+        from .deliver import handoff as deliver
+        from .seed import firstboot
+
+        seed_files = firstboot.render_node(self.cluster, self.bundle, self.plan, node_plan)
+        seed = {f.path.rsplit("/", 1)[1]: f for f in seed_files}
+        files = [*seed_files, *deliver.node_files(self.cluster, node_plan, seed)]
+        return files, deliver.node_delivery(self.cluster, node_plan, seed)
+
+    def tail(self, nodes: list, plans: list) -> Iterator[OutputFile]:
+        from .deliver import handoff as deliver
+        from .pki import kubeconfig
+
+        yield from kubeconfig.render_cluster_files(self.cluster, self.bundle)
+        yield from deliver.cluster_files(self.cluster, self.plan, nodes, plans)
+        if self.bundle_in_tree:
+            yield OutputFile(SECRETS_NAME, self.bundle.to_bytes(), kind="secrets", secret=True)
+        elif self.bundle_link is not None:
+            yield OutputFile(SECRETS_NAME, b"", kind="secrets", link=self.bundle_link)
+        yield from self.extra
+
+
 def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
                bundle_link: str | None = None, extra: tuple[OutputFile, ...] = (),
                upgrade: dict | None = None) -> Iterator[OutputFile]:
@@ -59,38 +104,65 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
     a render holds one node's files at a time, whatever the cluster's size. plan: the image
     plan when the command has computed it already (the plan is computed once per command).
     bundle_link: <out>/secrets.yaml is a symlink with this text, kept as it is. extra: files
-    made outside the node loop (an upgrade's plan); upgrade: {from, to}, for the manifest."""
-    from .deliver import handoff as deliver
-    from .image import packer
-    from .pki import kubeconfig
+    made outside the node loop (an upgrade's plan); upgrade: {from, to}, for the manifest.
+    In one process, in order; fill_tree makes the same files with every core."""
     from .plan import image_plan, node_plans
-    from .seed import firstboot
 
     plan = plan or image_plan(cluster)
+    parts = _Parts(cluster, bundle, plan, bundle_in_tree, bundle_link, extra)
     entries: list[dict] = []
 
     def each() -> Iterator[OutputFile]:
-        yield from packer.render_packer(cluster, plan)
+        yield from parts.head()
         nodes = []
         plans = node_plans(cluster)
         for node_plan in plans:
-            seed_files = firstboot.render_node(cluster, bundle, plan, node_plan)
-            seed = {f.path.rsplit("/", 1)[1]: f for f in seed_files}
-            yield from seed_files
-            yield from deliver.node_files(cluster, node_plan, seed)
-            nodes.append(deliver.node_delivery(cluster, node_plan, seed))
-        yield from kubeconfig.render_cluster_files(cluster, bundle)
-        yield from deliver.cluster_files(cluster, plan, nodes, plans)
-        if bundle_in_tree:
-            yield OutputFile(SECRETS_NAME, bundle.to_bytes(), kind="secrets", secret=True)
-        elif bundle_link is not None:
-            yield OutputFile(SECRETS_NAME, b"", kind="secrets", link=bundle_link)
-        yield from extra
+            files, delivery = parts.node(node_plan)
+            yield from files
+            nodes.append(delivery)
+        yield from parts.tail(nodes, plans)
 
     for f in each():
         entries.append(_entry(f))
         yield f
     yield manifest(cluster, entries, plan.fingerprint, bundle.token_id, upgrade)
+
+
+def fill_tree(tree: Tree, cluster: Cluster, bundle, *, bundle_in_tree: bool, plan, bundle_link: str | None,
+              extra: tuple[OutputFile, ...], upgrade: dict | None) -> int:
+    """Put iter_files' files into the new tree, the nodes' shared out between this process
+    and forked workers (output.fanout), each writing its nodes' files itself; returns how many
+    files. The bytes are the same whatever the number of workers: each node's files are a
+    function of the node alone, and the manifest is sorted."""
+    from .output import fanout
+    from .plan import node_plans
+
+    parts = _Parts(cluster, bundle, plan, bundle_in_tree, bundle_link, extra)
+    entries: list[dict] = []
+
+    def put(f: OutputFile) -> None:
+        tree.put(f)
+        entries.append(_entry(f))
+
+    def work(node_plan):  # in this process or a worker: only what it returns comes back
+        files, delivery = parts.node(node_plan)
+        for f in files:
+            tree.write(f)
+        return [(f.path, f.secret) for f in files], [_entry(f) for f in files], delivery
+
+    for f in parts.head():
+        put(f)
+    plans = node_plans(cluster)
+    nodes = []
+    for written, node_entries, delivery in fanout.fan_out(plans, work, fanout.jobs_for(len(plans))):
+        for path, secret in written:
+            tree.note(path, secret)
+        entries += node_entries
+        nodes.append(delivery)
+    for f in parts.tail(nodes, plans):
+        put(f)
+    put(manifest(cluster, entries, plan.fingerprint, bundle.token_id, upgrade))
+    return len(entries)
 
 
 def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
@@ -146,12 +218,10 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
                 return result
             count = 0
 
-            def counted():
+            def fill(tree: Tree) -> None:
                 nonlocal count
-                for f in iter_files(seeds_cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan,
-                                    bundle_link=loc.link, extra=extra, upgrade=upgrade_of):
-                    count += 1
-                    yield f
+                count = fill_tree(tree, seeds_cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan,
+                                  bundle_link=loc.link, extra=extra, upgrade=upgrade_of)
 
             # An external bundle changes with the tree: renamed into place right before the
             # swap, with signals held over both (write_tree), so a kill, Ctrl-C or full disk
@@ -169,7 +239,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
                 result.messages += _upgrade_messages(seeds_cluster, dest, upgrade_of)
                 fsafe.record_completed(result.messages)
 
-            write_tree(dest, counted(), before_swap=commit, after_swap=report)
+            write_tree(dest, fill, before_swap=commit, after_swap=report)
             state.record(dest, key)
     return result
 

@@ -118,46 +118,75 @@ def _link_same(prev: Path, f: OutputFile, target: Path) -> bool:
         os.close(fd)
 
 
-def _build_tree(root: Path, files: Iterable[OutputFile], previous: Path | None = None) -> None:
-    """Write the tree under root, consuming `files` as they come (a render of thousands of
-    nodes never holds them all in memory). Folders start 0700 and open up to 0755 at the
-    end unless they hold a secret; the tree is private until it is swapped in anyway.
-    A file identical to the previous tree's is hard-linked instead of written: the swap then
-    frees nothing on disk for it, and an unchanged render costs links, not writes."""
-    root.mkdir(mode=SECRET_DIR_MODE)
-    os.chmod(root, SECRET_DIR_MODE)
-    made = {Path(".")}
-    secret_dirs: set[Path] = set()
-    seen: set[str] = set()
-    for f in files:
-        if f.path in seen:  # pragma: no cover - a bug in a renderer, not user input
-            raise AssertionError(f"two renderers wrote {f.path}")
-        seen.add(f.path)
-        target = root / f.path
-        rel_parent = Path(f.path).parent
-        if rel_parent not in made:
-            for parent in reversed(Path(f.path).parents):
-                if parent not in made:
-                    (root / parent).mkdir(mode=SECRET_DIR_MODE)
-                    os.chmod(root / parent, SECRET_DIR_MODE)
-                    made.add(parent)
-        if f.secret:
-            secret_dirs.add(rel_parent)
-            secret_dirs.update(rel_parent.parents)
+class Tree:
+    """The new tree being built under root, private (0700) until it is swapped in. Files are
+    written by put(), in this process or in a forked render worker (output.fanout), which
+    makes the folders it needs; the process that swaps the tree is told of those files by
+    note(), so that finish() knows every folder and which of them hold a secret."""
+
+    def __init__(self, root: Path, previous: Path | None = None):
+        self.root = root
+        self.previous = previous  # the tree being replaced: identical files are hard-linked from it
+        self.made = {Path(".")}
+        self.secret_dirs: set[Path] = set()
+        self.seen: set[str] = set()
+        root.mkdir(mode=SECRET_DIR_MODE)
+        os.chmod(root, SECRET_DIR_MODE)
+
+    def note(self, path: str, secret: bool) -> None:
+        """A file of the tree, written (by put, here or in a worker): remember its folders."""
+        if path in self.seen:  # pragma: no cover - a bug in a renderer, not user input
+            raise AssertionError(f"two renderers wrote {path}")
+        self.seen.add(path)
+        rel_parent = Path(path).parent
+        self.made.add(rel_parent)
+        self.made.update(rel_parent.parents)
+        if secret:
+            self.secret_dirs.add(rel_parent)
+            self.secret_dirs.update(rel_parent.parents)
+
+    def _mkdirs(self, rel_parent: Path) -> None:
+        """The file's folders, 0700 for now. One a sibling worker made meanwhile is fine: in a
+        private tree only this render's processes make anything."""
+        for parent in [*reversed(rel_parent.parents), rel_parent]:
+            if parent not in self.made:
+                try:
+                    (self.root / parent).mkdir(mode=SECRET_DIR_MODE)
+                    os.chmod(self.root / parent, SECRET_DIR_MODE)
+                except FileExistsError:
+                    if not stat.S_ISDIR((self.root / parent).lstat().st_mode):  # pragma: no cover - a bug
+                        raise
+                self.made.add(parent)
+
+    def put(self, f: OutputFile) -> None:
+        """Write one file and note it."""
+        self.write(f)
+        self.note(f.path, f.secret)
+
+    def write(self, f: OutputFile) -> None:
+        """Write one file (or link), with its folders; the caller notes it (in a worker: the
+        parent, from what the worker returns). A file identical to the previous tree's is
+        hard-linked instead of written: the swap then frees nothing on disk for it, and an
+        unchanged render costs links, not writes."""
+        self._mkdirs(Path(f.path).parent)
+        target = self.root / f.path
         if f.link is not None:
             os.symlink(f.link, target)
-            continue
-        if previous is not None and _link_same(previous / f.path, f, target):
-            continue
+            return
+        if self.previous is not None and _link_same(self.previous / f.path, f, target):
+            return
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
         try:
             os.fchmod(fd, f.mode)
             fsafe.write_all(fd, f.content)
         finally:
             os.close(fd)
-    for d in made:
-        if d not in secret_dirs:
-            os.chmod(root / d, DIR_MODE)
+
+    def finish(self) -> None:
+        """Open every folder that holds no secret up to 0755."""
+        for d in self.made:
+            if d not in self.secret_dirs:
+                os.chmod(self.root / d, DIR_MODE)
 
 
 def _sync_tree(root: Path) -> None:
@@ -174,20 +203,28 @@ def _sync_tree(root: Path) -> None:
         os.close(fd)
 
 
-def write_tree(dest: Path, files: Iterable[OutputFile], before_swap: Callable[[], None] | None = None,
-               after_swap: Callable[[], None] | None = None) -> None:
-    """Replace dest with exactly these files, atomically. ``before_swap`` runs once the new
-    tree is on disk, right before it is swapped in, and ``after_swap`` right after, with
-    signals held over all three: a file that must change with the tree (an external secrets
-    bundle) is renamed in before_swap; after_swap records what completed (fsafe.completed)."""
+def write_tree(dest: Path, files: Iterable[OutputFile] | Callable[[Tree], None],
+               before_swap: Callable[[], None] | None = None, after_swap: Callable[[], None] | None = None) -> None:
+    """Replace dest with exactly these files, atomically. ``files``: the files (consumed as
+    they come: a render of thousands of nodes never holds them all in memory), or a function
+    that puts them into the new Tree itself (a render with forked workers). ``before_swap``
+    runs once the new tree is on disk, right before it is swapped in, and ``after_swap`` right
+    after, with signals held over all three: a file that must change with the tree (an
+    external secrets bundle) is renamed in before_swap; after_swap records what completed
+    (fsafe.completed)."""
     dest = dest.absolute()
     fsafe.makedirs(dest.parent)
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"  # a fresh name: nothing planted under it
     tmp = dest.parent / f".{dest.name}.new-{tag}"
     old = dest.parent / f".{dest.name}.old-{tag}"
     try:
-        previous = dest if dest.is_dir() and not dest.is_symlink() else None
-        _build_tree(tmp, files, previous)
+        tree = Tree(tmp, dest if dest.is_dir() and not dest.is_symlink() else None)
+        if callable(files):
+            files(tree)
+        else:
+            for f in files:
+                tree.put(f)
+        tree.finish()
         _sync_tree(tmp)
         if dest.exists() and (not dest.is_dir() or dest.is_symlink()):
             raise EnvError(f"{dest} exists and is not a folder; move it away or pick another --out")
