@@ -77,7 +77,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _open_same(prev: Path, f: OutputFile) -> int | None:
+def _open_same(prev: str, f: OutputFile) -> int | None:
     """An open descriptor of the previous tree's file if it is exactly this one (bytes and
     mode) and a plain file of this user's with one name; else None. Opened without
     following a link or blocking on a pipe, and checked on the descriptor (fstat), so what
@@ -98,7 +98,7 @@ def _open_same(prev: Path, f: OutputFile) -> int | None:
     return None
 
 
-def _link_same(prev: Path, f: OutputFile, target: Path) -> bool:
+def _link_same(prev: str, f: OutputFile, target: str) -> bool:
     """Hard-link the previous tree's identical file at target (see _open_same)."""
     fd = _open_same(prev, f)
     if fd is None:
@@ -106,9 +106,10 @@ def _link_same(prev: Path, f: OutputFile, target: Path) -> bool:
     try:
         # linkat(AT_FDCWD, "/proc/self/fd/N", dirfd, name, AT_SYMLINK_FOLLOW), as open(2) shows
         # for O_TMPFILE; CPython calls linkat (not link) only when a dir_fd is given.
-        parent = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        folder, name = os.path.split(target)
+        parent = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=parent, follow_symlinks=True)
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=parent, follow_symlinks=True)
         finally:
             os.close(parent)
         return True
@@ -118,17 +119,27 @@ def _link_same(prev: Path, f: OutputFile, target: Path) -> bool:
         os.close(fd)
 
 
+def _parents(path: str) -> list[str]:
+    """'a/b/c' -> ['a/b', 'a', '']: every folder above a relative path, nearest first."""
+    out = []
+    while path:
+        path = path.rpartition("/")[0]
+        out.append(path)
+    return out
+
+
 class Tree:
     """The new tree being built under root, private (0700) until it is swapped in. Files are
     written by put(), in this process or in a forked render worker (output.fanout), which
     makes the folders it needs; the process that swaps the tree is told of those files by
-    note(), so that finish() knows every folder and which of them hold a secret."""
+    note(), so that finish() knows every folder and which of them hold a secret. Paths are
+    relative, '/'-separated strings ('' is the root)."""
 
     def __init__(self, root: Path, previous: Path | None = None):
         self.root = root
         self.previous = previous  # the tree being replaced: identical files are hard-linked from it
-        self.made = {Path(".")}
-        self.secret_dirs: set[Path] = set()
+        self.made = {""}
+        self.secret_dirs: set[str] = set()
         self.seen: set[str] = set()
         root.mkdir(mode=SECRET_DIR_MODE)
         os.chmod(root, SECRET_DIR_MODE)
@@ -138,25 +149,28 @@ class Tree:
         if path in self.seen:  # pragma: no cover - a bug in a renderer, not user input
             raise AssertionError(f"two renderers wrote {path}")
         self.seen.add(path)
-        rel_parent = Path(path).parent
-        self.made.add(rel_parent)
-        self.made.update(rel_parent.parents)
+        folders = _parents(path)
+        self.made.update(folders)
         if secret:
-            self.secret_dirs.add(rel_parent)
-            self.secret_dirs.update(rel_parent.parents)
+            self.secret_dirs.update(folders)
 
-    def _mkdirs(self, rel_parent: Path) -> None:
+    def _mkdirs(self, path: str) -> None:
         """The file's folders, 0700 for now. One a sibling worker made meanwhile is fine: in a
         private tree only this render's processes make anything."""
-        for parent in [*reversed(rel_parent.parents), rel_parent]:
-            if parent not in self.made:
-                try:
-                    (self.root / parent).mkdir(mode=SECRET_DIR_MODE)
-                    os.chmod(self.root / parent, SECRET_DIR_MODE)
-                except FileExistsError:
-                    if not stat.S_ISDIR((self.root / parent).lstat().st_mode):  # pragma: no cover - a bug
-                        raise
-                self.made.add(parent)
+        missing = []
+        for parent in _parents(path):
+            if parent in self.made:
+                break
+            missing.append(parent)
+        for parent in reversed(missing):
+            folder = os.path.join(self.root, parent)
+            try:
+                os.mkdir(folder, SECRET_DIR_MODE)
+                os.chmod(folder, SECRET_DIR_MODE)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):  # pragma: no cover - a bug
+                    raise
+            self.made.add(parent)
 
     def put(self, f: OutputFile) -> None:
         """Write one file and note it."""
@@ -168,12 +182,12 @@ class Tree:
         parent, from what the worker returns). A file identical to the previous tree's is
         hard-linked instead of written: the swap then frees nothing on disk for it, and an
         unchanged render costs links, not writes."""
-        self._mkdirs(Path(f.path).parent)
-        target = self.root / f.path
+        self._mkdirs(f.path)
+        target = os.path.join(self.root, f.path)
         if f.link is not None:
             os.symlink(f.link, target)
             return
-        if self.previous is not None and _link_same(self.previous / f.path, f, target):
+        if self.previous is not None and _link_same(os.path.join(self.previous, f.path), f, target):
             return
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
         try:
@@ -184,9 +198,8 @@ class Tree:
 
     def finish(self) -> None:
         """Open every folder that holds no secret up to 0755."""
-        for d in self.made:
-            if d not in self.secret_dirs:
-                os.chmod(self.root / d, DIR_MODE)
+        for d in self.made - self.secret_dirs:
+            os.chmod(os.path.join(self.root, d), DIR_MODE)
 
 
 def _sync_tree(root: Path) -> None:
