@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 
 
@@ -85,9 +86,111 @@ def _dumper():
     return _Dumper
 
 
-def dump_yaml(data) -> str:
-    """YAML for generated documents: block style, key order kept, no aliases."""
+def _dump(data) -> str:
     import yaml
 
     return yaml.dump(data, Dumper=_dumper(), sort_keys=False, default_flow_style=False, width=1000,
                      allow_unicode=True)
+
+
+# -- stencils: one document shape, emitted once ------------------------------------------------
+#
+# A render emits the same documents for every node with a few values changed (a name, an
+# address, a MAC): network-config, meta-data, user-data's head, kubeadm's configuration. A
+# stencil is such a document emitted once with a placeholder for each of those values, and
+# filled in for every other node. Only values that the emitter writes as they are, wherever
+# they stand, are placeholders: a plain scalar (the resolver reads it back as a string, and
+# the emitter's analysis allows it plain in block context) of characters that never need
+# quoting, break a line or end in an indicator; everything else, keys included, is part of the
+# shape. tests/test_templating.py holds the result to the emitter's own, with libyaml's
+# emitter and with PyYAML's.
+
+_HOLE = object()
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,254}\Z")  # no space, quote, '#', ',' or bracket
+_TOKEN = re.compile(r"bkyz(\d{6})q")  # a placeholder: plain, and read back as a string
+_STENCILS: dict = {}
+_STENCIL_LIMIT = 256
+_LONG = 256  # a longer text (a file's content) is in no stencil: the document is emitted whole
+
+
+class _NoStencil(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=65536)
+def _fills(value: str) -> bool:
+    """Whether value can stand in a placeholder's place: the emitter writes it plain, as it is."""
+    if not _PLAIN.match(value) or value.endswith(":") or value in _YAML11_SHORT_BOOLS:
+        return False
+    import yaml
+
+    return _resolver().resolve(yaml.ScalarNode, value, (True, False)) == "tag:yaml.org,2002:str"
+
+
+@functools.cache
+def _resolver():
+    import yaml
+
+    return yaml.resolver.Resolver()
+
+
+def _skeleton(data, values: list[str]):
+    """The document's shape (hashable) with its placeholder values taken out into values."""
+    kind = type(data)
+    if kind is str:
+        if _fills(data):
+            values.append(data)
+            return _HOLE
+        if len(data) > _LONG:
+            raise _NoStencil
+        return data
+    if kind is dict:
+        return (dict, tuple((k, _skeleton(v, values)) for k, v in data.items()))
+    if kind is list:
+        return (list, tuple(_skeleton(v, values) for v in data))
+    if kind in (bool, int, float) or data is None:
+        return (kind, data)
+    raise _NoStencil  # a type the shape does not know: emitted whole (or refused) as ever
+
+
+def _with_tokens(data, counter: list[int]):
+    kind = type(data)
+    if kind is str and _fills(data):
+        counter[0] += 1
+        return f"bkyz{counter[0] - 1:06d}q"
+    if kind is dict:
+        return {k: _with_tokens(v, counter) for k, v in data.items()}
+    if kind is list:
+        return [_with_tokens(v, counter) for v in data]
+    return data
+
+
+def _stencil(data, holes: int) -> tuple[str, ...] | None:
+    """The document's text cut at its placeholders (None: it cannot be a stencil)."""
+    text = _dump(_with_tokens(data, [0]))
+    pieces = _TOKEN.split(text)
+    parts, order = pieces[0::2], [int(i) for i in pieces[1::2]]
+    if order != list(range(holes)):  # a placeholder not written once, plain, in order
+        return None
+    return tuple(parts)
+
+
+def dump_yaml(data) -> str:
+    """YAML for generated documents: block style, key order kept, no aliases. A document of a
+    shape emitted before is filled into its stencil (above)."""
+    values: list[str] = []
+    try:
+        shape = _skeleton(data, values)
+    except _NoStencil:
+        return _dump(data)
+    parts = _STENCILS.get(shape, _HOLE)
+    if parts is _HOLE:
+        if len(_STENCILS) >= _STENCIL_LIMIT:
+            _STENCILS.clear()
+        parts = _STENCILS[shape] = _stencil(data, len(values))
+    if parts is None:
+        return _dump(data)
+    out = [parts[0]]
+    for value, part in zip(values, parts[1:], strict=True):
+        out += (value, part)
+    return "".join(out)
