@@ -6,10 +6,10 @@ import datetime
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import __version__, cni, fsafe
 from .errors import InputError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .pki.bundle import Bundle
     from .plan import ImagePlan
 
+R = TypeVar("R")
 MANIFEST_MAX = 256 << 20  # a 5,000-node cluster's manifest.json is about 5 MB
 
 
@@ -97,6 +98,46 @@ class _Parts:
         yield from self.extra
 
 
+def _produce(parts: _Parts, upgrade: dict | None, handle: Callable[[OutputFile], R],
+             jobs: int) -> Iterator[tuple[str, bool, R]]:
+    """(path, secret, handle(file)) for every file of the tree, in order, manifest.json last.
+    The nodes are shared between this process and jobs - 1 forked workers (output.fanout): a
+    node's files are made and handled where the node is (written into the new tree, compared
+    with the folder), and only the files' paths, manifest entries and handle's results come
+    back. Whatever the number of jobs, the files are the same: each node's are a function of
+    the node alone."""
+    from .output import fanout
+    from .plan import node_plans
+
+    entries: list[dict] = []
+
+    def done(f: OutputFile) -> tuple[str, bool, R]:
+        entries.append(_entry(f))
+        return f.path, f.secret, handle(f)
+
+    def work(node_plan):  # in this process or a worker: only what it returns comes back
+        files, delivery = parts.node(node_plan)
+        return [(f.path, f.secret, handle(f)) for f in files], [_entry(f) for f in files], delivery
+
+    for f in parts.head():
+        yield done(f)
+    plans = node_plans(parts.cluster)
+    nodes = []
+    for made, node_entries, delivery in fanout.fan_out(plans, work, jobs):
+        entries += node_entries
+        nodes.append(delivery)
+        yield from made
+    for f in parts.tail(nodes, plans):
+        yield done(f)
+    yield done(manifest(parts.cluster, entries, parts.plan.fingerprint, parts.bundle.token_id, upgrade))
+
+
+def _jobs(cluster: Cluster) -> int:
+    from .output import fanout
+
+    return fanout.jobs_for(len(cluster.nodes))
+
+
 def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
                bundle_link: str | None = None, extra: tuple[OutputFile, ...] = (),
                upgrade: dict | None = None) -> Iterator[OutputFile]:
@@ -105,64 +146,24 @@ def iter_files(cluster: Cluster, bundle, *, bundle_in_tree: bool, plan=None,
     plan when the command has computed it already (the plan is computed once per command).
     bundle_link: <out>/secrets.yaml is a symlink with this text, kept as it is. extra: files
     made outside the node loop (an upgrade's plan); upgrade: {from, to}, for the manifest.
-    In one process, in order; fill_tree makes the same files with every core."""
-    from .plan import image_plan, node_plans
+    In this process alone; a render and --check use every core (_produce)."""
+    from .plan import image_plan
 
-    plan = plan or image_plan(cluster)
-    parts = _Parts(cluster, bundle, plan, bundle_in_tree, bundle_link, extra)
-    entries: list[dict] = []
-
-    def each() -> Iterator[OutputFile]:
-        yield from parts.head()
-        nodes = []
-        plans = node_plans(cluster)
-        for node_plan in plans:
-            files, delivery = parts.node(node_plan)
-            yield from files
-            nodes.append(delivery)
-        yield from parts.tail(nodes, plans)
-
-    for f in each():
-        entries.append(_entry(f))
+    parts = _Parts(cluster, bundle, plan or image_plan(cluster), bundle_in_tree, bundle_link, extra)
+    for _, _, f in _produce(parts, upgrade, lambda f: f, jobs=1):
         yield f
-    yield manifest(cluster, entries, plan.fingerprint, bundle.token_id, upgrade)
 
 
 def fill_tree(tree: Tree, cluster: Cluster, bundle, *, bundle_in_tree: bool, plan, bundle_link: str | None,
               extra: tuple[OutputFile, ...], upgrade: dict | None) -> int:
-    """Put iter_files' files into the new tree, the nodes' shared out between this process
-    and forked workers (output.fanout), each writing its nodes' files itself; returns how many
-    files. The bytes are the same whatever the number of workers: each node's files are a
-    function of the node alone, and the manifest is sorted."""
-    from .output import fanout
-    from .plan import node_plans
-
+    """Write iter_files' files into the new tree, each node's where it is made; returns how
+    many files."""
     parts = _Parts(cluster, bundle, plan, bundle_in_tree, bundle_link, extra)
-    entries: list[dict] = []
-
-    def put(f: OutputFile) -> None:
-        tree.put(f)
-        entries.append(_entry(f))
-
-    def work(node_plan):  # in this process or a worker: only what it returns comes back
-        files, delivery = parts.node(node_plan)
-        for f in files:
-            tree.write(f)
-        return [(f.path, f.secret) for f in files], [_entry(f) for f in files], delivery
-
-    for f in parts.head():
-        put(f)
-    plans = node_plans(cluster)
-    nodes = []
-    for written, node_entries, delivery in fanout.fan_out(plans, work, fanout.jobs_for(len(plans))):
-        for path, secret in written:
-            tree.note(path, secret)
-        entries += node_entries
-        nodes.append(delivery)
-    for f in parts.tail(nodes, plans):
-        put(f)
-    put(manifest(cluster, entries, plan.fingerprint, bundle.token_id, upgrade))
-    return len(entries)
+    count = 0
+    for path, secret, _ in _produce(parts, upgrade, tree.write, _jobs(cluster)):
+        tree.note(path, secret)
+        count += 1
+    return count
 
 
 def collect(cluster: Cluster, bundle, *, bundle_in_tree: bool) -> list[OutputFile]:
@@ -499,6 +500,7 @@ def _refuse_foreign(dest: Path) -> None:
 
 def _check(cluster: Cluster, dest: Path, loc, plan=None, now: datetime.datetime | None = None) -> RenderResult:
     from .pki import store
+    from .plan import image_plan as _image_plan
 
     if not loc.real.exists():
         raise InputError(f"no secrets bundle at {loc.path}: nothing was rendered there yet; "
@@ -506,16 +508,18 @@ def _check(cluster: Cluster, dest: Path, loc, plan=None, now: datetime.datetime 
     bundle, _, notes = store.obtain(cluster, loc, rotate_token=False, create=False, now=now)
     previous = _previous(dest)
     seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan)
-    changed, wanted = [], set()
-    for f in iter_files(seeds_cluster, bundle, bundle_in_tree=loc.in_tree, plan=plan, bundle_link=loc.link,
-                        extra=extra, upgrade=upgrade_of):
-        wanted.add(f.path)
+
+    def same(f: OutputFile) -> bool:  # where the file is made: in a worker for a node's files
         if f.link is not None:
-            same = (dest / f.path).is_symlink() and os.readlink(dest / f.path) == f.link
-        else:
-            same = read_file(dest / f.path, len(f.content)) == f.content
-        if not same:
-            changed.append(f.path)
+            return (dest / f.path).is_symlink() and os.readlink(dest / f.path) == f.link
+        return read_file(dest / f.path, len(f.content)) == f.content
+
+    parts = _Parts(seeds_cluster, bundle, plan or _image_plan(seeds_cluster), loc.in_tree, loc.link, extra)
+    changed, wanted = [], set()
+    for path, _, unchanged in _produce(parts, upgrade_of, same, _jobs(cluster)):
+        wanted.add(path)
+        if not unchanged:
+            changed.append(path)
     have = set(list_tree(dest))
     changed = sorted(set(changed) | (have - wanted))
     result = RenderResult(dest, len(wanted), warnings=_token_warnings(cluster, bundle, now or _now()))

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """bakery's benchmark: whole processes, several runs, medians and spread, peak RSS.
 
-    python bench/run.py [--runs 5] [--sizes 1,3,100,1000,5000] [--json bench/results.json]
+    python bench/run.py [--runs 5] [--sizes 1,3,100,1000,5000] [--json bench/results.json] [--dir DIR]
 
 Each figure is a new process, as in CI. The floors are what no Python tool can go below on
 this machine: `python -c pass` and importing yaml, jsonschema and click. bakery's figures
 are reported in seconds and as the difference to the matching floor. A render is also set
 against the floor of writing its tree at all: the same files extracted by tar and synced
 (issue 22's ratios; every run starts after os.sync(), so none pays for another's write-back).
+--dir picks the filesystem the trees are written to (default: the system's temporary folder);
+on a tmpfs (--dir /dev/shm) the floor and the renders are CPU alone, the disk left out.
 """
 from __future__ import annotations
 
@@ -69,10 +71,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sizes", default="1,3,100,1000,5000")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    ap.add_argument("--dir", default=None, help="where to write the trees (default: the system's temporary folder)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     bakery = [PY, "-m", "bakery"]
-    work = Path(tempfile.mkdtemp(prefix="bakery-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="bakery-bench-", dir=args.dir))
     rows = []
     try:
         rows.append(measure("floor: python -c pass", [PY, "-c", "pass"], work, args.runs))
@@ -112,10 +115,13 @@ def main() -> None:
             if r["name"].startswith("render") and r["nodes"] in tree_floor:
                 # issue 22's targets: a first render within 3x, an unchanged one within 1.5x
                 r["x_tree_floor"] = r["median_s"] / tree_floor[r["nodes"]]
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(work.parent)], capture_output=True, text=True).stdout.strip()
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.system()} {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}", "runs": args.runs}
+            f"{os.cpu_count()} cores, Python {platform.python_version()}", "runs": args.runs,
+            "trees": f"{work.parent} ({fs or 'unknown filesystem'})"}
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"{meta['date']}, {meta['machine']}, median of {args.runs} runs (first renders: up to 3)\n")
+    print(f"{meta['date']}, {meta['machine']}, trees in {meta['trees']}, median of {args.runs} runs "
+          "(first renders: up to 3)\n")
     print(f"| {'what':44} | median s | spread s | over floor s | x tree floor | ms/node | peak RSS MiB |")
     print(f"|{'-' * 46}|---------:|---------:|-------------:|-------------:|--------:|-------------:|")
     for r in rows:

@@ -215,3 +215,23 @@ def test_workers_die_with_a_render_killed_outright(tmp_path):
                  and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
         time.sleep(0.05)
     assert not alive, "workers outlived the render"
+
+
+def test_check_with_workers_finds_what_changed(big, tmp_path):
+    """`render --check` compares each node's files where they are made (in a worker too): an
+    edit, a removal and an addition anywhere in the nodes are all reported."""
+    src, serial, _ = big
+    out = tmp_path / "out"
+    shutil.copytree(serial, out, symlinks=True)
+    env = {**os.environ, fanout.JOBS_ENV: "3"}
+    assert run_bakery("render", "--check", src, "--out", out, env=env).returncode == 0
+    nodes = sorted(p.name for p in (out / "nodes").iterdir())
+    edited, removed = out / "nodes" / nodes[-1] / "network-config", out / "nodes" / nodes[-2] / "meta-data"
+    edited.write_text(edited.read_text() + "# hand edit\n")
+    removed.unlink()
+    (out / "nodes" / nodes[-3] / "extra").write_text("x")
+    r = run_bakery("render", "--check", src, "--out", out, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "3 files differ" in r.stdout, r.stdout
+    assert f"~ nodes/{nodes[-1]}/network-config" in r.stdout
+    assert f"+ nodes/{nodes[-2]}/meta-data" in r.stdout and f"- nodes/{nodes[-3]}/extra" in r.stdout
