@@ -235,3 +235,96 @@ def test_check_with_workers_finds_what_changed(big, tmp_path):
     assert "3 files differ" in r.stdout, r.stdout
     assert f"~ nodes/{nodes[-1]}/network-config" in r.stdout
     assert f"+ nodes/{nodes[-2]}/meta-data" in r.stdout and f"- nodes/{nodes[-3]}/extra" in r.stdout
+
+
+# --- what a review found (issue 22) --------------------------------------------------------
+
+def _run_script(code: str, timeout: float = 60):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
+
+
+def test_an_interrupt_of_the_render_alone_never_hangs_on_a_childs_pipe():
+    """SIGINT to the render's process only (kill -INT, a wrapper), while it reads the first
+    worker's results: that worker may be blocked writing more than a pipe holds, and no sibling
+    may hold its pipe open, or neither would ever end."""
+    code = """
+import os, signal, time
+from bakery.output import fanout
+parent = os.getpid()
+def work(i):
+    if os.getpid() == parent and i == 0:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+    if os.getpid() != parent:
+        time.sleep(2)
+    return b"x" * 200_000
+signal.signal(signal.SIGALRM, lambda *a: os.kill(parent, signal.SIGINT))
+try:
+    list(fanout.fan_out(list(range(3)), work, 3))
+except KeyboardInterrupt:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+        print("children left")
+    except ChildProcessError:
+        print("interrupted, no child left")
+"""
+    r = _run_script(code, timeout=30)
+    assert r.stdout.strip() == "interrupted, no child left", r.stdout + r.stderr
+
+
+def test_an_interrupt_right_after_the_fork_never_runs_the_callers_code():
+    """A worker interrupted before its share starts (here: while the share is read, slowed
+    down) ends there: the caller's except and finally run once, in the render's process, and
+    what it printed before the fork is printed once."""
+    code = """
+import os, signal, time, threading
+from collections.abc import Sequence
+from bakery.output import fanout
+parent = os.getpid()
+class Plans(Sequence):
+    def __len__(self): return 4
+    def __getitem__(self, i):
+        if os.getpid() != parent:
+            time.sleep(0.5)
+        return i
+print("rendering...")
+def hit():
+    time.sleep(0.2)
+    for pid in os.popen(f"pgrep -P {parent}").read().split():
+        os.kill(int(pid), signal.SIGINT)
+threading.Thread(target=hit).start()
+try:
+    list(fanout.fan_out(Plans(), lambda i: i, 2))
+except BaseException as exc:
+    print(f"caught in {'parent' if os.getpid() == parent else 'child'}: {type(exc).__name__}")
+finally:
+    print(f"finally in {'parent' if os.getpid() == parent else 'child'}")
+"""
+    r = _run_script(code)
+    assert r.stdout.splitlines() == ["rendering...", "caught in parent: EnvError", "finally in parent"], r.stdout
+
+
+def test_an_exception_that_cannot_be_rebuilt_is_named():
+    """An exception class whose __init__ takes other arguments than its args pickles but does
+    not unpickle: the parent gets an EnvError with its name and message, not "a worker died"."""
+    from bakery import fsafe
+
+    def work(i):
+        if os.getpid() != parent:
+            raise fsafe.NotRegular(Path("/out/nodes/n1/user-data"), "a named pipe")
+        return i
+
+    parent = os.getpid()
+    with pytest.raises(EnvError, match=r"a render worker failed: NotRegular: .*user-data"):
+        list(fanout.fan_out(list(range(4)), work, 2))
+    assert _no_children_left()
+
+
+def test_jobs_in_other_digits_are_refused(monkeypatch):
+    for odd in ("²", "٣", "１"):
+        monkeypatch.setenv(fanout.JOBS_ENV, odd)
+        with pytest.raises(InputError, match="BAKERY_JOBS"):
+            fanout.jobs_for(10)

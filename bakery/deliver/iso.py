@@ -107,11 +107,12 @@ def _path_table(extent: int, big_endian: bool) -> bytes:
     return b"\x01\0" + struct.pack(order + "I", extent) + struct.pack(order + "H", 1) + b"\0\0"
 
 
-def nocloud_iso(files: dict[str, bytes], *, volume: str = "CIDATA", system: str = "LINUX",
-                application: str = "BAKERY", epoch: float = 0.0) -> bytes:
-    """The image of these files at the root, every date `epoch` (UTC). A file's name is its
-    Rock Ridge and Joliet name; its ISO 9660 name is the name upper-cased with '-' as '_'
-    (level 3, version 1), which is what pycdlib was given."""
+def nocloud_iso(files: dict[str, bytes], *, epoch: float, volume: str = "CIDATA", system: str = "LINUX",
+                application: str = "BAKERY") -> bytes:
+    """The image of these files at the root, every date `epoch` (UTC, seconds; pycdlib read
+    0 as "no date" and wrote zeros, so 0 is not pycdlib's layout). A file's name is its Rock
+    Ridge and Joliet name; its ISO 9660 name is the name upper-cased with '-' as '_' (level
+    3, version 1), which is what pycdlib was given."""
     for name in files:
         if not _NAME.match(name):
             raise ValueError(f"seed ISO: {name!r} is not a seed file name ([a-z0-9-], at most 30)")

@@ -7,9 +7,11 @@ model, the bundle, caches) without pickling any of it, runs its share, and sends
 back pickled through a pipe. work() may write files (into a render's private new tree); what
 it returns is all the parent learns.
 
-A child never runs the parent's code after the fork returns: it ends with os._exit, so no
-`finally`, lock release, atexit hook or buffered output of the parent runs twice; and it
-dies with the parent (a render killed outright leaves no worker writing on). An
+A child never runs the parent's code after the fork returns: signals are held over the fork
+and released inside the child's own `try`, which ends with os._exit, so no `finally`, lock
+release, atexit hook or buffered output of the parent runs twice; it holds no other child's
+pipe (one interrupted child's results can never block it); and it dies with the parent (a
+render killed outright leaves no worker writing on). An
 exception in a child is re-raised in the parent (an OSError keeps its errno and file name),
 a child that dies is an EnvError, and when anything fails (or Ctrl-C) the parent kills and
 reaps every child before the error goes on, so nothing writes into a tree being removed.
@@ -48,7 +50,7 @@ def jobs_for(items: int) -> int:
     """How many processes to share `items` between (1: this one alone)."""
     wanted = os.environ.get(JOBS_ENV, "").strip()
     if wanted:
-        if not wanted.isdigit() or int(wanted) < 1:
+        if not (wanted.isascii() and wanted.isdigit()) or int(wanted) < 1:
             raise InputError(f"{JOBS_ENV}={wanted!r}: give a whole number of processes, 1 or more (1: no "
                              "worker processes)", check="jobs")
         limit = int(wanted)
@@ -70,11 +72,26 @@ def fan_out(items: Sequence[T], work: Callable[[T], R], jobs: int) -> Iterator[R
     try:
         for k in range(1, jobs):
             read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the child: never returns
-                os.close(read)
-                _die_with(parent)
-                _child(write, [items[i] for i in range(k, len(items), jobs)], work)
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+            try:
+                try:
+                    pid = os.fork()
+                except OSError:  # no process to be had: this render's own error
+                    os.close(read)
+                    os.close(write)
+                    raise
+                if pid == 0:  # the child: never returns, whatever happens
+                    try:
+                        os.close(read)
+                        for _, sibling in running:  # the siblings' read ends: theirs alone
+                            os.close(sibling)
+                        _die_with(parent)
+                        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                        _child(write, [items[i] for i in range(k, len(items), jobs)], work)
+                    finally:
+                        os._exit(3)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
             os.close(write)
             running.append((pid, read))
         mine = [work(items[i]) for i in range(0, len(items), jobs)]
@@ -106,10 +123,10 @@ def _child(write: int, share: list, work: Callable) -> None:
             payload = ("ok", [work(item) for item in share])
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
             code = 1
-            payload = ("error", exc)
+            payload = ("error", _portable(exc))
         try:
             data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+        except Exception:  # noqa: BLE001 - a result that cannot be pickled
             code = 1
             data = pickle.dumps(("error", EnvError(f"a render worker failed: {payload[1]!r}")))
         with os.fdopen(write, "wb") as out:
@@ -120,13 +137,28 @@ def _child(write: int, share: list, work: Callable) -> None:
         os._exit(code)
 
 
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself if the parent can rebuild it from a pickle (an OSError keeps its
+    errno and file name); else an EnvError naming it (a class whose __init__ takes other
+    arguments than its args cannot be unpickled)."""
+    try:
+        pickle.loads(pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL))
+        return exc
+    except Exception:  # noqa: BLE001
+        return EnvError(f"a render worker failed: {type(exc).__name__}: {exc}")
+
+
 def _collect(pid: int, read: int) -> list:
     """Read a child's results to the end of its pipe, then reap it."""
     try:
         with os.fdopen(read, "rb") as pipe:
             data = pipe.read()
-    finally:
-        _, status = os.waitpid(pid, 0)
+    except BaseException:  # interrupted: the child may be blocked on a pipe nobody reads
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
     try:
         kind, value = pickle.loads(data)
     except Exception:  # noqa: BLE001 - nothing (or half) was sent: the child died
