@@ -198,7 +198,9 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
         loc = store.locate(dest, secrets_path)  # again under the tree's lock: the in-tree link is stable
         with store.locked(loc, lock_timeout):
             clean_stale(dest)
-            bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token, renew=renew, now=now)
+            recorded = state.load(dest)
+            bundle, changed, notes = store.obtain(cluster, loc, rotate_token=rotate_token, renew=renew, now=now,
+                                                  checked=state.checked_keys(recorded))
             previous = _previous(dest)
             seeds_cluster, extra, upgrade_of = _upgrade_context(cluster, previous, dest, plan, upgrade_done)
             _refuse_second_init(seeds_cluster, previous)
@@ -211,7 +213,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
             running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
             result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now) + cni_warnings)
-            kept = None if changed else state.unchanged(dest, key)
+            kept = None if changed else state.unchanged(recorded, dest, key)
             if kept is not None:
                 result.count = kept
                 result.messages += _messages(cluster, dest, kept, notes, bundle, rotate_token, seeded, unchanged=True)
@@ -241,7 +243,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
                 fsafe.record_completed(result.messages)
 
             write_tree(dest, fill, before_swap=commit, after_swap=report)
-            state.record(dest, key)
+            state.record(dest, key, bundle.key_digests())
     return result
 
 

@@ -115,10 +115,11 @@ def main() -> None:
             if r["name"].startswith("render") and r["nodes"] in tree_floor:
                 # issue 22's targets: a first render within 3x, an unchanged one within 1.5x
                 r["x_tree_floor"] = r["median_s"] / tree_floor[r["nodes"]]
-    fs = subprocess.run(["stat", "-f", "-c", "%T", str(work.parent)], capture_output=True, text=True).stdout.strip()
+    fs = subprocess.run(["df", "--output=fstype", str(work.parent)], capture_output=True,
+                        text=True).stdout.split()[-1:]
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.system()} {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}", "runs": args.runs,
-            "trees": f"{work.parent} ({fs or 'unknown filesystem'})"}
+            "trees": f"{work.parent} ({fs[0] if fs else 'unknown filesystem'})"}
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"{meta['date']}, {meta['machine']}, trees in {meta['trees']}, median of {args.runs} runs "
           "(first renders: up to 3)\n")

@@ -199,8 +199,56 @@ def test_a_record_of_someone_else_is_neither_read_nor_removed(lab, monkeypatch):
     never trusted, and the render does not stop on it."""
     src, out = lab
     path = state.state_path(out)
-    assert state.unchanged(out, json.loads(path.read_text())["key"]) is not None
+    key = json.loads(path.read_text())["key"]
+    assert state.unchanged(state.load(out), out, key) is not None and state.checked_keys(state.load(out))
     monkeypatch.setattr(state.os, "geteuid", lambda: os.getuid() + 4242)
-    assert state.unchanged(out, json.loads(path.read_text())["key"]) is None
+    assert state.load(out) == {}, "another user's record is not read: no shortcut, no key it vouches for"
+    assert state.unchanged(state.load(out), out, key) is None
     state.forget(out)
     assert path.exists()
+
+
+def test_keys_checked_by_the_last_render_are_not_checked_again(lab, monkeypatch):
+    """The record keeps a digest of each key of the bundle the render read (or made); the next
+    render reads exactly those keys without OpenSSL's RSA consistency check again, and any other
+    key text (a key damaged since, a bundle replaced) gets the full check."""
+    from cryptography.hazmat.primitives import serialization
+
+    from bakery.pki import bundle as bundle_mod
+
+    src, out = lab
+    recorded = state.checked_keys(state.load(out))
+    bundle = bundle_mod.parse((out / "secrets.yaml").read_bytes())
+    assert sorted(recorded) == bundle.key_digests() and len(recorded) == 5
+    assert not any(p.key in json.dumps(state.load(out)) for p in (bundle.ca, bundle.admin)), "no key text"
+    full = []
+    real = serialization.load_pem_private_key
+
+    def load(data, password, *, unsafe_skip_rsa_key_validation=False, **kw):
+        if not unsafe_skip_rsa_key_validation:
+            full.append(data)
+        return real(data, password, unsafe_skip_rsa_key_validation=unsafe_skip_rsa_key_validation, **kw)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", load)
+    bundle_mod.parse((out / "secrets.yaml").read_bytes(), checked=recorded)
+    assert full == [], "every key was checked by the last render"
+    bundle_mod.parse((out / "secrets.yaml").read_bytes())
+    assert len(full) == 5, "without the record, all five are checked"
+    full.clear()
+    others = frozenset(d for d in recorded if d != bundle_mod.key_digest(bundle.admin.key))
+    bundle_mod.parse((out / "secrets.yaml").read_bytes(), checked=others)
+    assert full == [bundle.admin.key.encode()], "a key the record does not vouch for is checked"
+
+
+def test_a_key_damaged_after_a_render_is_still_refused(lab):
+    """The record vouches for key texts, not for the bundle's file: a key whose CRT value was
+    damaged since the last render is another text, fully checked, and refused."""
+    import yaml
+    from test_bundle_tamper import corrupt
+
+    src, out = lab
+    doc = yaml.safe_load((out / "secrets.yaml").read_text())
+    doc["admin"]["key"] = corrupt(doc["admin"]["key"], "dmp1")
+    (out / "secrets.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = run_bakery("render", src, "--out", out)
+    assert r.returncode == 2 and "admin.key fails the RSA key consistency check" in r.stderr, r.stderr

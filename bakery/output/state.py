@@ -9,9 +9,9 @@ count; each link's text; each folder's mode), has nothing to write: a full rende
 the same bytes, hard-link every file back (writer._link_same) and swap in an identical tree.
 Anything else (another key, a file edited, added, removed or replaced, an unreadable or
 foreign record) makes the full render, which removes the record before its swap and writes
-it after. The record is a cache: losing
-it costs one full render, never a wrong tree. The change time (ctime) is the kernel's: an
-edit that puts the modification time back (touch -r, rsync --inplace --times) still moves it.
+it after. The record is a cache: losing it costs one full render (and the secrets bundle's
+full key check), never a wrong tree. The change time (ctime) is the kernel's: an edit that
+puts the modification time back (touch -r, rsync --inplace --times) still moves it.
 As with git's index, an edit within the filesystem's timestamp tick of the render's own
 write (a few milliseconds on ext4) that keeps the size and inode would go unnoticed.
 """
@@ -65,14 +65,27 @@ def snapshot(dest: Path) -> dict | None:
     return {"files": files, "links": links, "dirs": dirs}
 
 
-def unchanged(dest: Path, key: str) -> int | None:
-    """The number of files (and links) of dest when the last render recorded this key and the
-    tree is still as recorded; None otherwise."""
+def load(dest: Path) -> dict:
+    """The record beside dest ({} when there is none, or none of this user's, or it is unreadable)."""
     try:
         doc = json.loads(_read_own(state_path(dest)))
     except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict) or doc.get("version") != _VERSION or doc.get("key") != key:
+        return {}
+    return doc if isinstance(doc, dict) and doc.get("version") == _VERSION else {}
+
+
+def checked_keys(doc: dict) -> frozenset[str]:
+    """The digests (pki.bundle.key_digest) of the private keys the recorded render read or
+    made, each of which passed the bundle's full key check then: the same key text passes it
+    again. The record is this user's own file (load), written only by bakery."""
+    keys = doc.get("checkedKeys")
+    return frozenset(k for k in keys if isinstance(k, str)) if isinstance(keys, list) else frozenset()
+
+
+def unchanged(doc: dict, dest: Path, key: str) -> int | None:
+    """The number of files (and links) of dest when the last render recorded this key (doc:
+    load()) and the tree is still as recorded; None otherwise."""
+    if doc.get("key") != key:
         return None
     try:
         now = snapshot(dest)
@@ -106,11 +119,11 @@ def forget(dest: Path) -> None:
             os.unlink(path)
 
 
-def record(dest: Path, key: str) -> None:
-    """Write the record of the tree just swapped in; a failure only costs the next render
-    its shortcut."""
+def record(dest: Path, key: str, checked: list[str]) -> None:
+    """Write the record of the tree just swapped in, with the digests of the bundle's keys
+    (checked_keys); a failure only costs the next render its shortcuts."""
     with contextlib.suppress(OSError):
         tree = snapshot(dest)
         if tree is not None:
-            doc = {"version": _VERSION, "key": key, "tree": tree}
+            doc = {"version": _VERSION, "key": key, "checkedKeys": checked, "tree": tree}
             fsafe.write_atomic(state_path(dest), json.dumps(doc, separators=(",", ":")).encode(), 0o600)

@@ -125,6 +125,12 @@ class Bundle:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return "sha256:" + hashlib.sha256(spki).hexdigest()
 
+    def key_digests(self) -> list[str]:
+        """key_digest of each private key (for the render's record: these passed parse's
+        checks, or bakery made them)."""
+        return sorted(key_digest(p.key) for p in (self.ca, self.etcd_ca, self.front_proxy_ca,
+                                                   self.service_account, self.admin))
+
     @functools.cached_property
     def ca_not_before(self) -> str:
         """The cluster CA's start (RFC 3339, UTC): a node whose clock is earlier cannot
@@ -415,15 +421,28 @@ def _one_pem(text: str, where: str, label: str) -> None:
         raise BadBundle(f"{where} holds {kind}; it must hold {want}, as kubeadm writes it")
 
 
-def _load_key(pem: str, where: str):
+def key_digest(pem: str) -> str:
+    """What names a private key's exact text in a render's record (output.state), never the key."""
+    return hashlib.sha256(b"bakery-checked-key\0" + pem.encode()).hexdigest()
+
+
+def _load_key(pem: str, where: str, checked: frozenset[str] = frozenset()):
     """The private key, fully checked once per read of a bundle: for RSA, OpenSSL's
     consistency check (primes, exponents, CRT values). A key whose CRT values were damaged
     still matches its certificate, and one signature made with it gives its factors away.
     It costs ~35 ms per RSA-2048 key and ~0.3 s per RSA-4096 key (most of it OpenSSL's
     primality tests), five keys per read; keys that bakery has just generated never come
-    here (new_bundle does not read its keys back)."""
+    here (new_bundle does not read its keys back). checked: the key_digest of keys whose
+    exact text passed this check before (the output folder's record, kept by this user):
+    the same text passes it again, so it is read without repeating it."""
     from cryptography.hazmat.primitives import serialization
 
+    if key_digest(pem) in checked:
+        try:
+            return serialization.load_pem_private_key(pem.encode(), password=None,
+                                                      unsafe_skip_rsa_key_validation=True)
+        except (ValueError, TypeError):
+            pass  # not what was checked after all: the full read below says why
     try:
         return serialization.load_pem_private_key(pem.encode(), password=None)
     except TypeError:  # a password is needed; no message of cryptography's contains key material
@@ -602,7 +621,8 @@ def _check_validity(cert, where: str, now: datetime.datetime, *, fix: str = "", 
         raise error(f"{where} expires on {end:%Y-%m-%d}, in less than {MIN_REMAINING.days} days{fix}")
 
 
-def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: bool = True) -> Bundle:
+def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: bool = True,
+          checked: frozenset[str] = frozenset()) -> Bundle:
     """Parse and check a bundle. Raises BadBundle with a one-line reason that quotes no secret.
     leaf_ending=False accepts a leaf (the admin certificate) that has ended or ends soon: for
     `bakery secrets renew`, which replaces it."""
@@ -654,7 +674,7 @@ def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: boo
 
     keys = []
     for part, cn in CAS:
-        cert, key = _load_cert(pairs[part].certificate, part), _load_key(pairs[part].key, part)
+        cert, key = _load_cert(pairs[part].certificate, part), _load_key(pairs[part].key, part, checked)
         if not _same_key(cert, key):
             raise BadBundle(f"{part}.key does not belong to {part}.certificate")
         _check_algorithm(part, cert.public_key(), alg)
@@ -668,13 +688,13 @@ def parse(data: bytes, now: datetime.datetime | None = None, *, leaf_ending: boo
         sa_pub = serialization.load_pem_public_key(bundle.service_account.certificate.encode())
     except (ValueError, UnsupportedAlgorithm):
         raise BadBundle("serviceAccount.publicKey is not a PEM public key") from None
-    sa_key = _load_key(bundle.service_account.key, "serviceAccount")
+    sa_key = _load_key(bundle.service_account.key, "serviceAccount", checked)
     if not _same_key(sa_pub, sa_key):
         raise BadBundle("serviceAccount.key does not belong to serviceAccount.publicKey")
     _check_algorithm("serviceAccount", sa_pub, alg)
     keys.append(("serviceAccount", sa_key))
 
-    admin_cert, admin_key = _load_cert(bundle.admin.certificate, "admin"), _load_key(bundle.admin.key, "admin")
+    admin_cert, admin_key = _load_cert(bundle.admin.certificate, "admin"), _load_key(bundle.admin.key, "admin", checked)
     if not _same_key(admin_cert, admin_key):
         raise BadBundle("admin.key does not belong to admin.certificate")
     _check_algorithm("admin", admin_cert.public_key(), alg)

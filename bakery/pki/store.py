@@ -143,11 +143,13 @@ def _clean_temporaries(real: Path) -> None:
 
 
 def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, renew: bool = False,
-           now: datetime.datetime | None = None) -> tuple[Bundle, bool, list[str]]:
+           now: datetime.datetime | None = None, checked: frozenset[str] = frozenset()
+           ) -> tuple[Bundle, bool, list[str]]:
     """The bundle at ``loc`` (checked), or a new one. Returns (bundle, changed, notes):
     changed when the bundle was created, its token replaced, its admin certificate
     reissued or renewed, or an encryption-at-rest key added, i.e. when it must be written;
-    notes say what happened, one line each, and never quote a secret. ``now``: the clock (a test's, or the system's)."""
+    notes say what happened, one line each, and never quote a secret. ``now``: the clock (a test's, or the system's).
+    ``checked``: digests of keys an earlier render checked in full (bundle.parse)."""
     now = now or datetime.datetime.now(datetime.UTC)
     path = loc.path
     if create and not loc.in_tree:
@@ -165,7 +167,7 @@ def obtain(cluster, loc: Location, *, rotate_token: bool, create: bool = True, r
         created = f"created the secrets bundle {path} (keep it: it is the cluster's root of trust)"
         return new_bundle(cluster, now), True, [created]
     try:
-        bundle = parse(read(loc.real), now, leaf_ending=not renew)
+        bundle = parse(read(loc.real), now, leaf_ending=not renew, checked=checked)
     except LeafEnding as exc:
         raise InputError(f"{path}: {exc}", check="secrets-renew") from None
     except BadBundle as exc:
