@@ -8,7 +8,7 @@ from .. import __version__, versions
 from ..plan import ImagePlan
 from ..spec.model import Cluster
 from ..templating import dump_yaml, render_template
-from .steps import INSTALL_HOSTNAME, SUDOERS_FILE, _os
+from .steps import INSTALL_HOSTNAME, SUDOERS_FILE
 
 
 def _templatefile_escape(text: str) -> str:
@@ -233,7 +233,7 @@ def boot_comment(plan: ImagePlan, medium: str) -> list[str]:
 def installer_seed(cluster: Cluster, plan: ImagePlan) -> tuple[str, dict[str, str], list[tuple[str, str]], list[str]]:
     """(medium, files under installer/, content entries (path, HCL expression), boot command).
     The same entries serve as http_content or cd_content: the CD holds what HTTP would serve."""
-    osr = _os(plan)
+    osr = plan.release
     medium = cluster.image.installer_seed
     # debian-installer fetches from the mirror by its protocol (mirror/<protocol>/proxy): an
     # https mirror through the https proxy, as curl and apt pick one by the URL's scheme.

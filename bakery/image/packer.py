@@ -28,7 +28,6 @@ from .steps import (
     STAGE_ROOT,
     SUDOERS_FILE,
     Step,
-    _os,
     bake_steps,
     image_files,
 )
@@ -187,7 +186,7 @@ def required_version() -> str:
 
 
 def render_packer(cluster: Cluster, plan: ImagePlan) -> list[OutputFile]:
-    osr = _os(plan)
+    osr = plan.release
     builders = list(cluster.image.builders)
     common = {"bakery_version": __version__, "cluster_name": cluster.name}
     out: list[OutputFile] = []

@@ -105,10 +105,6 @@ class ImageFile:
     content: str | None = None  # verbatim content instead of a template
 
 
-def _os(plan: ImagePlan) -> versions.OsRelease:
-    return versions.OS_RELEASES[plan.os]
-
-
 def socket_path(plan: ImagePlan) -> str:
     return planmod.CONTAINERD_SOCKET.removeprefix("unix://")
 
@@ -192,7 +188,7 @@ def uefi_context(plan: ImagePlan) -> dict | None:
 def bake_steps(cluster: Cluster, plan: ImagePlan) -> list[Step]:
     """The bake scripts in the order they run (image-builder's: node, containerd,
     kubernetes, images, sysprep). Sealing is last; insert new steps before it."""
-    osr = _os(plan)
+    osr = plan.release
     by_path = {f.path: f for f in image_files(cluster, plan)}
 
     def installs(*paths: str) -> list[tuple[str, str]]:
