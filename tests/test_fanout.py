@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from test_render_state import tree, without_inodes
 
 from bakery import render as render_mod
 from bakery.errors import EnvError, InputError
@@ -124,15 +125,8 @@ def test_jobs(monkeypatch):
 # --- through render ----------------------------------------------------------------------------
 
 def snapshot(out: Path) -> dict:
-    got = {}
-    for root, dirs, files in os.walk(out):
-        for name in dirs + files:
-            p = Path(root) / name
-            st = p.lstat()
-            rel = str(p.relative_to(out))
-            got[rel] = (os.readlink(p) if p.is_symlink() else None if p.is_dir() else p.read_bytes(),
-                        st.st_mode & 0o7777)
-    return got
+    """Every file's mode and content hash, every link's text, every folder's mode."""
+    return without_inodes(tree(out))
 
 
 @pytest.fixture(scope="module")
