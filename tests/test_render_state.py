@@ -252,3 +252,27 @@ def test_a_key_damaged_after_a_render_is_still_refused(lab):
     (out / "secrets.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     r = run_bakery("render", src, "--out", out)
     assert r.returncode == 2 and "admin.key fails the RSA key consistency check" in r.stderr, r.stderr
+
+
+def test_the_manifest_is_json_dumps_indented():
+    """manifest.json's "files" are written by the C encoder (render._indented): the text is
+    exactly json.dumps(doc, indent=2)'s, whatever the strings hold (quotes, backslashes,
+    newlines, braces, non-ASCII), with and without an upgrade, with links and files."""
+    import random
+
+    rnd = random.Random(22)
+
+    def text() -> str:
+        return "".join(rnd.choice('ab"\\\n\t{}[],: é\u2028/x') for _ in range(rnd.randint(0, 8)))
+
+    for _ in range(1500):
+        files = []
+        for _ in range(rnd.randint(1, 6)):
+            entry = {"path": text(), "kind": text(), "node": rnd.choice([None, text()]), "role": rnd.choice([None, "w"])}
+            entry.update({"link": text()} if rnd.random() < 0.5 else
+                         {"sha256": text(), "size": rnd.randint(0, 10**12), "mode": "0644"})
+            files.append(entry)
+        doc = {"bakery": "0", "cluster": text(), "initNode": rnd.choice([None, text()]), "cni": {"plugin": "calico"},
+               **({"upgrade": {"from": "1.35.2", "to": "1.36.3"}} if rnd.random() < 0.5 else {}), "files": files}
+        assert render_mod._indented(doc) == json.dumps(doc, indent=2), doc
+    assert render_mod._indented({"a": 1, "files": []}) == json.dumps({"a": 1, "files": []}, indent=2)
