@@ -64,7 +64,9 @@ def _indented(doc: dict) -> str:
     string holds no raw newline, so "},\n" followed by the next entry's brace occurs only
     between entries."""
     files = doc["files"]
-    if not files or any(isinstance(v, (dict, list)) for e in files for v in e.values()):
+    scalar = (str, int, float, bool, type(None))
+    if not files or not all(type(e) is dict and e and all(isinstance(v, scalar) for v in e.values())
+                            for e in files):
         return json.dumps(doc, indent=2)
     head = json.dumps({**doc, "files": []}, indent=2)
     assert head.endswith('"files": []\n}'), "files is the manifest's last key"

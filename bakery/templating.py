@@ -145,11 +145,20 @@ def _skeleton(data, values: list[str]):
             raise _NoStencil
         return data
     if kind is dict:
-        return (dict, tuple((k, _skeleton(v, values)) for k, v in data.items()))
+        return (dict, tuple((_scalar_shape(k), _skeleton(v, values)) for k, v in data.items()))
     if kind is list:
         return (list, tuple(_skeleton(v, values) for v in data))
+    return _scalar_shape(data)
+
+
+def _scalar_shape(data):
+    """A key or a scalar value in the shape: its exact type and text. True, 1 and 1.0 (and
+    0.0 and -0.0) are equal to Python, and would otherwise share a stencil."""
+    kind = type(data)
+    if kind is str:
+        return data
     if kind in (bool, int, float) or data is None:
-        return (kind, data)
+        return (kind, repr(data))
     raise _NoStencil  # a type the shape does not know: emitted whole (or refused) as ever
 
 

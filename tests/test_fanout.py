@@ -20,13 +20,34 @@ from bakery.output import fanout
 from clusters import make_cluster
 from conftest import run_bakery
 
+FORKED: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def forked(monkeypatch):
+    """The pids fan_out forks, in FORKED (the test process has other children: the suite's
+    command runner)."""
+    real = os.fork
+    FORKED.clear()
+
+    def fork():
+        pid = real()
+        if pid:
+            FORKED.append(pid)
+        return pid
+
+    monkeypatch.setattr(fanout.os, "fork", fork)
+
 
 def _no_children_left() -> bool:
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:  # this process has no child, running or unreaped
-        return True
-    return False
+    """Every worker fan_out forked has been reaped (none running, none a zombie)."""
+    for pid in FORKED:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        return False
+    return True
 
 
 # --- fan_out itself --------------------------------------------------------------------------

@@ -275,4 +275,6 @@ def test_the_manifest_is_json_dumps_indented():
         doc = {"bakery": "0", "cluster": text(), "initNode": rnd.choice([None, text()]), "cni": {"plugin": "calico"},
                **({"upgrade": {"from": "1.35.2", "to": "1.36.3"}} if rnd.random() < 0.5 else {}), "files": files}
         assert render_mod._indented(doc) == json.dumps(doc, indent=2), doc
-    assert render_mod._indented({"a": 1, "files": []}) == json.dumps({"a": 1, "files": []}, indent=2)
+    for files in ([], [{}], [{"a": 1}, {}], [{"a": ("x", "y")}], [{"a": {"b": 1}}]):  # not _entry's: as json.dumps
+        doc = {"a": 1, "files": files}
+        assert render_mod._indented(doc) == json.dumps(doc, indent=2), files

@@ -28,8 +28,10 @@ TRICKY = [
 ]
 
 scalars = st.one_of(st.sampled_from(TRICKY), st.text(max_size=12), st.integers(-5, 5), st.booleans(), st.none(),
+                    st.sampled_from([0.0, -0.0, 1.0, 1.5, float("inf"), float("nan")]),
                     st.from_regex(r"[a-z0-9][a-z0-9.:/-]{0,20}", fullmatch=True))
-keys = st.one_of(st.sampled_from(["name", "match", "a", "instance-id", "1", "yes", "a b"]), st.text(max_size=6))
+keys = st.one_of(st.sampled_from(["name", "match", "a", "instance-id", "1", "yes", "a b"]), st.text(max_size=6),
+                 st.sampled_from([True, False, 1, 0, 1.0, 0.0, -0.0, None]))
 docs = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                      st.dictionaries(keys, inner, max_size=4)), max_leaves=20)
 
@@ -130,3 +132,30 @@ def test_the_stencils_are_bounded():
         doc = {f"key{i}": "value"}
         assert templating.dump_yaml(doc) == whole(doc)
     assert len(templating._STENCILS) <= templating._STENCIL_LIMIT
+
+
+def test_keys_and_values_python_holds_equal_keep_their_own_shape():
+    """True, 1 and 1.0 are one dict key to Python, as are 0.0 and -0.0: each is still written
+    as itself, never filled into another's stencil. Keys the emitter does not know (a str
+    subclass, an IntEnum) are refused as the emitter refuses them."""
+    import enum
+
+    class Text(str):
+        pass
+
+    class Number(enum.IntEnum):
+        ONE = 1
+
+    for first, second in [({1: "k8s-a"}, {True: "k8s-b"}), ({1: "k8s-a"}, {1.0: "k8s-b"}),
+                          ({0: "k8s-a"}, {False: "k8s-b"}), ({0.0: "k8s-a"}, {-0.0: "k8s-b"}),
+                          ({"a": 0.0, "n": "k8s-a"}, {"a": -0.0, "n": "k8s-b"}), ([0.0], [-0.0])]:
+        for flavour in ("libyaml", "pure"):
+            with emitted_by(flavour):
+                assert templating.dump_yaml(first) == whole(first)
+                assert templating.dump_yaml(second) == whole(second), (first, second, flavour)
+    for odd in ({Text("a"): "k8s-b"}, {Number.ONE: "k8s-b"}):
+        templating._STENCILS.clear()
+        templating.dump_yaml({"a": "k8s-a"})
+        templating.dump_yaml({1: "k8s-a"})
+        with pytest.raises(yaml.representer.RepresenterError):
+            templating.dump_yaml(odd)
