@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__, cni, fsafe
 from .errors import InputError
@@ -263,6 +264,15 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
     return result
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+@functools.cache
+def _field_names(kind: Any) -> tuple[str, ...] | None:
+    """A dataclass's field names (every field, repr or not); None for any other type."""
+    return tuple(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
+
+
 def _canonical(obj):
     """The model as plain JSON data, every field included (repr leaves some out), for the
     render key; a type it does not know is an error, so no input is ever skipped."""
@@ -270,14 +280,18 @@ def _canonical(obj):
     import ipaddress
     from collections.abc import Mapping
 
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"@": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    kind: Any = type(obj)
+    if kind in _PLAIN:
+        return obj
+    names = _field_names(kind)
+    if names is not None:
+        return {"@": kind.__name__, **{name: _canonical(getattr(obj, name)) for name in names}}
     if isinstance(obj, Mapping):
         return {"@map": sorted([_canonical(k), _canonical(v)] for k, v in obj.items())}
     if isinstance(obj, (tuple, list, frozenset, set)):
         items = [_canonical(x) for x in obj]
         return sorted(items, key=json.dumps) if isinstance(obj, (frozenset, set)) else items
-    if obj is None or isinstance(obj, (str, int, float, bool)):
+    if isinstance(obj, _PLAIN):
         return obj
     if isinstance(obj, enum.Enum):
         return _canonical(obj.value)
