@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from . import __version__, cni, fsafe
+from . import __version__, cni, fsafe, renderkey
 from .errors import InputError
 from .output import state
 from .output.layout import SECRETS_NAME, default_out
@@ -34,13 +32,6 @@ class RenderResult:
     messages: list[str] = field(default_factory=list)
     exit_code: int = 0
     warnings: list[str] = field(default_factory=list)  # for stderr, each "warning[check]: ..."
-
-
-def _entry(f: OutputFile) -> dict:
-    if f.link is not None:
-        return {"path": f.path, "kind": f.kind, "node": f.node, "role": f.role, "link": f.link}
-    return {"path": f.path, "kind": f.kind, "node": f.node, "role": f.role,
-            "sha256": hashlib.sha256(f.content).hexdigest(), "size": len(f.content), "mode": f"{f.mode:04o}"}
 
 
 def manifest(cluster: Cluster, entries: list[dict], fingerprint: str, token_id: str,
@@ -129,12 +120,12 @@ def _produce(parts: _Parts, upgrade: dict | None, handle: Callable[[OutputFile],
     entries: list[dict] = []
 
     def done(f: OutputFile) -> tuple[str, bool, R]:
-        entries.append(_entry(f))
+        entries.append(f.entry())
         return f.path, f.secret, handle(f)
 
     def work(node_plan):  # in this process or a worker: only what it returns comes back
         files, delivery = parts.node(node_plan)
-        return [(f.path, f.secret, handle(f)) for f in files], [_entry(f) for f in files], delivery
+        return [(f.path, f.secret, handle(f)) for f in files], [f.entry() for f in files], delivery
 
     for f in parts.head():
         yield done(f)
@@ -226,7 +217,7 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             # issue 22: a folder rendered from exactly these inputs and untouched since has
             # nothing to write (output.state); the lock, the bundle and the checks above ran as
             # for any render
-            key = render_key(seeds_cluster, bundle, loc, extra, upgrade_of)
+            key = renderkey.render_key(seeds_cluster, bundle, loc, extra, upgrade_of)
             # during an upgrade the cluster runs, whatever spec.bootstrap.initialized says
             running = dataclasses.replace(cluster, initialized=True) if upgrade_of else cluster
             result = RenderResult(dest, 0, warnings=_token_warnings(running, bundle, now) + cni_warnings)
@@ -262,81 +253,6 @@ def render_cluster(cluster: Cluster, *, out: str | None = None, secrets_path: st
             write_tree(dest, fill, before_swap=commit, after_swap=report)
             state.record(dest, key, bundle.key_digests())
     return result
-
-
-_PLAIN = (str, int, float, bool, type(None))
-
-
-@functools.cache
-def _field_names(kind: Any) -> tuple[str, ...] | None:
-    """A dataclass's field names (every field, repr or not); None for any other type."""
-    return tuple(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
-
-
-def _canonical(obj):
-    """The model as plain JSON data, every field included (repr leaves some out), for the
-    render key; a type it does not know is an error, so no input is ever skipped."""
-    import enum
-    import ipaddress
-    from collections.abc import Mapping
-
-    kind: Any = type(obj)
-    if kind in _PLAIN:
-        return obj
-    names = _field_names(kind)
-    if names is not None:
-        return {"@": kind.__name__, **{name: _canonical(getattr(obj, name)) for name in names}}
-    if isinstance(obj, Mapping):
-        return {"@map": sorted([_canonical(k), _canonical(v)] for k, v in obj.items())}
-    if isinstance(obj, (tuple, list, frozenset, set)):
-        items = [_canonical(x) for x in obj]
-        return sorted(items, key=json.dumps) if isinstance(obj, (frozenset, set)) else items
-    if isinstance(obj, _PLAIN):
-        return obj
-    if isinstance(obj, enum.Enum):
-        return _canonical(obj.value)
-    if isinstance(obj, (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
-                        ipaddress.IPv6Network, datetime.datetime, Path)):
-        return str(obj)
-    raise TypeError(f"render key: no canonical form for {type(obj).__name__}")
-
-
-def _code_digest() -> str:
-    """What makes the bytes besides the inputs: this bakery's own files (its modules,
-    templates and schemas: a release's version does not change while it is being developed),
-    the libraries that emit them (Jinja2, PyYAML with or without libyaml, whose emitters
-    templating picks at run time, cryptography) and Python's own version."""
-    import sys
-    from importlib import metadata
-
-    import yaml
-
-    from .resources import data_dir
-
-    h = hashlib.sha256(repr((sys.version_info[:3], yaml.__with_libyaml__)).encode())
-    for dist in ("jinja2", "PyYAML", "cryptography"):
-        try:
-            h.update(f"{dist}={metadata.version(dist)}\0".encode())
-        except metadata.PackageNotFoundError:
-            h.update(f"{dist}=none\0".encode())
-    sources = [(Path(__file__).resolve().parent, "*.py"), (data_dir("templates"), "*"), (data_dir("schemas"), "*")]
-    for root, pattern in sources:
-        for path in sorted(p for p in root.rglob(pattern) if p.is_file()):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def render_key(cluster: Cluster, bundle, loc, extra: tuple[OutputFile, ...], upgrade: dict | None) -> str:
-    """A hash of everything that decides the bytes of the output tree: bakery itself, the
-    model (every value from cluster.yaml and the files it names, defaults filled in), the
-    secrets bundle, where the bundle lives, and an upgrade's files."""
-    h = hashlib.sha256(b"bakery-render-key-1\0" + __version__.encode() + b"\0" + _code_digest().encode())
-    h.update(json.dumps(_canonical(cluster), sort_keys=True, separators=(",", ":")).encode())
-    h.update(hashlib.sha256(bundle.to_bytes()).digest())
-    h.update(json.dumps([loc.in_tree, loc.link, upgrade], sort_keys=True).encode())
-    for f in extra:
-        h.update(json.dumps(_entry(f), sort_keys=True).encode())
-    return h.hexdigest()
 
 
 def _upgrade_messages(seeds_cluster: Cluster, dest: Path, upgrade_of: dict | None) -> list[str]:

@@ -30,6 +30,7 @@ STAGES = (
     "seed",       # per-node cloud-init
     "deliver",    # seed ISOs, hand-off scripts, README, Proxmox API
     "build",      # running Packer
+    "renderkey",  # what decides a render's bytes
     "render",     # orchestration
     "cli",        # the commands
     "__main__",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bakery import render as render_mod
+from bakery import renderkey
 from bakery.output import state
 from bakery.spec import pipeline
 
@@ -116,7 +117,7 @@ def test_other_inputs_make_the_full_render(lab):
 def test_another_bakery_makes_the_full_render(lab, monkeypatch):
     src, out = lab
     cluster, _ = pipeline.load_cluster(str(src))
-    monkeypatch.setattr(render_mod, "_code_digest", lambda: "another bakery")
+    monkeypatch.setattr(renderkey, "_code_digest", lambda: "another bakery")
     result = render_mod.render_cluster(cluster, out=str(out))
     assert result.messages[0].startswith("wrote "), result.messages
 
@@ -146,7 +147,7 @@ def test_a_broken_or_planted_record_costs_a_full_render(lab, record, tmp_path):
 
 def test_the_key_takes_every_field_and_refuses_an_unknown_type():
     cluster, _ = pipeline.load_cluster(str(EXAMPLES / "ha" / "cluster.yaml"))
-    data = render_mod._canonical(cluster)
+    data = renderkey._canonical(cluster)
     assert [n["name"] for n in data["nodes"]] == [n.name for n in cluster.nodes]
 
     def paths(obj, path=""):
@@ -174,7 +175,7 @@ def test_the_key_takes_every_field_and_refuses_an_unknown_type():
     missing = [f for f in fields_of(cluster) if f not in flat]
     assert missing == [], missing[:10]
     with pytest.raises(TypeError, match="no canonical form for object"):
-        render_mod._canonical({"x": object()})
+        renderkey._canonical({"x": object()})
 
 
 def test_the_libraries_that_emit_the_bytes_are_in_the_key(monkeypatch):
@@ -183,15 +184,15 @@ def test_the_libraries_that_emit_the_bytes_are_in_the_key(monkeypatch):
     from importlib import metadata
 
     real = metadata.version
-    base = render_mod._code_digest()
+    base = renderkey._code_digest()
     for dist in ("jinja2", "PyYAML", "cryptography"):
         monkeypatch.setattr(metadata, "version", lambda name, d=dist: "0.0-other" if name == d else real(name))
-        assert render_mod._code_digest() != base, dist
+        assert renderkey._code_digest() != base, dist
     monkeypatch.setattr(metadata, "version", real)
     import yaml
 
     monkeypatch.setattr(yaml, "__with_libyaml__", not yaml.__with_libyaml__)
-    assert render_mod._code_digest() != base
+    assert renderkey._code_digest() != base
 
 
 def test_a_record_of_someone_else_is_neither_read_nor_removed(lab, monkeypatch):

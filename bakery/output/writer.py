@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -44,6 +45,14 @@ class OutputFile:
         if self.secret:
             return SECRET_MODE
         return EXEC_MODE if self.executable else FILE_MODE
+
+    def entry(self) -> dict:
+        """The file in manifest.json: its hash, size and mode, or a link's text; never its content."""
+        if self.link is not None:
+            return {"path": self.path, "kind": self.kind, "node": self.node, "role": self.role, "link": self.link}
+        return {"path": self.path, "kind": self.kind, "node": self.node, "role": self.role,
+                "sha256": hashlib.sha256(self.content).hexdigest(), "size": len(self.content),
+                "mode": f"{self.mode:04o}"}
 
 
 _RENAME_EXCHANGE = 2
